@@ -1,0 +1,92 @@
+"""``create_app(settings)``: the ASGI app with every dialect mounted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from batchd import __version__
+from batchd.api import errors as api_errors
+from batchd.api import native
+from batchd.api.responses import JsonResponse
+from batchd.core.manager import BatchManager
+from batchd.exec.local import LocalExecutor
+from batchd.exec.worker import Worker
+from batchd.metrics import Metrics
+from batchd.settings import Settings
+from batchd.store import open_store
+from batchd.tasks.registry import load_tasks
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the store opens and the worker starts when the app starts."""
+    settings = settings or Settings()
+    registry = load_tasks(
+        settings.task_modules(), examples=settings.load_example_tasks,
+        entry_points=settings.load_entry_points,
+    )
+    store = open_store(settings.database_url)
+    metrics = Metrics()
+    worker: Worker | None = None
+    if settings.run_worker:
+        worker = Worker(
+            store=store, registry=registry,
+            executor=LocalExecutor(threads=settings.worker_threads,
+                                   processes=settings.worker_processes),
+            settings=settings, metrics=metrics,
+        )
+    manager = BatchManager(
+        store=store, registry=registry, on_new_work=worker.wake if worker else None,
+        ingest_flush_items=settings.ingest_flush_items,
+        max_items_per_request=settings.max_items_per_request,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.open()
+        new_key = await manager.bootstrap_admin(settings.admin_key)
+        if new_key:
+            print(
+                f"batchd: created the admin key (shown once, keep it): {new_key}",
+                file=sys.stdout, flush=True,
+            )
+        if worker is not None:
+            await worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.stop()
+                worker.executor.close()
+            await store.close()
+
+    app = FastAPI(
+        title="batchd", version=__version__, lifespan=lifespan,
+        default_response_class=JsonResponse,
+        description="Self-hosted batch processing: one engine, several wire dialects.",
+    )
+    app.state.settings = settings
+    app.state.manager = manager
+    app.state.worker = worker
+    app.state.metrics = metrics
+    api_errors.install(app)
+    app.include_router(native.router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, Any]:
+        await store.ping()
+        return {"status": "ok", "version": __version__, "worker": worker is not None}
+
+    @app.get("/metrics", tags=["ops"])
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,271 @@
+"""``/api/batches``: create, feed, watch, cancel and export batches."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
+
+from batchd.api.deps import Caller, Config, Manager, limited_stream, read_body
+from batchd.api.native.schemas import (
+    BatchCreate,
+    BatchSettings,
+    CancelBody,
+    batch_json,
+    item_json,
+    record_json,
+)
+from batchd.api.responses import JsonResponse
+from batchd.core import errors
+from batchd.core.ingest import csv_records, json_array_records, ndjson_records
+from batchd.core.manager import BatchManager
+from batchd.core.models import Principal
+from batchd.events.sse import sse_stream
+from batchd.export import exporter_for
+from batchd.settings import Settings
+
+router = APIRouter(tags=["batches"])
+
+NDJSON_TYPES = {"application/x-ndjson", "application/jsonl", "application/json-lines",
+                "application/ndjson"}
+CSV_TYPES = {"text/csv", "application/csv"}
+BODY_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": BatchCreate.model_json_schema()},
+            "application/x-ndjson": {"schema": {"type": "string", "description": "one input per line"}},
+            "text/csv": {"schema": {"type": "string", "description": "header row, then one input per row"}},
+        },
+        "required": True,
+    }
+}
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+
+
+def _invalid(exc: ValidationError, where: str) -> RequestValidationError:
+    errs = []
+    for e in exc.errors(include_url=False):
+        e = dict(e)
+        e["loc"] = (where, *e["loc"])
+        errs.append(e)
+    return RequestValidationError(errs)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidInput(
+            "body is not valid JSON",
+            details=[{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json_invalid"}],
+        ) from None
+    if not isinstance(data, dict):
+        raise errors.InvalidInput(
+            "body must be a JSON object",
+            details=[{"loc": ["body"], "msg": "expected an object", "type": "dict_type"}],
+        )
+    return data
+
+
+def _spec(mgr: BatchManager, cfg: Settings, s: BatchSettings, where: str) -> Any:
+    try:
+        task = mgr.task(s.task, s.version)
+    except errors.NotFound as exc:
+        raise errors.InvalidInput(
+            exc.message, details=[{"loc": [where, "task"], "msg": exc.message, "type": "unknown_task"}]
+        ) from None
+    return s.to_spec(
+        now=mgr.clock(), default_parallelism=cfg.default_parallelism,
+        default_attempts=cfg.default_max_attempts, default_backoff_s=cfg.retry_backoff_s,
+        task_attempts=task.max_attempts,
+    )
+
+
+def _stream_records(request: Request, cfg: Settings, hasher: Any) -> AsyncIterator[list[Any]]:
+    body = limited_stream(request, cfg.max_body_bytes, hasher)
+    if _content_type(request) in CSV_TYPES:
+        return csv_records(body, max_record_bytes=cfg.max_record_bytes)
+    return ndjson_records(body, max_record_bytes=cfg.max_record_bytes)
+
+
+def _created(mgr: BatchManager, created: Any) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if created.replayed else None
+    return JsonResponse(batch_json(created.batch), status_code=201, headers=headers)
+
+
+@router.post("/batches", status_code=201, openapi_extra=BODY_DOC)
+async def create_batch(
+    request: Request, caller: Caller, mgr: Manager, cfg: Config,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Response:
+    """Create a batch from a JSON body, or from NDJSON / CSV with settings in the query."""
+    ctype = _content_type(request)
+    if ctype in NDJSON_TYPES or ctype in CSV_TYPES:
+        params = dict(request.query_params)
+        try:
+            settings_ = BatchSettings.model_validate(params)
+        except ValidationError as exc:
+            raise _invalid(exc, "query") from None
+        hasher = hashlib.sha256(orjson.dumps(sorted(params.items())) + ctype.encode())
+        if idempotency_key:
+            existing = await mgr.store.find_batch_by_idempotency(caller.tenant_id, idempotency_key)
+            if existing is not None:
+                async for _ in limited_stream(request, cfg.max_body_bytes, hasher):
+                    pass
+                return _created(mgr, await mgr.replay_if_known(caller, idempotency_key, hasher.hexdigest()))
+        records = _stream_records(request, cfg, hasher)
+        spec = _spec(mgr, cfg, settings_, "query")
+        created = await mgr.create_batch(
+            caller, spec, records, idempotency_key=idempotency_key,
+            request_hash=hasher.hexdigest,  # complete once the body is consumed
+        )
+        return _created(mgr, created)
+    if ctype != "application/json":
+        raise errors.InvalidInput(
+            f"unsupported content type {ctype!r}",
+            details=[{"loc": ["header", "content-type"], "msg": "use application/json, "
+                      "application/x-ndjson or text/csv", "type": "content_type"}],
+        )
+    body = await read_body(request, cfg.max_body_bytes)
+    request_hash = hashlib.sha256(body).hexdigest()
+    if idempotency_key:
+        replay = await mgr.replay_if_known(caller, idempotency_key, request_hash)
+        if replay is not None:
+            return _created(mgr, replay)
+    data = _json_object(body)
+    items = data.pop("items", None)
+    try:
+        settings_ = BatchSettings.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(exc, "body") from None
+    if items is not None and not isinstance(items, list):
+        raise errors.InvalidInput(
+            "items must be a list",
+            details=[{"loc": ["body", "items"], "msg": "expected a list", "type": "list_type"}],
+        )
+    spec = _spec(mgr, cfg, settings_, "body")
+    created = await mgr.create_batch(
+        caller, spec, json_array_records(items or []), idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    return _created(mgr, created)
+
+
+@router.post("/batches/{batch_id}/items", openapi_extra=BODY_DOC)
+async def add_items(batch_id: str, request: Request, caller: Caller, mgr: Manager,
+                    cfg: Config) -> Response:
+    """Append items (JSON array, NDJSON or CSV) to an open batch."""
+    ctype = _content_type(request)
+    if ctype in NDJSON_TYPES or ctype in CSV_TYPES:
+        records = _stream_records(request, cfg, None)
+    else:
+        body = await read_body(request, cfg.max_body_bytes)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise errors.InvalidInput(
+                "body is not valid JSON",
+                details=[{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json_invalid"}],
+            ) from None
+        if isinstance(data, dict) and isinstance(data.get("items"), list):
+            data = data["items"]
+        if not isinstance(data, list):
+            raise errors.InvalidInput(
+                "body must be a JSON array of inputs",
+                details=[{"loc": ["body"], "msg": "expected a list", "type": "list_type"}],
+            )
+        records = json_array_records(data)
+    batch = await mgr.append_items(caller, batch_id, records)
+    return JsonResponse(batch_json(batch))
+
+
+@router.post("/batches/{batch_id}/close")
+async def close_batch(batch_id: str, caller: Caller, mgr: Manager) -> Response:
+    return JsonResponse(batch_json(await mgr.close_batch(caller, batch_id)))
+
+
+@router.post("/batches/{batch_id}/cancel")
+async def cancel_batch(batch_id: str, caller: Caller, mgr: Manager,
+                       body: CancelBody | None = None) -> Response:
+    batch = await mgr.cancel_batch(caller, batch_id, body.reason if body else None)
+    return JsonResponse(batch_json(batch))
+
+
+@router.get("/batches")
+async def list_batches(
+    caller: Caller, mgr: Manager,
+    status: Literal["open", "closed", "completed", "partial", "failed", "cancelled",
+                    "expired"] | None = None,
+    cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> Response:
+    rows, nxt = await mgr.list_batches(caller, status=status, cursor=cursor, limit=limit)
+    return JsonResponse({"data": [batch_json(b) for b in rows], "next_cursor": nxt})
+
+
+@router.get("/batches/{batch_id}")
+async def get_batch(batch_id: str, caller: Caller, mgr: Manager) -> Response:
+    return JsonResponse(batch_json(await mgr.get_batch(caller, batch_id)))
+
+
+@router.get("/batches/{batch_id}/items")
+async def list_items(
+    batch_id: str, caller: Caller, mgr: Manager,
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    rows, nxt = await mgr.list_items(caller, batch_id, status=status, cursor=cursor, limit=limit)
+    return JsonResponse({"data": [item_json(i) for i in rows], "next_cursor": nxt})
+
+
+@router.get("/batches/{batch_id}/items/{item_id}")
+async def get_item(batch_id: str, item_id: str, caller: Caller, mgr: Manager) -> Response:
+    return JsonResponse(item_json(await mgr.get_item(caller, batch_id, item_id)))
+
+
+@router.get("/batches/{batch_id}/results")
+async def results(
+    batch_id: str, caller: Caller, mgr: Manager,
+    format: Literal["jsonl", "json", "csv"] = "jsonl",
+) -> Response:
+    """Every finished record, streamed: ``{item_id, seq, status, input, output, error}``."""
+    await mgr.get_batch(caller, batch_id)
+    exporter = exporter_for(format)
+
+    async def pages() -> AsyncIterator[list[dict[str, Any]]]:
+        async for rows in mgr.iter_results(caller, batch_id):
+            yield [record_json(r) for r in rows]
+
+    return StreamingResponse(
+        exporter.stream(pages), media_type=exporter.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{batch_id}.{exporter.extension}"'},
+    )
+
+
+@router.get("/batches/{batch_id}/events")
+async def events(batch_id: str, caller: Caller, mgr: Manager) -> Response:
+    """Server-sent events: ``progress`` on every change, then ``done`` with the final state."""
+    await mgr.get_batch(caller, batch_id)
+    return StreamingResponse(
+        sse_stream(_snapshots(mgr, caller, batch_id)), media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _snapshots(
+    mgr: BatchManager, caller: Principal, batch_id: str
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    last = None
+    async for batch in mgr.watch(caller, batch_id):
+        last = batch
+        yield "progress", batch_json(batch)
+    if last is not None:
+        yield "done", batch_json(last)

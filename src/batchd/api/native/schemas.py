@@ -1,0 +1,146 @@
+"""Wire schemas of the native API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from batchd.core.manager import RecordRow
+from batchd.core.models import Batch, BatchSpec, Item, iso
+
+
+class BatchSettings(BaseModel):
+    """Settings of a new batch (JSON body fields, or query parameters for NDJSON/CSV)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=200)
+    version: str | None = Field(default=None, max_length=50)
+    runner: str | None = Field(default=None, max_length=100)
+    records_per_item: int = Field(default=1, ge=1, le=100_000)
+    priority: int = Field(default=50, ge=0, le=100)
+    parallelism: int | None = Field(default=None, ge=1, le=100_000)
+    fail_fast: bool = False
+    max_error_pct: float = Field(default=100.0, ge=0, le=100)
+    budget_usd: float | None = Field(default=None, ge=0, le=1e12)
+    run_after: datetime | None = None
+    item_timeout_s: float | None = Field(default=None, gt=0, le=7 * 86400)
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    retry_backoff_s: float | None = Field(default=None, ge=0, le=86400)
+    expires_after_s: float | None = Field(default=None, gt=0, le=365 * 86400)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    close: bool = True
+
+    def to_spec(self, *, now: float, default_parallelism: int, default_attempts: int,
+                default_backoff_s: float, task_attempts: int | None) -> BatchSpec:
+        return BatchSpec(
+            task=self.task, version=self.version or "", runner=self.runner,
+            records_per_item=self.records_per_item, priority=self.priority,
+            parallelism=self.parallelism or default_parallelism, fail_fast=self.fail_fast,
+            max_error_pct=self.max_error_pct, budget_usd=self.budget_usd,
+            run_after=self.run_after.timestamp() if self.run_after else 0.0,
+            item_timeout_s=self.item_timeout_s,
+            max_attempts=self.max_attempts or task_attempts or default_attempts,
+            retry_backoff_s=(
+                default_backoff_s if self.retry_backoff_s is None else self.retry_backoff_s
+            ),
+            expires_at=now + self.expires_after_s if self.expires_after_s else None,
+            metadata=self.metadata, close=self.close,
+        )
+
+
+class BatchCreate(BatchSettings):
+    items: list[Any] | None = Field(default=None, description="One input per record.")
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class TenantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    tier: Literal["free", "basic", "pro", "enterprise"] = "free"
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    role: Literal["user", "supervisor", "admin"] = "user"
+    tier: Literal["free", "basic", "pro", "enterprise"] | None = None
+    owner: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+def batch_json(b: Batch) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "task": b.task,
+        "version": b.version,
+        "runner": b.runner,
+        "status": b.status,
+        "owner": b.owner,
+        "priority": b.priority,
+        "parallelism": b.parallelism,
+        "records_per_item": b.records_per_item,
+        "fail_fast": b.fail_fast,
+        "max_error_pct": b.max_error_pct,
+        "budget_usd": b.budget_usd,
+        "max_attempts": b.max_attempts,
+        "item_timeout_s": b.item_timeout_s,
+        "run_after": iso(b.run_after) if b.run_after else None,
+        "expires_at": iso(b.expires_at),
+        "counts": {
+            "total": b.n_total,
+            "queued": b.n_queued,
+            "running": b.n_running,
+            "succeeded": b.n_succeeded,
+            "failed": b.n_failed,
+            "cancelled": b.n_cancelled,
+        },
+        "records": {"total": b.r_total, "succeeded": b.r_succeeded, "failed": b.r_failed},
+        "cost": {
+            "estimated_usd": round(b.est_usd, 10),
+            "reserved_usd": round(max(b.reserved_usd, 0.0), 10),
+            "actual_usd": round(b.actual_usd, 10),
+            "tokens_in": b.tokens_in,
+            "tokens_out": b.tokens_out,
+        },
+        "created_at": iso(b.created_at),
+        "started_at": iso(b.started_at),
+        "closed_at": iso(b.closed_at),
+        "finished_at": iso(b.finished_at),
+        "metadata": b.metadata,
+        "error": b.error,
+    }
+
+
+def item_json(i: Item) -> dict[str, Any]:
+    import orjson
+
+    return {
+        "id": i.id,
+        "seq": i.seq,
+        "status": i.status,
+        "attempts": i.attempts,
+        "records": i.n_records,
+        "input": orjson.loads(i.input),
+        "output": orjson.loads(i.output) if i.output is not None else None,
+        "error": i.error,
+        "usage": i.usage,
+        "started_at": iso(i.started_at),
+        "finished_at": iso(i.finished_at),
+    }
+
+
+def record_json(r: RecordRow) -> dict[str, Any]:
+    return {
+        "item_id": r.item_id,
+        "seq": r.seq,
+        "status": r.status,
+        "input": r.input,
+        "output": r.output,
+        "error": r.error,
+    }

@@ -1,0 +1,1 @@
+"""Pure domain: states, models, the batch manager. No I/O here."""

@@ -1,0 +1,415 @@
+"""BatchManager: one method per business operation, over the Store interface."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from batchd.core import errors, keys
+from batchd.core.models import (
+    ApiKey,
+    Batch,
+    BatchSpec,
+    Item,
+    Principal,
+    Role,
+    Tier,
+    item_rowid,
+    new_id,
+)
+from batchd.core.states import StopReason
+from batchd.store.base import ExportRow, StagedItem, Store
+from batchd.tasks.registry import TaskDef, TaskRegistry
+
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class Created:
+    batch: Batch
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """One record of the results export."""
+
+    item_id: str
+    seq: int
+    status: str
+    input: Any
+    output: Any
+    error: Any
+
+
+class BatchManager:
+    """Business operations shared by every dialect.
+
+    Args:
+        store: durable state.
+        registry: the tasks batches may use.
+        clock: seconds since the epoch (injected in tests).
+        on_new_work: called after items become runnable (wakes a local worker).
+    """
+
+    def __init__(
+        self, *, store: Store, registry: TaskRegistry, clock: Clock = time.time,
+        on_new_work: Callable[[], None] | None = None, ingest_flush_items: int = 5000,
+        max_items_per_request: int = 10_000_000,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.on_new_work = on_new_work
+        self.ingest_flush_items = ingest_flush_items
+        self.max_items_per_request = max_items_per_request
+
+    # keys and tenants
+    async def bootstrap_admin(self, admin_key: str | None) -> str | None:
+        """Make sure an admin key exists; returns a newly generated key to print once."""
+        tenant = await self.store.ensure_tenant("default", tier=Tier.ENTERPRISE, now=self.clock())
+        if admin_key:
+            await self.store.create_key(
+                key_id=new_id("key"), tenant_id=tenant.id, key_hash=keys.hash_key(admin_key),
+                prefix=keys.display_prefix(admin_key), role=Role.ADMIN, tier=Tier.ENTERPRISE,
+                owner="admin", now=self.clock(),
+            )
+            return None
+        if await self.store.count_keys(role=Role.ADMIN):
+            return None
+        raw = keys.generate_key()
+        await self.store.create_key(
+            key_id=new_id("key"), tenant_id=tenant.id, key_hash=keys.hash_key(raw),
+            prefix=keys.display_prefix(raw), role=Role.ADMIN, tier=Tier.ENTERPRISE,
+            owner="admin", now=self.clock(),
+        )
+        return raw
+
+    async def authenticate(self, raw_key: str | None) -> Principal:
+        if not raw_key:
+            raise errors.Unauthorized("an API key is required")
+        found = await self.store.key_by_hash(keys.hash_key(raw_key))
+        if found is None or not keys.matches(raw_key, found[1]):
+            raise errors.Unauthorized("the API key is not valid")
+        k = found[0]
+        return Principal(
+            key_id=k.id, tenant_id=k.tenant_id, tenant_name=k.tenant_name, role=k.role,
+            tier=k.tier, owner=k.owner,
+        )
+
+    async def create_tenant(self, admin: Principal, name: str, *, tier: str) -> Any:
+        _require_admin(admin)
+        return await self.store.ensure_tenant(name, tier=tier, now=self.clock())
+
+    async def create_key(
+        self, admin: Principal, *, tenant: str, role: str, tier: str | None, owner: str | None
+    ) -> tuple[ApiKey, str]:
+        _require_admin(admin)
+        t = await self.store.ensure_tenant(tenant, tier=tier or Tier.FREE, now=self.clock())
+        raw = keys.generate_key()
+        key_id = new_id("key")
+        key = ApiKey(
+            id=key_id, tenant_id=t.id, tenant_name=t.name, role=role, tier=tier or t.tier,
+            owner=owner or key_id, prefix=keys.display_prefix(raw), created_at=self.clock(),
+        )
+        await self.store.create_key(
+            key_id=key.id, tenant_id=t.id, key_hash=keys.hash_key(raw), prefix=key.prefix,
+            role=role, tier=key.tier, owner=key.owner, now=key.created_at,
+        )
+        return key, raw
+
+    async def list_keys(self, admin: Principal) -> list[ApiKey]:
+        _require_admin(admin)
+        return await self.store.list_keys(None)
+
+    async def revoke_key(self, admin: Principal, key_id: str) -> None:
+        _require_admin(admin)
+        if not await self.store.revoke_key(key_id, now=self.clock()):
+            raise errors.NotFound("key not found")
+
+    # tasks
+    def task(self, name: str, version: str | None = None) -> TaskDef:
+        return self.registry.get(name, version)
+
+    # batches
+    def resolve_spec(self, spec: BatchSpec) -> BatchSpec:
+        """Fill a spec's defaults from its task; raises NotFound / InvalidInput."""
+        task = self.registry.get(spec.task, spec.version or None)
+        spec.version = task.version
+        if spec.runner is not None and spec.runner not in task.runners:
+            raise errors.InvalidInput(
+                f"task {task.name!r} has no runner {spec.runner!r}; "
+                f"known: {sorted(task.runners)}",
+                details=[{"loc": ["body", "runner"], "msg": "unknown runner", "type": "value_error"}],
+            )
+        return spec
+
+    async def create_batch(
+        self, principal: Principal, spec: BatchSpec, records: AsyncIterator[list[Any]], *,
+        idempotency_key: str | None = None,
+        request_hash: str | Callable[[], str] | None = None,
+    ) -> Created:
+        """Create a batch and ingest its records; nothing is visible unless all succeed.
+
+        ``request_hash`` may be a function, called once the records are consumed.
+        """
+        spec = self.resolve_spec(spec)
+        task = self.registry.get(spec.task, spec.version)
+        spec.est_usd_per_record = task.cost_for(spec.runner).per_record_usd
+        batch_id = new_id("bat")
+        now = self.clock()
+        await self.store.create_batch(
+            batch_id=batch_id, tenant_id=principal.tenant_id, owner=principal.owner, spec=spec,
+            now=now,
+        )
+        stage = self._stage_token()
+        try:
+            await self._ingest(batch_id, stage, task, spec, records)
+            if callable(request_hash):
+                request_hash = request_hash()
+            holder = await self.store.commit_stage(
+                batch_id, stage, close=spec.close, now=self.clock(),
+                idempotency_key=idempotency_key, request_hash=request_hash,
+            )
+        except BaseException:
+            await asyncio.shield(self.store.discard_stage(batch_id, stage, drop_batch=True))
+            raise
+        if holder != batch_id:
+            return await self._replay(principal, holder, request_hash)
+        self._notify()
+        return Created(batch=await self._get(principal, batch_id))
+
+    async def replay_if_known(
+        self, principal: Principal, idempotency_key: str, request_hash: str
+    ) -> Created | None:
+        existing = await self.store.find_batch_by_idempotency(principal.tenant_id, idempotency_key)
+        if existing is None:
+            return None
+        return await self._replay(principal, existing.id, request_hash)
+
+    async def _replay(self, principal: Principal, batch_id: str, request_hash: str | None) -> Created:
+        batch = await self._get(principal, batch_id)
+        if batch.request_hash != request_hash:
+            raise errors.InvalidInput(
+                "this Idempotency-Key was already used with a different request",
+                details=[{
+                    "loc": ["header", "Idempotency-Key"],
+                    "msg": "key reused with a different request body",
+                    "type": "idempotency_mismatch",
+                }],
+            )
+        return Created(batch=batch, replayed=True)
+
+    async def append_items(
+        self, principal: Principal, batch_id: str, records: AsyncIterator[list[Any]]
+    ) -> Batch:
+        batch = await self._get(principal, batch_id)
+        if batch.status != "open" or batch.stop_reason:
+            raise errors.Conflict(f"batch is {batch.status} and accepts no more items")
+        task = self.registry.get(batch.task, batch.version)
+        spec = BatchSpec(
+            task=batch.task, version=batch.version, runner=batch.runner,
+            records_per_item=batch.records_per_item,
+        )
+        stage = self._stage_token()
+        try:
+            await self._ingest(batch_id, stage, task, spec, records)
+            await self.store.commit_stage(batch_id, stage, close=False, now=self.clock())
+        except BaseException:
+            await asyncio.shield(self.store.discard_stage(batch_id, stage, drop_batch=False))
+            raise
+        self._notify()
+        return await self._get(principal, batch_id)
+
+    async def _ingest(
+        self, batch_id: str, stage: str, task: TaskDef, spec: BatchSpec,
+        records: AsyncIterator[list[Any]],
+    ) -> None:
+        cost = task.cost_for(spec.runner)
+        rpi = spec.records_per_item
+        check = task.input_schema is not None and task.validate_input
+        flat = cost.is_flat
+        dumps = orjson.dumps
+        pending: list[StagedItem] = []
+        carry: list[Any] = []
+        index = 0
+        for_flush = self.ingest_flush_items
+        async for part in records:
+            if check:
+                for offset, rec in enumerate(part):
+                    problem = task.input_errors(rec)
+                    if problem:
+                        where = index + offset
+                        raise errors.InvalidInput(
+                            f"item {where}: {problem}",
+                            details=[{"loc": ["body", "items", where], "msg": problem,
+                                      "type": "schema_error"}],
+                        )
+            index += len(part)
+            if index > self.max_items_per_request * rpi:
+                raise errors.LimitExceeded(
+                    f"a request may carry at most {self.max_items_per_request} items"
+                )
+            if rpi == 1:
+                for rec in part:
+                    est = cost.per_record_usd + cost.per_item_usd if flat else cost.estimate_item([rec])
+                    pending.append(StagedItem(1, dumps(rec), est))
+            else:
+                carry.extend(part)
+                while len(carry) >= rpi:
+                    chunk, carry = carry[:rpi], carry[rpi:]
+                    pending.append(StagedItem(rpi, dumps(chunk), cost.estimate_item(chunk)))
+            if len(pending) >= for_flush:
+                await self.store.stage_items(batch_id, stage, pending)
+                pending = []
+        if carry:
+            pending.append(StagedItem(len(carry), dumps(carry), cost.estimate_item(carry)))
+        if pending:
+            await self.store.stage_items(batch_id, stage, pending)
+
+    def _stage_token(self) -> str:
+        return f"{int(self.clock())}-{secrets.token_hex(6)}"
+
+    def _notify(self) -> None:
+        if self.on_new_work is not None:
+            self.on_new_work()
+
+    async def _get(self, principal: Principal, batch_id: str) -> Batch:
+        batch = await self.store.get_batch(batch_id, tenant_id=principal.tenant_id)
+        if batch is None or not _may_see(principal, batch):
+            raise errors.NotFound(f"batch {batch_id} not found")
+        return batch
+
+    async def get_batch(self, principal: Principal, batch_id: str) -> Batch:
+        return await self._get(principal, batch_id)
+
+    async def list_batches(
+        self, principal: Principal, *, status: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[Batch], str | None]:
+        before = _decode_cursor(cursor)
+        rows = await self.store.list_batches(
+            tenant_id=principal.tenant_id,
+            owner=None if principal.sees_all_of_tenant else principal.owner,
+            status=status, before_pk=before, limit=limit + 1,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (f"b{rows[-1].pk}" if more and rows else None)
+
+    async def close_batch(self, principal: Principal, batch_id: str) -> Batch:
+        batch = await self._get(principal, batch_id)
+        if batch.status != "open":
+            if batch.status == "closed" or batch.is_terminal:
+                return batch
+        await self.store.close_batch(batch_id, now=self.clock())
+        return await self._get(principal, batch_id)
+
+    async def cancel_batch(self, principal: Principal, batch_id: str, reason: str | None) -> Batch:
+        batch = await self._get(principal, batch_id)
+        if not batch.is_terminal:
+            await self.store.stop_batch(
+                batch_id, reason=StopReason.CANCELLED, detail=reason, now=self.clock()
+            )
+        return await self._get(principal, batch_id)
+
+    async def list_items(
+        self, principal: Principal, batch_id: str, *, status: str | None, cursor: str | None,
+        limit: int,
+    ) -> tuple[list[Item], str | None]:
+        await self._get(principal, batch_id)
+        after = int(cursor[1:]) if cursor and cursor[1:].isdigit() else -1
+        rows = await self.store.list_items(batch_id, status=status, after_seq=after, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (f"s{rows[-1].seq}" if more and rows else None)
+
+    async def get_item(self, principal: Principal, batch_id: str, item_id: str) -> Item:
+        await self._get(principal, batch_id)
+        rowid = item_rowid(item_id)
+        item = await self.store.get_item(batch_id, rowid) if rowid is not None else None
+        if item is None:
+            raise errors.NotFound(f"item {item_id} not found")
+        return item
+
+    async def iter_results(
+        self, principal: Principal, batch_id: str, *, page: int = 256
+    ) -> AsyncIterator[list[RecordRow]]:
+        """Finished records in order, a page of items at a time."""
+        batch = await self._get(principal, batch_id)
+        multi = batch.records_per_item != 1
+        after = -1
+        while True:
+            rows = await self.store.export_rows(batch_id, after_seq=after, limit=page)
+            if not rows:
+                return
+            yield [r for row in rows for r in _records_of(row, multi)]
+            after = rows[-1].seq
+            if len(rows) < page:
+                return
+
+    async def watch(
+        self, principal: Principal, batch_id: str, *, interval_s: float = 0.5
+    ) -> AsyncIterator[Batch]:
+        """The batch each time its counters change, ending with its terminal state."""
+        last: tuple[Any, ...] | None = None
+        while True:
+            batch = await self._get(principal, batch_id)
+            key = (batch.status, batch.n_queued, batch.n_running, batch.n_succeeded,
+                   batch.n_failed, batch.n_cancelled, batch.n_total)
+            if key != last:
+                last = key
+                yield batch
+            if batch.is_terminal:
+                return
+            await asyncio.sleep(interval_s)
+
+    async def usage(self, principal: Principal, period: str) -> dict[str, float]:
+        return await self.store.usage(principal.tenant_id, period)
+
+
+def _records_of(row: ExportRow, multi: bool) -> list[RecordRow]:
+    from batchd.core.models import item_public_id
+
+    iid = item_public_id(row.rowid)
+    if not multi:
+        out = orjson.loads(row.output) if row.output is not None else None
+        return [RecordRow(iid, row.seq, row.status, orjson.loads(row.input), out, row.error)]
+    inputs = orjson.loads(row.input)
+    outputs = orjson.loads(row.output) if row.output is not None else [None] * len(inputs)
+    rec_errors = (row.error or {}).get("records") if row.status == "succeeded" else None
+    result = []
+    for i, (inp, out) in enumerate(zip(inputs, outputs, strict=False)):
+        if rec_errors is not None:
+            err = rec_errors[i]
+            status = "failed" if err else "succeeded"
+        else:
+            err = row.error if row.status != "succeeded" else None
+            status = row.status
+        result.append(RecordRow(iid, row.rec0 + i, status, inp, out, err))
+    return result
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    if cursor[0] != "b" or not cursor[1:].isdigit():
+        raise errors.InvalidInput(
+            "invalid cursor",
+            details=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "value_error"}],
+        )
+    return int(cursor[1:])
+
+
+def _may_see(principal: Principal, batch: Batch) -> bool:
+    return principal.sees_all_of_tenant or batch.owner == principal.owner
+
+
+def _require_admin(principal: Principal) -> None:
+    if principal.role != Role.ADMIN:
+        raise errors.Forbidden("this needs an admin key")

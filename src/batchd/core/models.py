@@ -1,0 +1,219 @@
+"""Plain domain records passed between the manager, the store and the executor."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Role(StrEnum):
+    USER = "user"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+class Tier(StrEnum):
+    FREE = "free"
+    BASIC = "basic"
+    PRO = "pro"
+    ENTERPRISE = "enterprise"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def item_public_id(rowid: int) -> str:
+    return f"itm_{rowid}"
+
+
+def item_rowid(public_id: str) -> int | None:
+    if not public_id.startswith("itm_"):
+        return None
+    try:
+        return int(public_id[4:])
+    except ValueError:
+        return None
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Tenant:
+    id: str
+    name: str
+    tier: str
+    created_at: float
+
+
+@dataclass(slots=True)
+class ApiKey:
+    id: str
+    tenant_id: str
+    tenant_name: str
+    role: str
+    tier: str
+    owner: str
+    prefix: str
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller: every query is scoped by ``tenant_id``."""
+
+    key_id: str
+    tenant_id: str
+    tenant_name: str
+    role: str
+    tier: str
+    owner: str
+
+    @property
+    def sees_all_of_tenant(self) -> bool:
+        return self.role in (Role.SUPERVISOR, Role.ADMIN)
+
+
+@dataclass(slots=True)
+class BatchSpec:
+    """Settings a batch is created with (dialect-neutral)."""
+
+    task: str
+    version: str
+    runner: str | None = None
+    records_per_item: int = 1
+    priority: int = 50
+    parallelism: int = 64
+    fail_fast: bool = False
+    max_error_pct: float = 100.0
+    budget_usd: float | None = None
+    run_after: float = 0.0
+    item_timeout_s: float | None = None
+    max_attempts: int = 3
+    retry_backoff_s: float = 1.0
+    expires_at: float | None = None
+    max_input_bytes: int | None = None
+    max_output_bytes: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    close: bool = True
+    est_usd_per_record: float = 0.0
+
+
+@dataclass(slots=True)
+class Batch:
+    pk: int
+    id: str
+    tenant_id: str
+    owner: str
+    task: str
+    version: str
+    runner: str | None
+    status: str
+    stop_reason: str | None
+    records_per_item: int
+    priority: int
+    parallelism: int
+    fail_fast: bool
+    max_error_pct: float
+    budget_usd: float | None
+    run_after: float
+    item_timeout_s: float | None
+    max_attempts: int
+    expires_at: float | None
+    metadata: dict[str, Any]
+    error: dict[str, Any] | None
+    n_total: int
+    n_queued: int
+    n_running: int
+    n_succeeded: int
+    n_failed: int
+    n_cancelled: int
+    r_total: int
+    r_succeeded: int
+    r_failed: int
+    est_usd: float
+    reserved_usd: float
+    actual_usd: float
+    tokens_in: int
+    tokens_out: int
+    in_bytes: int
+    out_bytes: int
+    created_at: float
+    started_at: float | None
+    closed_at: float | None
+    finished_at: float | None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status not in ("open", "closed")
+
+
+@dataclass(slots=True)
+class Item:
+    rowid: int
+    batch_id: str
+    seq: int
+    rec0: int
+    n_records: int
+    status: str
+    attempts: int
+    input: bytes
+    output: bytes | None
+    error: dict[str, Any] | None
+    usage: dict[str, Any] | None
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def id(self) -> str:
+        return item_public_id(self.rowid)
+
+
+@dataclass(slots=True)
+class ClaimedItem:
+    """An item leased to a worker, with what it needs to run it."""
+
+    rowid: int
+    batch_id: str
+    tenant_id: str
+    seq: int
+    n_records: int
+    records_per_item: int
+    attempts: int
+    fence: int
+    input: bytes
+    task: str
+    version: str
+    runner: str | None
+    item_timeout_s: float | None
+    max_attempts: int
+    retry_backoff_s: float
+    est_usd: float
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of one attempt, written only if ``fence`` still matches."""
+
+    rowid: int
+    fence: int
+    status: str  # succeeded | failed | cancelled | queued (retry)
+    output: bytes | None = None
+    error: dict[str, Any] | None = None
+    records_succeeded: int = 0
+    records_failed: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    retry_at: float = 0.0
+    finished_at: float = 0.0

@@ -1,0 +1,71 @@
+"""Which batches a claim serves, and how many items each gets.
+
+Order: priority (high first), then fair share: tenants with fewer running items
+first, then batches with fewer running items, then the oldest batch. Within one
+priority level capacity is dealt round-robin, so equal batches progress together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import groupby
+
+
+@dataclass(slots=True)
+class Candidate:
+    batch_id: str
+    tenant_id: str
+    priority: int
+    parallelism: int
+    running: int
+    created_at: float
+
+
+def plan_claims(
+    candidates: list[Candidate],
+    *,
+    limit: int,
+    tenant_running: dict[str, int],
+    tenant_cap: int,
+    take: Callable[[Candidate, int], int],
+) -> int:
+    """Deal ``limit`` slots over ``candidates``; ``take(c, n)`` claims up to n, returns how many.
+
+    Returns the number of items claimed.
+    """
+    ordered = sorted(
+        candidates,
+        key=lambda c: (-c.priority, tenant_running.get(c.tenant_id, 0), c.running, c.created_at),
+    )
+    remaining = limit
+    for _, level in groupby(ordered, key=lambda c: c.priority):
+        pending = list(level)
+        while remaining > 0 and pending:
+            share = max(1, math.ceil(remaining / len(pending)))
+            still_hungry = []
+            for c in pending:
+                room = c.parallelism - c.running
+                if tenant_cap:
+                    room = min(room, tenant_cap - tenant_running.get(c.tenant_id, 0))
+                want = min(share, room, remaining)
+                if want <= 0:
+                    continue
+                got = take(c, want)
+                c.running += got
+                tenant_running[c.tenant_id] = tenant_running.get(c.tenant_id, 0) + got
+                remaining -= got
+                if got == want and room > got:
+                    still_hungry.append(c)
+                if remaining == 0:
+                    break
+            pending = still_hungry
+        if remaining == 0:
+            break
+    return limit - remaining
+
+
+def retry_delay_s(attempts: int, *, base_s: float, max_s: float) -> float:
+    """Exponential backoff after the ``attempts``-th failed attempt."""
+    return min(max_s, base_s * (2 ** max(0, attempts - 1)))

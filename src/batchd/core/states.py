@@ -1,0 +1,113 @@
+"""Item and batch states, and the one transition table the stores enforce."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ItemStatus(StrEnum):
+    STAGED = "staged"  # uploaded by a request that has not finished; invisible
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class BatchStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class StopReason(StrEnum):
+    """Why a batch stopped dispatching before all items ran."""
+
+    FAIL_FAST = "fail_fast"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+ITEM_TRANSITIONS: dict[ItemStatus, frozenset[ItemStatus]] = {
+    ItemStatus.STAGED: frozenset({ItemStatus.QUEUED}),
+    ItemStatus.QUEUED: frozenset({ItemStatus.RUNNING, ItemStatus.CANCELLED}),
+    ItemStatus.RUNNING: frozenset(
+        {ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.QUEUED, ItemStatus.CANCELLED}
+    ),
+    ItemStatus.SUCCEEDED: frozenset(),
+    ItemStatus.FAILED: frozenset(),
+    ItemStatus.CANCELLED: frozenset(),
+}
+
+BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
+    BatchStatus.OPEN: frozenset(
+        {BatchStatus.CLOSED, BatchStatus.CANCELLED, BatchStatus.EXPIRED, BatchStatus.COMPLETED}
+    ),
+    BatchStatus.CLOSED: frozenset(
+        {
+            BatchStatus.COMPLETED,
+            BatchStatus.PARTIAL,
+            BatchStatus.FAILED,
+            BatchStatus.CANCELLED,
+            BatchStatus.EXPIRED,
+        }
+    ),
+    BatchStatus.COMPLETED: frozenset(),
+    BatchStatus.PARTIAL: frozenset(),
+    BatchStatus.FAILED: frozenset(),
+    BatchStatus.CANCELLED: frozenset(),
+    BatchStatus.EXPIRED: frozenset(),
+}
+
+ACTIVE_BATCH = (BatchStatus.OPEN, BatchStatus.CLOSED)
+TERMINAL_ITEM = (ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.CANCELLED)
+
+
+def item_sources(target: ItemStatus) -> tuple[str, ...]:
+    """States an item may move to ``target`` from, for guarded updates."""
+    return tuple(sorted(s.value for s, nxt in ITEM_TRANSITIONS.items() if target in nxt))
+
+
+def batch_sources(target: BatchStatus) -> tuple[str, ...]:
+    return tuple(sorted(s.value for s, nxt in BATCH_TRANSITIONS.items() if target in nxt))
+
+
+def is_terminal(status: str) -> bool:
+    return status not in (BatchStatus.OPEN, BatchStatus.CLOSED)
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What a batch's counters say once nothing is queued or running."""
+
+    total: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    records_total: int
+    records_failed: int
+
+
+def final_status(tally: Tally, *, stop_reason: str | None, max_error_pct: float) -> BatchStatus:
+    """The terminal status of a drained batch."""
+    if stop_reason == StopReason.CANCELLED:
+        return BatchStatus.CANCELLED
+    if stop_reason == StopReason.EXPIRED:
+        return BatchStatus.EXPIRED
+    if tally.total == 0:
+        return BatchStatus.COMPLETED
+    if tally.succeeded == 0:
+        return BatchStatus.FAILED
+    if tally.records_total:
+        error_pct = 100.0 * tally.records_failed / tally.records_total
+        if error_pct > max_error_pct:
+            return BatchStatus.FAILED
+    if tally.succeeded == tally.total and tally.records_failed == 0:
+        return BatchStatus.COMPLETED
+    return BatchStatus.PARTIAL

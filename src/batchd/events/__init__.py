@@ -1,0 +1,1 @@
+"""Event delivery: server-sent events (webhooks join here)."""

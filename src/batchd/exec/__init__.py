@@ -1,0 +1,1 @@
+"""Executors run handlers; the worker claims, runs and records items."""

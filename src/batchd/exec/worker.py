@@ -1,0 +1,322 @@
+"""The worker loop: claim groups of items, run them, group-commit outcomes; reap and heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from batchd.core import errors
+from batchd.core.models import ClaimedItem, Outcome, item_public_id, new_id
+from batchd.core.scheduling import retry_delay_s
+from batchd.core.states import ItemStatus
+from batchd.exec.base import Executor
+from batchd.settings import Settings
+from batchd.store.base import Store
+from batchd.tasks.context import RecordError, TaskContext
+from batchd.tasks.registry import TaskRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Running:
+    item: ClaimedItem
+    ctx: TaskContext
+    task: asyncio.Task[None] | None = None
+
+
+class Worker:
+    """Claims ready items from the store and runs them until stopped.
+
+    Args:
+        store: where items live.
+        registry: the tasks this worker can run.
+        executor: how handlers are run.
+        settings: concurrency, lease and commit settings.
+    """
+
+    def __init__(
+        self, *, store: Store, registry: TaskRegistry, executor: Executor, settings: Settings,
+        metrics: Any = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.executor = executor
+        self.settings = settings
+        self.metrics = metrics
+        self.owner = new_id("wrk")
+        self._running: dict[int, _Running] = {}
+        self._outcomes: list[Outcome] = []
+        self._flush_lock = asyncio.Lock()
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._wake = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    def wake(self) -> None:
+        """Look for work now (called when this process accepted new items)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        await self.store.heartbeat(
+            owner=self.owner, now=time.time(), lease_until=time.time() + self.settings.lease_s,
+            info={"host": socket.gethostname(), "pid": os.getpid()},
+        )
+        for coro in (self._claim_loop(), self._lease_loop(), self._reap_loop(),
+                     self._cancel_loop()):
+            self._tasks.append(asyncio.create_task(coro))
+
+    async def stop(self, *, grace_s: float = 5.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        pending = [r.task for r in self._running.values() if r.task is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=grace_s)
+        for r in list(self._running.values()):
+            if r.task is not None and not r.task.done():
+                r.task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._flush()
+
+    async def run_until_cancelled(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    # claiming
+    async def _claim_loop(self) -> None:
+        s = self.settings
+        idle_s = s.poll_interval_s
+        low_water = max(1, s.worker_concurrency // 4)
+        while not self._stopping:
+            free = s.worker_concurrency - len(self._running)
+            items: list[ClaimedItem] = []
+            if free >= low_water or (free > 0 and not self._running):
+                try:
+                    items = await self.store.claim_items(
+                        owner=self.owner, limit=free, now=time.time(), lease_s=s.lease_s,
+                        tenant_cap=s.tenant_max_running,
+                    )
+                except errors.StoreError:
+                    log.warning("claim failed; retrying", exc_info=True)
+            for item in items:
+                self._start(item)
+            if items:
+                if self.metrics is not None:
+                    self.metrics.claimed.inc(len(items))
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            self._slot_free.clear()
+            waiters = [asyncio.ensure_future(self._wake.wait())]
+            if self._running:
+                waiters.append(asyncio.ensure_future(self._slot_free.wait()))
+            _, rest = await asyncio.wait(
+                waiters, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            for w in rest:
+                w.cancel()
+
+    def _start(self, item: ClaimedItem) -> None:
+        ctx = TaskContext(
+            item_id=item_public_id(item.rowid), batch_id=item.batch_id, attempt=item.attempts,
+            runner=item.runner,
+            logger=logging.getLogger(f"batchd.task.{item.task}"),
+        )
+        running = _Running(item=item, ctx=ctx)
+        self._running[item.rowid] = running
+        running.task = asyncio.create_task(self._run(running))
+
+    async def _run(self, running: _Running) -> None:
+        item, ctx = running.item, running.ctx
+        started = time.time()
+        try:
+            outcome = await self._attempt(item, ctx)
+        except asyncio.CancelledError:
+            if self._stopping and not ctx.cancelled:
+                # Shutting down: hand the item back now rather than after its lease.
+                outcome = Outcome(
+                    rowid=item.rowid, fence=item.fence, status=ItemStatus.QUEUED,
+                    error={"code": "worker_shutdown", "message": "worker stopped"},
+                    retry_at=time.time(),
+                )
+            else:
+                outcome = _cancelled(item)
+        finally:
+            self._running.pop(item.rowid, None)
+            self._slot_free.set()
+        outcome.finished_at = outcome.finished_at or time.time()
+        if self.metrics is not None:
+            self.metrics.observe(outcome, outcome.finished_at - started)
+        self._add_outcome(outcome)
+
+    async def _attempt(self, item: ClaimedItem, ctx: TaskContext) -> Outcome:
+        try:
+            task = self.registry.get(item.task, item.version)
+        except errors.NotFound as exc:
+            return _failure(item, {"code": "unknown_task", "message": exc.message}, final=True)
+        records = orjson.loads(item.input)
+        if item.records_per_item == 1:
+            records = [records]
+        timeout = task.timeout_for(item.runner, item.item_timeout_s)
+        try:
+            outputs = await asyncio.wait_for(self.executor.run(task, records, ctx), timeout)
+        except TimeoutError:
+            ctx.cancel()
+            error = {"code": "timeout", "message": f"item timed out after {timeout} s"}
+            return self._retry_or_fail(item, error)
+        except asyncio.CancelledError:
+            raise
+        except RecordError as exc:
+            return _failure(item, exc.as_dict(), final=True)
+        except Exception as exc:
+            error = {"code": "handler_error", "message": f"{type(exc).__name__}: {exc}"}
+            return self._retry_or_fail(item, error)
+        if ctx.cancelled:
+            return _cancelled(item)
+        return _success(item, outputs, ctx)
+
+    def _retry_or_fail(self, item: ClaimedItem, error: dict[str, Any]) -> Outcome:
+        if item.attempts < item.max_attempts:
+            delay = retry_delay_s(
+                item.attempts, base_s=item.retry_backoff_s,
+                max_s=self.settings.retry_backoff_max_s,
+            )
+            return Outcome(
+                rowid=item.rowid, fence=item.fence, status=ItemStatus.QUEUED, error=error,
+                retry_at=time.time() + delay,
+            )
+        return _failure(item, error, final=True)
+
+    # committing
+    def _add_outcome(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        if len(self._outcomes) >= self.settings.commit_max_items:
+            self._spawn(self._flush())
+        elif self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_later(
+                self.settings.commit_interval_s, lambda: self._spawn(self._flush())
+            )
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.ensure_future(coro)
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+                self._flush_handle = None
+            while self._outcomes:
+                batch = self._outcomes[: self.settings.commit_max_items * 4]
+                del self._outcomes[: len(batch)]
+                try:
+                    await self.store.finish_items(batch, now=time.time())
+                except Exception:
+                    # Not recorded: the leases will expire and the items run again.
+                    log.exception("could not record %d outcomes", len(batch))
+                    return
+            self._wake.set()
+
+    # housekeeping
+    async def _lease_loop(self) -> None:
+        interval = max(0.05, self.settings.lease_s / 3)
+        info = {"host": socket.gethostname(), "pid": os.getpid()}
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            try:
+                await self.store.heartbeat(
+                    owner=self.owner, now=now, lease_until=now + self.settings.lease_s, info=info
+                )
+            except errors.BatchdError:
+                log.warning("heartbeat failed", exc_info=True)
+
+    async def _reap_loop(self) -> None:
+        while True:
+            try:
+                await self.store.reap(
+                    now=time.time(), retry_backoff_max_s=self.settings.retry_backoff_max_s,
+                    staging_ttl_s=self.settings.staging_ttl_s,
+                )
+            except errors.BatchdError:
+                log.warning("reaper failed", exc_info=True)
+            await asyncio.sleep(self.settings.reap_interval_s)
+
+    async def _cancel_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            if not self._running:
+                continue
+            try:
+                ids = await self.store.cancel_requests(owner=self.owner)
+            except errors.BatchdError:
+                continue
+            for rowid in ids:
+                running = self._running.get(rowid)
+                if running is None or running.ctx.cancelled:
+                    continue
+                running.ctx.cancel()
+                if running.task is not None:
+                    running.task.cancel()
+
+
+def _success(item: ClaimedItem, outputs: list[Any], ctx: TaskContext) -> Outcome:
+    errors_: list[dict[str, str] | None] = []
+    failed = 0
+    values: list[Any] = []
+    for out in outputs:
+        if isinstance(out, RecordError):
+            failed += 1
+            errors_.append(out.as_dict())
+            values.append(None)
+        else:
+            errors_.append(None)
+            values.append(out)
+    if item.records_per_item == 1 and failed:
+        return _failure(item, errors_[0] or {}, final=True, ctx=ctx)
+    output = orjson.dumps(values[0] if item.records_per_item == 1 else values)
+    usage = ctx.usage
+    return Outcome(
+        rowid=item.rowid, fence=item.fence, status=ItemStatus.SUCCEEDED, output=output,
+        error={"code": "record_errors", "records": errors_} if failed else None,
+        records_succeeded=len(outputs) - failed, records_failed=failed,
+        tokens_in=usage.tokens_in, tokens_out=usage.tokens_out,
+        cost_usd=usage.cost_usd if usage.reported else item.est_usd,
+    )
+
+
+def _failure(
+    item: ClaimedItem, error: dict[str, Any], *, final: bool, ctx: TaskContext | None = None
+) -> Outcome:
+    usage = ctx.usage if ctx is not None else None
+    return Outcome(
+        rowid=item.rowid, fence=item.fence,
+        status=ItemStatus.FAILED if final else ItemStatus.QUEUED, error=error,
+        tokens_in=usage.tokens_in if usage else 0, tokens_out=usage.tokens_out if usage else 0,
+        cost_usd=usage.cost_usd if usage else 0.0,
+    )
+
+
+def _cancelled(item: ClaimedItem) -> Outcome:
+    return Outcome(
+        rowid=item.rowid, fence=item.fence, status=ItemStatus.CANCELLED,
+        error={"code": "cancelled", "message": "cancelled while running"},
+    )

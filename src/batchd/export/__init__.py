@@ -1,0 +1,5 @@
+"""Streaming export writers (JSONL, JSON, CSV), shared by every dialect."""
+
+from batchd.export.base import FORMATS, Exporter, exporter_for
+
+__all__ = ["FORMATS", "Exporter", "exporter_for"]

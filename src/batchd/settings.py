@@ -1,0 +1,78 @@
+"""Settings, read from ``BATCHD_*`` environment variables and an optional TOML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Server, worker and storage settings.
+
+    Every field can be set as ``BATCHD_<FIELD>`` in the environment, or in a TOML
+    file named by ``BATCHD_CONFIG_FILE`` (environment wins).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BATCHD_", extra="ignore")
+
+    database_url: str = "sqlite:///./batchd.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_key: str | None = Field(default=None, description="Bootstrap admin key.")
+    tasks: str = Field(default="", description="Comma-separated modules that register tasks.")
+    load_example_tasks: bool = True
+    load_entry_points: bool = True
+
+    run_worker: bool = Field(default=True, description="Run a worker inside `batchd serve`.")
+    worker_concurrency: int = Field(default=256, ge=1, description="Items in flight per worker.")
+    worker_threads: int = Field(default=16, ge=1, description="Thread pool for sync handlers.")
+    worker_processes: int = Field(default=2, ge=1, description="Process pool for CPU handlers.")
+    lease_s: float = Field(default=30.0, gt=0, description="Lease length of a claimed item.")
+    poll_interval_s: float = Field(default=0.2, gt=0, description="Idle worker poll interval.")
+    reap_interval_s: float = Field(default=1.0, gt=0)
+    commit_interval_s: float = Field(default=0.02, gt=0, description="Group-commit window.")
+    commit_max_items: int = Field(default=512, ge=1)
+    retry_backoff_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles.")
+    retry_backoff_max_s: float = Field(default=300.0, ge=0)
+    tenant_max_running: int = Field(default=0, ge=0, description="Per-tenant cap; 0 = none.")
+
+    default_parallelism: int = Field(default=64, ge=1)
+    default_max_attempts: int = Field(default=3, ge=1)
+    max_body_bytes: int = Field(default=512 * 1024 * 1024, description="Largest request body.")
+    max_items_per_request: int = Field(default=10_000_000)
+    max_record_bytes: int = Field(default=8 * 1024 * 1024)
+    ingest_flush_items: int = Field(default=5000, ge=1)
+    staging_ttl_s: float = Field(default=3600.0, description="Age of abandoned uploads to drop.")
+
+    config_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        import os
+
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get("BATCHD_CONFIG_FILE")
+        if path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def task_modules(self) -> list[str]:
+        return [m.strip() for m in self.tasks.split(",") if m.strip()]
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"admin_key"})

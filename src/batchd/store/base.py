@@ -1,0 +1,163 @@
+"""The storage interface every backend implements (see tests/integration/test_store_contract.py)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from batchd.core.models import ApiKey, Batch, BatchSpec, ClaimedItem, Item, Outcome, Tenant
+
+
+@dataclass(slots=True)
+class StagedItem:
+    n_records: int
+    input: bytes
+    est_usd: float
+
+
+@dataclass(slots=True)
+class ExportRow:
+    rowid: int
+    seq: int
+    rec0: int
+    n_records: int
+    status: str
+    input: bytes
+    output: bytes | None
+    error: dict[str, Any] | None
+
+
+class Store(ABC):
+    """Durable state of tenants, keys, batches and items.
+
+    Every write is one transaction; every state change is guarded by the
+    transition table in :mod:`batchd.core.states`; item outcomes are written only
+    while the lease's fencing token matches.
+    """
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    # tenants and keys
+    @abstractmethod
+    async def ensure_tenant(self, name: str, *, tier: str, now: float) -> Tenant: ...
+
+    @abstractmethod
+    async def get_tenant(self, name: str) -> Tenant | None: ...
+
+    @abstractmethod
+    async def create_key(
+        self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: str,
+        tier: str, owner: str, now: float,
+    ) -> None: ...
+
+    @abstractmethod
+    async def key_by_hash(self, key_hash: str) -> tuple[ApiKey, str] | None:
+        """The live key with this hash, and the stored hash (for a constant-time compare)."""
+
+    @abstractmethod
+    async def list_keys(self, tenant_id: str | None) -> list[ApiKey]: ...
+
+    @abstractmethod
+    async def revoke_key(self, key_id: str, *, now: float) -> bool: ...
+
+    @abstractmethod
+    async def count_keys(self, *, role: str) -> int: ...
+
+    # batches: ingest
+    @abstractmethod
+    async def create_batch(
+        self, *, batch_id: str, tenant_id: str, owner: str, spec: BatchSpec, now: float
+    ) -> None:
+        """Insert a batch that stays invisible until its first upload commits."""
+
+    @abstractmethod
+    async def stage_items(self, batch_id: str, stage: str, items: list[StagedItem]) -> None:
+        """Write items that stay invisible until :meth:`commit_stage`."""
+
+    @abstractmethod
+    async def commit_stage(
+        self, batch_id: str, stage: str, *, close: bool, now: float,
+        idempotency_key: str | None = None, request_hash: str | None = None,
+    ) -> str:
+        """Make staged items runnable and count them, in one transaction.
+
+        Returns the batch id that holds the request: ``batch_id``, or the batch an
+        earlier request with the same idempotency key created (whose hash the
+        caller must compare).
+
+        Raises:
+            errors.Conflict: the batch no longer accepts items.
+        """
+
+    @abstractmethod
+    async def discard_stage(self, batch_id: str, stage: str, *, drop_batch: bool) -> None: ...
+
+    # batches: lifecycle and reads
+    @abstractmethod
+    async def get_batch(self, batch_id: str, *, tenant_id: str | None) -> Batch | None: ...
+
+    @abstractmethod
+    async def find_batch_by_idempotency(self, tenant_id: str, key: str) -> Batch | None: ...
+
+    @abstractmethod
+    async def list_batches(
+        self, *, tenant_id: str, owner: str | None, status: str | None,
+        before_pk: int | None, limit: int,
+    ) -> list[Batch]: ...
+
+    @abstractmethod
+    async def close_batch(self, batch_id: str, *, now: float) -> bool: ...
+
+    @abstractmethod
+    async def stop_batch(self, batch_id: str, *, reason: str, detail: str | None, now: float) -> bool:
+        """Cancel queued items at once, flag running ones; ``reason`` is a StopReason."""
+
+    @abstractmethod
+    async def list_items(
+        self, batch_id: str, *, status: str | None, after_seq: int, limit: int
+    ) -> list[Item]: ...
+
+    @abstractmethod
+    async def get_item(self, batch_id: str, rowid: int) -> Item | None: ...
+
+    @abstractmethod
+    async def export_rows(self, batch_id: str, *, after_seq: int, limit: int) -> list[ExportRow]:
+        """Finished items in seq order, for streaming export."""
+
+    # execution
+    @abstractmethod
+    async def claim_items(
+        self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int
+    ) -> list[ClaimedItem]: ...
+
+    @abstractmethod
+    async def finish_items(self, outcomes: list[Outcome], *, now: float) -> int:
+        """Group-commit outcomes; returns how many still held their lease."""
+
+    @abstractmethod
+    async def heartbeat(self, *, owner: str, now: float, lease_until: float, info: dict[str, Any]) -> None:
+        """Renew the leases of ``owner``'s running items and record the worker as alive."""
+
+    @abstractmethod
+    async def cancel_requests(self, *, owner: str) -> list[int]:
+        """Running items of ``owner`` whose cancellation was requested."""
+
+    @abstractmethod
+    async def reap(self, *, now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> int:
+        """Return expired leases to the queue, expire batches, drop abandoned uploads."""
+
+    # usage and events
+    @abstractmethod
+    async def usage(self, tenant_id: str, period: str) -> dict[str, float]: ...
+
+    @abstractmethod
+    async def events(self, batch_id: str, *, after_id: int, limit: int) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def ping(self) -> None: ...

@@ -1,0 +1,420 @@
+"""The embedded SQLite store: WAL, one writer, ``BEGIN IMMEDIATE``, group commit."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import orjson
+
+from batchd.core import errors
+from batchd.core.models import ApiKey, Batch, BatchSpec, ClaimedItem, Item, Outcome, Tenant, new_id
+from batchd.core.states import BatchStatus
+from batchd.store.base import ExportRow, StagedItem, Store
+from batchd.store.sqlite import execution as ex
+from batchd.store.sqlite.connection import SqliteConnections, sqlite_path
+
+_BATCH_FIELDS = {f for f in Batch.__dataclass_fields__}
+
+
+def _batch(row: sqlite3.Row) -> Batch:
+    data = {k: row[k] for k in row.keys() if k in _BATCH_FIELDS}
+    data["metadata"] = orjson.loads(data["metadata"]) if data["metadata"] else {}
+    data["error"] = orjson.loads(data["error"]) if data["error"] else None
+    data["fail_fast"] = bool(data["fail_fast"])
+    return Batch(**data)
+
+
+def _item(row: sqlite3.Row) -> Item:
+    return Item(
+        rowid=row["id"], batch_id=row["batch_id"], seq=row["seq"], rec0=row["rec0"],
+        n_records=row["n_records"], status=row["status"], attempts=row["attempts"],
+        input=row["input"], output=row["output"],
+        error=orjson.loads(row["error"]) if row["error"] else None,
+        usage=orjson.loads(row["usage"]) if row["usage"] else None,
+        started_at=row["started_at"], finished_at=row["finished_at"],
+    )
+
+
+def _key(row: sqlite3.Row) -> ApiKey:
+    return ApiKey(
+        id=row["id"], tenant_id=row["tenant_id"], tenant_name=row["tenant_name"],
+        role=row["role"], tier=row["tier"], owner=row["owner"], prefix=row["prefix"],
+        created_at=row["created_at"], revoked_at=row["revoked_at"],
+    )
+
+
+Q_KEYS = (
+    "SELECT k.*, t.name AS tenant_name FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+)
+
+
+class SqliteStore(Store):
+    """Store on one SQLite file, shared safely by several processes."""
+
+    def __init__(self, database_url: str, *, readers: int = 4) -> None:
+        self.db = SqliteConnections(sqlite_path(database_url), readers=readers)
+
+    async def open(self) -> None:
+        await self.db.write(lambda conn: None)  # creates the file, checks the lock
+        self.db.migrate()
+
+    async def close(self) -> None:
+        self.db.shutdown()
+
+    async def ping(self) -> None:
+        await self.db.read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # tenants and keys
+    async def ensure_tenant(self, name: str, *, tier: str, now: float) -> Tenant:
+        def run(conn: sqlite3.Connection) -> Tenant:
+            conn.execute(
+                "INSERT INTO tenants (id, name, tier, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (new_id("ten"), name, tier, now),
+            )
+            r = conn.execute("SELECT * FROM tenants WHERE name = ?", (name,)).fetchone()
+            return Tenant(id=r["id"], name=r["name"], tier=r["tier"], created_at=r["created_at"])
+
+        return await self.db.write(run)
+
+    async def get_tenant(self, name: str) -> Tenant | None:
+        def run(conn: sqlite3.Connection) -> Tenant | None:
+            r = conn.execute("SELECT * FROM tenants WHERE name = ?", (name,)).fetchone()
+            return Tenant(r["id"], r["name"], r["tier"], r["created_at"]) if r else None
+
+        return await self.db.read(run)
+
+    async def create_key(
+        self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: str,
+        tier: str, owner: str, now: float,
+    ) -> None:
+        await self.db.write(
+            lambda c: c.execute(
+                "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, role, tier, owner, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
+                (key_id, tenant_id, key_hash, prefix, role, tier, owner, now),
+            )
+        )
+
+    async def key_by_hash(self, key_hash: str) -> tuple[ApiKey, str] | None:
+        def run(conn: sqlite3.Connection) -> tuple[ApiKey, str] | None:
+            r = conn.execute(
+                f"{Q_KEYS} WHERE k.key_hash = ? AND k.revoked_at IS NULL", (key_hash,)
+            ).fetchone()
+            return (_key(r), r["key_hash"]) if r else None
+
+        return await self.db.read(run)
+
+    async def list_keys(self, tenant_id: str | None) -> list[ApiKey]:
+        def run(conn: sqlite3.Connection) -> list[ApiKey]:
+            if tenant_id is None:
+                return [_key(r) for r in conn.execute(f"{Q_KEYS} ORDER BY k.created_at")]
+            return [
+                _key(r)
+                for r in conn.execute(
+                    f"{Q_KEYS} WHERE k.tenant_id = ? ORDER BY k.created_at", (tenant_id,)
+                )
+            ]
+
+        return await self.db.read(run)
+
+    async def revoke_key(self, key_id: str, *, now: float) -> bool:
+        return await self.db.write(
+            lambda c: c.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, key_id),
+            ).rowcount
+            == 1
+        )
+
+    async def count_keys(self, *, role: str) -> int:
+        return await self.db.read(
+            lambda c: c.execute(
+                "SELECT COUNT(*) FROM api_keys WHERE role = ? AND revoked_at IS NULL", (role,)
+            ).fetchone()[0]
+        )
+
+    # ingest
+    async def create_batch(
+        self, *, batch_id: str, tenant_id: str, owner: str, spec: BatchSpec, now: float
+    ) -> None:
+        s = spec
+        await self.db.write(
+            lambda c: c.execute(
+                "INSERT INTO batches (id, tenant_id, owner, task, version, runner, status, "
+                "records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd, "
+                "run_after, item_timeout_s, max_attempts, retry_backoff_s, expires_at, "
+                "max_input_bytes, max_output_bytes, est_usd_per_record, metadata, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    batch_id, tenant_id, owner, s.task, s.version, s.runner, s.records_per_item,
+                    s.priority, s.parallelism, int(s.fail_fast), s.max_error_pct, s.budget_usd,
+                    s.run_after, s.item_timeout_s, s.max_attempts, s.retry_backoff_s,
+                    s.expires_at, s.max_input_bytes, s.max_output_bytes, s.est_usd_per_record,
+                    orjson.dumps(s.metadata), now,
+                ),
+            )
+        )
+
+    async def stage_items(self, batch_id: str, stage: str, items: list[StagedItem]) -> None:
+        n_records = sum(i.n_records for i in items)
+
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "UPDATE batches SET next_seq = next_seq + ?, next_rec = next_rec + ? "
+                "WHERE id = ? RETURNING next_seq, next_rec",
+                (len(items), n_records, batch_id),
+            ).fetchone()
+            if row is None:
+                raise errors.NotFound("batch not found")
+            seq, rec = row[0] - len(items), row[1] - n_records
+            rows = []
+            for it in items:
+                rows.append((batch_id, seq, rec, it.n_records, stage, it.est_usd, it.input))
+                seq += 1
+                rec += it.n_records
+            conn.executemany(
+                "INSERT INTO items (batch_id, seq, rec0, n_records, status, stage, est_usd, input)"
+                " VALUES (?, ?, ?, ?, 'staged', ?, ?, ?)",
+                rows,
+            )
+
+        await self.db.write(run)
+
+    async def commit_stage(
+        self, batch_id: str, stage: str, *, close: bool, now: float,
+        idempotency_key: str | None = None, request_hash: str | None = None,
+    ) -> str:
+        def run(conn: sqlite3.Connection) -> str:
+            b = conn.execute(
+                "SELECT tenant_id, status, staging, stop_reason FROM batches WHERE id = ?",
+                (batch_id,),
+            ).fetchone()
+            if b is None:
+                raise errors.NotFound("batch not found")
+            if idempotency_key is not None:
+                other = conn.execute(
+                    "SELECT id FROM batches WHERE tenant_id = ? AND idempotency_key = ?",
+                    (b["tenant_id"], idempotency_key),
+                ).fetchone()
+                if other is not None:
+                    _discard(conn, batch_id, stage, drop_batch=True)
+                    return str(other["id"])
+            if b["status"] != BatchStatus.OPEN or b["stop_reason"]:
+                _discard(conn, batch_id, stage, drop_batch=False)
+                raise errors.Conflict(f"batch is {b['status']} and accepts no more items")
+            count, records, est, size = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(n_records), 0), COALESCE(SUM(est_usd), 0), "
+                "COALESCE(SUM(LENGTH(input)), 0) FROM items "
+                "WHERE batch_id = ? AND status = 'staged' AND stage = ?",
+                (batch_id, stage),
+            ).fetchone()
+            conn.execute(
+                "UPDATE items SET status = 'queued', stage = NULL "
+                "WHERE batch_id = ? AND status = 'staged' AND stage = ?",
+                (batch_id, stage),
+            )
+            conn.execute(
+                "UPDATE batches SET n_total = n_total + ?, n_queued = n_queued + ?, "
+                "r_total = r_total + ?, est_usd = est_usd + ?, in_bytes = in_bytes + ?, "
+                "staging = 0, idempotency_key = COALESCE(?, idempotency_key), "
+                "request_hash = COALESCE(?, request_hash), "
+                "status = CASE WHEN ? THEN 'closed' ELSE status END, "
+                "closed_at = CASE WHEN ? THEN ? ELSE closed_at END WHERE id = ?",
+                (
+                    count, count, records, est, size, idempotency_key, request_hash,
+                    int(close), int(close), now, batch_id,
+                ),
+            )
+            ex.add_usage(
+                conn, b["tenant_id"], now, items_submitted=count, records_submitted=records
+            )
+            kind = "batch.created" if b["staging"] else "batch.items_added"
+            ex.add_event(conn, b["tenant_id"], batch_id, kind, now, {"items": count})
+            if close:
+                ex.add_event(conn, b["tenant_id"], batch_id, "batch.closed", now)
+                ex.maybe_finish(conn, batch_id, now)
+            return batch_id
+
+        return await self.db.write(run)
+
+    async def discard_stage(self, batch_id: str, stage: str, *, drop_batch: bool) -> None:
+        await self.db.write(_discard, batch_id, stage, drop_batch)
+
+    # lifecycle and reads
+    async def get_batch(self, batch_id: str, *, tenant_id: str | None) -> Batch | None:
+        def run(conn: sqlite3.Connection) -> Batch | None:
+            r = conn.execute(
+                "SELECT * FROM batches WHERE id = ? AND staging = 0", (batch_id,)
+            ).fetchone()
+            if r is None or (tenant_id is not None and r["tenant_id"] != tenant_id):
+                return None
+            return _batch(r)
+
+        return await self.db.read(run)
+
+    async def find_batch_by_idempotency(self, tenant_id: str, key: str) -> Batch | None:
+        def run(conn: sqlite3.Connection) -> Batch | None:
+            r = conn.execute(
+                "SELECT * FROM batches WHERE tenant_id = ? AND idempotency_key = ?",
+                (tenant_id, key),
+            ).fetchone()
+            return _batch(r) if r else None
+
+        return await self.db.read(run)
+
+    async def list_batches(
+        self, *, tenant_id: str, owner: str | None, status: str | None,
+        before_pk: int | None, limit: int,
+    ) -> list[Batch]:
+        sql = "SELECT * FROM batches WHERE tenant_id = ? AND staging = 0"
+        args: list[Any] = [tenant_id]
+        if owner is not None:
+            sql += " AND owner = ?"
+            args.append(owner)
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        if before_pk is not None:
+            sql += " AND pk < ?"
+            args.append(before_pk)
+        sql += " ORDER BY pk DESC LIMIT ?"
+        args.append(limit)
+        return await self.db.read(lambda c: [_batch(r) for r in c.execute(sql, args)])
+
+    async def close_batch(self, batch_id: str, *, now: float) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            r = conn.execute(
+                "UPDATE batches SET status = 'closed', closed_at = ? "
+                "WHERE id = ? AND status = 'open' RETURNING tenant_id",
+                (now, batch_id),
+            ).fetchone()
+            if r is None:
+                return False
+            ex.add_event(conn, r["tenant_id"], batch_id, "batch.closed", now)
+            ex.maybe_finish(conn, batch_id, now)
+            return True
+
+        return await self.db.write(run)
+
+    async def stop_batch(
+        self, batch_id: str, *, reason: str, detail: str | None, now: float
+    ) -> bool:
+        return await self.db.write(ex.stop, batch_id, reason, detail, now)
+
+    async def list_items(
+        self, batch_id: str, *, status: str | None, after_seq: int, limit: int
+    ) -> list[Item]:
+        sql = "SELECT * FROM items WHERE batch_id = ? AND seq > ? AND status != 'staged'"
+        args: list[Any] = [batch_id, after_seq]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        return await self.db.read(lambda c: [_item(r) for r in c.execute(sql, args)])
+
+    async def get_item(self, batch_id: str, rowid: int) -> Item | None:
+        def run(conn: sqlite3.Connection) -> Item | None:
+            r = conn.execute(
+                "SELECT * FROM items WHERE id = ? AND batch_id = ? AND status != 'staged'",
+                (rowid, batch_id),
+            ).fetchone()
+            return _item(r) if r else None
+
+        return await self.db.read(run)
+
+    async def export_rows(self, batch_id: str, *, after_seq: int, limit: int) -> list[ExportRow]:
+        def run(conn: sqlite3.Connection) -> list[ExportRow]:
+            return [
+                ExportRow(
+                    rowid=r[0], seq=r[1], rec0=r[2], n_records=r[3], status=r[4], input=r[5],
+                    output=r[6], error=orjson.loads(r[7]) if r[7] else None,
+                )
+                for r in c_exec(conn, batch_id, after_seq, limit)
+            ]
+
+        def c_exec(conn: sqlite3.Connection, b: str, s: int, n: int) -> Any:
+            return conn.execute(
+                "SELECT id, seq, rec0, n_records, status, input, output, error FROM items "
+                "WHERE batch_id = ? AND seq > ? AND status IN ('succeeded', 'failed', 'cancelled')"
+                " ORDER BY seq LIMIT ?",
+                (b, s, n),
+            )
+
+        return await self.db.read(run)
+
+    # execution
+    async def claim_items(
+        self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int
+    ) -> list[ClaimedItem]:
+        return await self.db.write(ex.claim, owner, limit, now, lease_s, tenant_cap)
+
+    async def finish_items(self, outcomes: list[Outcome], *, now: float) -> int:
+        return await self.db.write(ex.finish, outcomes, now)
+
+    async def heartbeat(
+        self, *, owner: str, now: float, lease_until: float, info: dict[str, Any]
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO workers (id, info, started_at, heartbeat_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (owner, orjson.dumps(info), now, now),
+            )
+            conn.execute(
+                "UPDATE items SET lease_expires = ? WHERE lease_owner = ? AND status = 'running'",
+                (lease_until, owner),
+            )
+
+        await self.db.write(run)
+
+    async def cancel_requests(self, *, owner: str) -> list[int]:
+        return await self.db.read(
+            lambda c: [
+                r[0]
+                for r in c.execute(
+                    "SELECT id FROM items WHERE lease_owner = ? AND status = 'running' "
+                    "AND cancel_requested = 1",
+                    (owner,),
+                )
+            ]
+        )
+
+    async def reap(self, *, now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> int:
+        return await self.db.write(ex.reap, now, retry_backoff_max_s, staging_ttl_s)
+
+    async def usage(self, tenant_id: str, period: str) -> dict[str, float]:
+        return await self.db.read(
+            lambda c: {
+                r[0]: r[1]
+                for r in c.execute(
+                    "SELECT metric, value FROM usage WHERE tenant_id = ? AND period = ?",
+                    (tenant_id, period),
+                )
+            }
+        )
+
+    async def events(self, batch_id: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
+        return await self.db.read(
+            lambda c: [
+                {
+                    "id": r["id"], "at": r["at"], "kind": r["kind"],
+                    "data": orjson.loads(r["data"]) if r["data"] else None,
+                }
+                for r in c.execute(
+                    "SELECT * FROM events WHERE batch_id = ? AND id > ? ORDER BY id LIMIT ?",
+                    (batch_id, after_id, limit),
+                )
+            ]
+        )
+
+
+def _discard(conn: sqlite3.Connection, batch_id: str, stage: str, drop_batch: bool) -> None:
+    conn.execute(
+        "DELETE FROM items WHERE batch_id = ? AND status = 'staged' AND stage = ?",
+        (batch_id, stage),
+    )
+    if drop_batch:
+        conn.execute("DELETE FROM batches WHERE id = ? AND staging = 1", (batch_id,))

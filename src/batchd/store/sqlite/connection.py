@@ -1,0 +1,171 @@
+"""SQLite connections: one writer thread, a few reader threads, WAL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from batchd.core import errors
+from batchd.store.sqlite.schema import MIGRATIONS
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    # NORMAL survives any process crash (kill -9); only an OS crash may lose the
+    # last commits, which WAL keeps consistent.
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA cache_size=-65536",
+    "PRAGMA temp_store=MEMORY",
+    "PRAGMA mmap_size=268435456",
+)
+
+
+def sqlite_path(database_url: str) -> str:
+    """``sqlite:///./x.db`` → ``./x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``."""
+    if not database_url.startswith("sqlite:///"):
+        raise ValueError("a SQLite url looks like sqlite:///path/to/file.db")
+    path = database_url[len("sqlite:///") :]
+    if not path or path == ":memory:":
+        raise ValueError("batchd needs a SQLite file (several connections share it)")
+    return path
+
+
+def connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class SqliteConnections:
+    """Runs write transactions on one thread and reads on a small pool."""
+
+    def __init__(self, path: str, *, readers: int = 4) -> None:
+        self.path = path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="batchd-sqlite-w")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="batchd-sqlite-r")
+        self._local = threading.local()
+        self._wconn: sqlite3.Connection | None = None
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        if self._wconn is None:
+            self._wconn = connect(self.path)
+            with self._lock:
+                self._all.append(self._wconn)
+        return self._wconn
+
+    def migrate(self) -> None:
+        conn = self._writer_conn()
+        self._run_tx(conn, _apply_migrations)
+
+    def _run_tx(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+        delay = 0.01
+        for attempt in range(20):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                # busy_timeout already waited; another process holds the lock long.
+                if _is_busy(exc) and attempt < 19:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise errors.StoreError("database is busy, retry later") from exc
+            try:
+                result = fn(conn, *args)
+                conn.execute("COMMIT")
+                return result
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc) and attempt < 19:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise _translate(exc) from exc
+        raise errors.StoreError("database is busy, retry later")
+
+    def _run_read(self, fn: Callable[..., T], *args: Any) -> T:
+        conn = self._reader_conn()
+        for attempt in range(10):
+            try:
+                return fn(conn, *args)
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc) and attempt < 9:
+                    time.sleep(0.01 * (attempt + 1))
+                    continue
+                raise _translate(exc) from exc
+        raise errors.StoreError("database is busy")
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._writer, lambda: self._run_tx(self._writer_conn(), fn, *args)
+        )
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: self._run_read(fn, *args))
+
+    def shutdown(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._wconn = None
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, OverflowError):
+        return errors.InvalidInput(f"number too large to store: {exc}")
+    if isinstance(exc, errors.BatchdError) or not isinstance(exc, sqlite3.Error):
+        return exc
+    if isinstance(exc, sqlite3.IntegrityError):
+        return errors.Conflict(f"conflicting write: {exc}")
+    if isinstance(exc, sqlite3.DataError):
+        return errors.InvalidInput(f"value not storable: {exc}")
+    if "too big" in str(exc):
+        return errors.LimitExceeded(f"value too large to store: {exc}")
+    return errors.StoreError(f"storage error: {exc}")
+
+
+def _apply_migrations(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        log.info("applying SQLite migration %d", number)
+        for statement in script.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={number}")

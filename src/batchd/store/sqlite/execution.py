@@ -1,0 +1,323 @@
+"""Claim, finish, stop and reap: the transactions of the execution path (SQLite)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from batchd.core import states
+from batchd.core.accounting import BatchDelta, cancelled_error, settle
+from batchd.core.models import ClaimedItem, Outcome
+from batchd.core.scheduling import Candidate, plan_claims, retry_delay_s
+from batchd.core.states import BatchStatus, ItemStatus, StopReason
+
+ACTIVE = "('open', 'closed')"
+
+Q_CANDIDATES = f"""
+SELECT id, tenant_id, priority, parallelism, n_running, created_at, budget_usd,
+       actual_usd, reserved_usd, task, version, runner, item_timeout_s, max_attempts,
+       retry_backoff_s, records_per_item
+FROM batches
+WHERE status IN {ACTIVE} AND staging = 0 AND stop_reason IS NULL
+  AND n_queued > 0 AND n_running < parallelism AND run_after <= ?
+  AND (max_output_bytes IS NULL OR out_bytes < max_output_bytes)
+"""
+Q_TENANT_RUNNING = f"""
+SELECT tenant_id, SUM(n_running) FROM batches WHERE status IN {ACTIVE} AND n_running > 0
+GROUP BY tenant_id
+"""
+Q_READY = """
+SELECT id, est_usd FROM items
+WHERE batch_id = ? AND status = 'queued' AND run_after <= ? ORDER BY seq LIMIT ?
+"""
+Q_DELTA = ", ".join(f"{c} = {c} + ?" for c in BatchDelta.columns())
+
+
+def period_of(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m")
+
+
+def add_usage(conn: sqlite3.Connection, tenant_id: str, now: float, **metrics: float) -> None:
+    period = period_of(now)
+    conn.executemany(
+        "INSERT INTO usage (tenant_id, period, metric, value) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (tenant_id, period, metric) DO UPDATE SET value = value + excluded.value",
+        [(tenant_id, period, k, v) for k, v in metrics.items() if v],
+    )
+
+
+def add_event(
+    conn: sqlite3.Connection, tenant_id: str, batch_id: str | None, kind: str, now: float,
+    data: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO events (at, tenant_id, batch_id, kind, data) VALUES (?, ?, ?, ?, ?)",
+        (now, tenant_id, batch_id, kind, orjson.dumps(data) if data else None),
+    )
+
+
+def claim(
+    conn: sqlite3.Connection, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int
+) -> list[ClaimedItem]:
+    rows = {r["id"]: r for r in conn.execute(Q_CANDIDATES, (now,))}
+    if not rows:
+        return []
+    tenant_running = {t: int(n) for t, n in conn.execute(Q_TENANT_RUNNING)}
+    candidates = [
+        Candidate(
+            batch_id=r["id"], tenant_id=r["tenant_id"], priority=r["priority"],
+            parallelism=r["parallelism"], running=r["n_running"], created_at=r["created_at"],
+        )
+        for r in rows.values()
+    ]
+    claimed: list[ClaimedItem] = []
+    lease_until = now + lease_s
+
+    def take(c: Candidate, want: int) -> int:
+        b = rows[c.batch_id]
+        ready = conn.execute(Q_READY, (c.batch_id, now, want)).fetchall()
+        if b["budget_usd"] is not None:
+            ready = _within_budget(conn, b, ready, running=c.running, now=now)
+        if not ready:
+            return 0
+        marks = ",".join("?" * len(ready))
+        got = conn.execute(
+            f"UPDATE items SET status = 'running', attempts = attempts + 1, fence = fence + 1, "
+            f"lease_owner = ?, lease_expires = ?, started_at = ? "
+            f"WHERE id IN ({marks}) AND status IN {_sources(ItemStatus.RUNNING)} "
+            f"RETURNING id, seq, n_records, attempts, fence, input, est_usd",
+            (owner, lease_until, now, *[r[0] for r in ready]),
+        ).fetchall()
+        est = sum(r["est_usd"] for r in got)
+        conn.execute(
+            "UPDATE batches SET n_running = n_running + ?, n_queued = n_queued - ?, "
+            "reserved_usd = reserved_usd + ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
+            (len(got), len(got), est, now, c.batch_id),
+        )
+        for r in got:
+            claimed.append(
+                ClaimedItem(
+                    rowid=r["id"], batch_id=c.batch_id, tenant_id=c.tenant_id, seq=r["seq"],
+                    n_records=r["n_records"], records_per_item=b["records_per_item"],
+                    attempts=r["attempts"], fence=r["fence"], input=r["input"],
+                    task=b["task"], version=b["version"], runner=b["runner"],
+                    item_timeout_s=b["item_timeout_s"], max_attempts=b["max_attempts"],
+                    retry_backoff_s=b["retry_backoff_s"], est_usd=r["est_usd"],
+                )
+            )
+        return len(got)
+
+    plan_claims(
+        candidates, limit=limit, tenant_running=tenant_running, tenant_cap=tenant_cap, take=take
+    )
+    return claimed
+
+
+def _within_budget(
+    conn: sqlite3.Connection, b: sqlite3.Row, ready: list[sqlite3.Row], *, running: int, now: float
+) -> list[sqlite3.Row]:
+    room = b["budget_usd"] - b["actual_usd"] - b["reserved_usd"]
+    fits = []
+    for r in ready:
+        if r["est_usd"] > room + 1e-12:
+            break
+        room -= r["est_usd"]
+        fits.append(r)
+    if not fits and running == 0:
+        # Nothing in flight can free reservation: the cap is reached for good.
+        stop(conn, b["id"], StopReason.BUDGET_EXCEEDED, None, now)
+    return fits
+
+
+def _sources(target: ItemStatus) -> str:
+    return "(" + ", ".join(f"'{s}'" for s in states.item_sources(target)) + ")"
+
+
+def finish(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int:
+    if not outcomes:
+        return 0
+    ids = [o.rowid for o in outcomes]
+    current: dict[int, sqlite3.Row] = {}
+    for start in range(0, len(ids), 900):
+        part = ids[start : start + 900]
+        marks = ",".join("?" * len(part))
+        for r in conn.execute(
+            "SELECT i.id, i.batch_id, i.fence, i.status, i.cancel_requested, i.est_usd, "
+            "i.n_records, b.stop_reason, b.tenant_id FROM items i JOIN batches b "
+            f"ON b.id = i.batch_id WHERE i.id IN ({marks})",
+            part,
+        ):
+            current[r["id"]] = r
+    deltas: dict[str, BatchDelta] = defaultdict(BatchDelta)
+    tenants: dict[str, str] = {}
+    finals, retries = [], []
+    for o in outcomes:
+        row = current.get(o.rowid)
+        if row is None or row["fence"] != o.fence or row["status"] != ItemStatus.RUNNING:
+            continue  # lease lost: a newer attempt owns this item
+        reason = (row["stop_reason"] or StopReason.CANCELLED) if row["cancel_requested"] else None
+        settle(o, cancel_reason=reason)
+        deltas[row["batch_id"]].add(o, est_usd=row["est_usd"], n_records=row["n_records"])
+        tenants[row["batch_id"]] = row["tenant_id"]
+        err = orjson.dumps(o.error) if o.error else None
+        if o.status == ItemStatus.QUEUED:
+            retries.append((o.retry_at, err, o.rowid, o.fence))
+        else:
+            usage = orjson.dumps(
+                {"tokens_in": o.tokens_in, "tokens_out": o.tokens_out, "cost_usd": o.cost_usd}
+            )
+            finals.append((o.status, o.output, err, usage, o.finished_at or now, o.rowid, o.fence))
+    if retries:
+        conn.executemany(
+            "UPDATE items SET status = 'queued', run_after = ?, error = ?, lease_owner = NULL, "
+            "lease_expires = NULL WHERE id = ? AND fence = ? AND status = 'running'",
+            retries,
+        )
+    if finals:
+        conn.executemany(
+            "UPDATE items SET status = ?, output = ?, error = ?, usage = ?, finished_at = ?, "
+            "lease_owner = NULL, lease_expires = NULL "
+            "WHERE id = ? AND fence = ? AND status = 'running'",
+            finals,
+        )
+    per_tenant: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
+    for batch_id, d in deltas.items():
+        conn.execute(f"UPDATE batches SET {Q_DELTA} WHERE id = ?", (*d.values(), batch_id))
+        u = per_tenant[tenants[batch_id]]
+        u[0] += d.n_succeeded + d.n_failed + d.n_cancelled
+        u[1] += d.r_succeeded + d.r_failed
+        u[2] += d.actual_usd
+        u[3] += d.tokens_in + d.tokens_out
+    for tenant_id, (items, records, cost, tokens) in per_tenant.items():
+        add_usage(
+            conn, tenant_id, now, items_processed=items, records_processed=records,
+            cost_usd=cost, tokens=tokens,
+        )
+    for batch_id, d in deltas.items():
+        if d.n_failed and _fail_fast(conn, batch_id):
+            stop(conn, batch_id, StopReason.FAIL_FAST, None, now)
+        maybe_finish(conn, batch_id, now)
+    return len(retries) + len(finals)
+
+
+def _fail_fast(conn: sqlite3.Connection, batch_id: str) -> bool:
+    row = conn.execute(
+        "SELECT fail_fast, stop_reason FROM batches WHERE id = ?", (batch_id,)
+    ).fetchone()
+    return bool(row["fail_fast"]) and row["stop_reason"] is None
+
+
+def stop(
+    conn: sqlite3.Connection, batch_id: str, reason: str, detail: str | None, now: float
+) -> bool:
+    """Stop dispatching ``batch_id``: cancel queued items, flag running ones."""
+    if reason == StopReason.CANCELLED:
+        target = BatchStatus.CANCELLED
+    elif reason == StopReason.EXPIRED:
+        target = BatchStatus.EXPIRED
+    else:
+        target = BatchStatus.CLOSED  # fail-fast and budget end partial/failed once drained
+    sources = states.batch_sources(target)
+    if target == BatchStatus.CLOSED:
+        sources = (*sources, BatchStatus.CLOSED.value)
+    marks = ",".join("?" * len(sources))
+    error = {"code": reason, "message": detail or reason.replace("_", " ")}
+    row = conn.execute(
+        f"UPDATE batches SET status = ?, stop_reason = ?, error = ?, "
+        f"closed_at = COALESCE(closed_at, ?) "
+        f"WHERE id = ? AND status IN ({marks}) AND stop_reason IS NULL RETURNING tenant_id",
+        (target, reason, orjson.dumps(error), now, batch_id, *sources),
+    ).fetchone()
+    if row is None:
+        return False
+    cancelled = conn.execute(
+        "UPDATE items SET status = 'cancelled', error = ?, finished_at = ? "
+        "WHERE batch_id = ? AND status = 'queued'",
+        (orjson.dumps(cancelled_error(reason)), now, batch_id),
+    ).rowcount
+    conn.execute(
+        "UPDATE items SET cancel_requested = 1 WHERE batch_id = ? AND status = 'running'",
+        (batch_id,),
+    )
+    conn.execute(
+        "UPDATE batches SET n_queued = n_queued - ?, n_cancelled = n_cancelled + ? WHERE id = ?",
+        (cancelled, cancelled, batch_id),
+    )
+    add_event(conn, row["tenant_id"], batch_id, f"batch.{reason}", now, {"cancelled": cancelled})
+    maybe_finish(conn, batch_id, now)
+    return True
+
+
+def maybe_finish(conn: sqlite3.Connection, batch_id: str, now: float) -> None:
+    b = conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+    if b is None or b["finished_at"] is not None or b["staging"]:
+        return
+    if b["n_queued"] or b["n_running"] or b["status"] == BatchStatus.OPEN:
+        return
+    status = states.final_status(
+        states.Tally(
+            total=b["n_total"], succeeded=b["n_succeeded"], failed=b["n_failed"],
+            cancelled=b["n_cancelled"], records_total=b["r_total"], records_failed=b["r_failed"],
+        ),
+        stop_reason=b["stop_reason"],
+        max_error_pct=b["max_error_pct"],
+    )
+    conn.execute(
+        "UPDATE batches SET status = ?, finished_at = ? WHERE id = ?", (status, now, batch_id)
+    )
+    add_event(conn, b["tenant_id"], batch_id, "batch.finished", now, {"status": status})
+
+
+def reap(
+    conn: sqlite3.Connection, now: float, retry_backoff_max_s: float, staging_ttl_s: float
+) -> int:
+    expired = conn.execute(
+        "SELECT i.id, i.fence, i.attempts, b.max_attempts, b.retry_backoff_s FROM items i "
+        "JOIN batches b ON b.id = i.batch_id "
+        "WHERE i.status = 'running' AND i.lease_expires < ? LIMIT 1000",
+        (now,),
+    ).fetchall()
+    outcomes = []
+    for r in expired:
+        lost = {"code": "lease_expired", "message": "the worker running this item stopped"}
+        if r["attempts"] >= r["max_attempts"]:
+            outcomes.append(Outcome(rowid=r["id"], fence=r["fence"], status="failed", error=lost))
+        else:
+            delay = retry_delay_s(
+                r["attempts"], base_s=r["retry_backoff_s"], max_s=retry_backoff_max_s
+            )
+            outcomes.append(
+                Outcome(
+                    rowid=r["id"], fence=r["fence"], status="queued", error=lost,
+                    retry_at=now + delay,
+                )
+            )
+    n = finish(conn, outcomes, now)
+    for (batch_id,) in conn.execute(
+        f"SELECT id FROM batches WHERE status IN {ACTIVE} AND expires_at IS NOT NULL "
+        "AND expires_at < ?",
+        (now,),
+    ).fetchall():
+        stop(conn, batch_id, StopReason.EXPIRED, "the batch expired", now)
+    _drop_abandoned_uploads(conn, now - staging_ttl_s)
+    return n
+
+
+def _drop_abandoned_uploads(conn: sqlite3.Connection, older_than: float) -> None:
+    for batch_id, stage in conn.execute(
+        "SELECT DISTINCT batch_id, stage FROM items WHERE status = 'staged'"
+    ).fetchall():
+        if float(stage.split("-", 1)[0]) < older_than:
+            conn.execute(
+                "DELETE FROM items WHERE batch_id = ? AND status = 'staged' AND stage = ?",
+                (batch_id, stage),
+            )
+    conn.execute(
+        "DELETE FROM batches WHERE staging = 1 AND created_at < ? "
+        "AND NOT EXISTS (SELECT 1 FROM items WHERE items.batch_id = batches.id)",
+        (older_than,),
+    )

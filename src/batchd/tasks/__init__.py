@@ -1,0 +1,1 @@
+"""Task registry, handler context and the built-in example tasks."""
