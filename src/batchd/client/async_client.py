@@ -1,0 +1,80 @@
+"""The asyncio client (same methods as :class:`batchd.Client`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from batchd.client import base
+
+
+async def _aiter(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+class AsyncClient:
+    """Talks to a batchd server's native API from asyncio code."""
+
+    def __init__(self, url: str | None = None, api_key: str | None = None, *,
+                 timeout: float = 300.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        base_url, headers = base.config(url, api_key)
+        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout,
+                                       transport=transport)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _json(self, method: str, path: str, **kw: Any) -> Any:
+        return base.check(await self._http.request(method, path, **kw)).json()
+
+    async def submit(self, task: str, items: Iterable[Any] | None = None, *,
+                     file: str | Path | None = None, idempotency_key: str | None = None,
+                     **settings: Any) -> dict[str, Any]:
+        params, headers, chunks = base.upload(task, settings, file=file, items=items,
+                                              idempotency_key=idempotency_key)
+        return await self._json("POST", "/api/batches", params=params, headers=headers,
+                                content=_aiter(chunks))
+
+    async def get(self, batch_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/api/batches/{batch_id}")
+
+    async def cancel(self, batch_id: str, reason: str | None = None) -> dict[str, Any]:
+        return await self._json("POST", f"/api/batches/{batch_id}/cancel", json={"reason": reason})
+
+    async def wait(self, batch_id: str, *, poll_s: float = 0.5, timeout_s: float | None = None,
+                   on_progress: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            batch = await self.get(batch_id)
+            if on_progress is not None:
+                result = on_progress(batch)
+                if asyncio.iscoroutine(result):
+                    await result
+            if batch["status"] in base.TERMINAL:
+                return batch
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"batch {batch_id} still {batch['status']}")
+            await asyncio.sleep(poll_s)
+
+    async def iter_results(self, batch_id: str) -> AsyncIterator[dict[str, Any]]:
+        async with self._http.stream("GET", f"/api/batches/{batch_id}/results",
+                                     params={"format": "jsonl"}) as r:
+            if r.status_code >= 400:
+                await r.aread()
+            base.check(r)
+            async for line in r.aiter_lines():
+                for row in base.parse_lines([line]):
+                    yield row

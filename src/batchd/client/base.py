@@ -1,0 +1,105 @@
+"""What the sync and async clients share: configuration, request shapes, errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+TERMINAL = frozenset({"completed", "partial", "failed", "cancelled", "expired"})
+UPLOAD_CHUNK = 1 << 20
+
+
+class BatchdHTTPError(Exception):
+    """The server answered with an error status."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(f"HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class Call:
+    method: str
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def config(url: str | None, api_key: str | None) -> tuple[str, dict[str, str]]:
+    base = (url or os.environ.get("BATCHD_URL") or "http://127.0.0.1:8080").rstrip("/")
+    key = api_key or os.environ.get("BATCHD_API_KEY")
+    return base, ({"Authorization": f"Bearer {key}"} if key else {})
+
+
+def check(response: httpx.Response) -> httpx.Response:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail")
+        except Exception:
+            detail = response.text
+        raise BatchdHTTPError(response.status_code, detail)
+    return response
+
+
+def settings_params(task: str, settings: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {"task": task}
+    for k, v in settings.items():
+        if v is None:
+            continue
+        params[k] = str(v).lower() if isinstance(v, bool) else v
+    return params
+
+
+def file_content_type(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "text/csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "application/x-ndjson"
+    raise ValueError(f"{path}: use a .jsonl, .ndjson or .csv file")
+
+
+def file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(UPLOAD_CHUNK):
+            yield chunk
+
+
+def ndjson_chunks(items: Iterable[Any]) -> Iterator[bytes]:
+    buf = bytearray()
+    for item in items:
+        buf += orjson.dumps(item)
+        buf += b"\n"
+        if len(buf) >= UPLOAD_CHUNK:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
+
+
+def parse_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        if line.strip():
+            yield orjson.loads(line)
+
+
+def upload(task: str, settings: dict[str, Any], *, file: str | Path | None,
+           items: Iterable[Any] | None, idempotency_key: str | None
+           ) -> tuple[dict[str, Any], dict[str, str], Iterator[bytes]]:
+    """Query parameters, headers and body chunks of a streamed batch upload."""
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    params = settings_params(task, settings)
+    if file is not None:
+        path = Path(file)
+        headers["Content-Type"] = file_content_type(path)
+        return params, headers, file_chunks(path)
+    headers["Content-Type"] = "application/x-ndjson"
+    return params, headers, ndjson_chunks(items or [])

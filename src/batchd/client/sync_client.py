@@ -1,0 +1,115 @@
+"""The blocking client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from batchd.client import base
+
+
+class Client:
+    """Talks to a batchd server's native API.
+
+    Args:
+        url: server address (``BATCHD_URL``, else ``http://127.0.0.1:8080``).
+        api_key: key (``BATCHD_API_KEY``).
+        timeout: seconds per request.
+        transport: an httpx transport (e.g. ``httpx.MockTransport`` in tests).
+    """
+
+    def __init__(self, url: str | None = None, api_key: str | None = None, *,
+                 timeout: float = 300.0, transport: httpx.BaseTransport | None = None) -> None:
+        base_url, headers = base.config(url, api_key)
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout,
+                                  transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        return base.check(self._http.request(method, path, **kw)).json()
+
+    def submit(self, task: str, items: Iterable[Any] | None = None, *,
+               file: str | Path | None = None, idempotency_key: str | None = None,
+               **settings: Any) -> dict[str, Any]:
+        """Create a batch from ``items`` or a .jsonl/.csv ``file``, streamed; returns the batch.
+
+        ``settings`` are the batch fields (``records_per_item``, ``priority``, ``parallelism``,
+        ``fail_fast``, ``budget_usd``, …).
+        """
+        params, headers, chunks = base.upload(task, settings, file=file, items=items,
+                                              idempotency_key=idempotency_key)
+        return self._json("POST", "/api/batches", params=params, headers=headers, content=chunks)
+
+    def add_items(self, batch_id: str, items: Iterable[Any]) -> dict[str, Any]:
+        return self._json("POST", f"/api/batches/{batch_id}/items",
+                          headers={"Content-Type": "application/x-ndjson"},
+                          content=base.ndjson_chunks(items))
+
+    def close_batch(self, batch_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/api/batches/{batch_id}/close")
+
+    def get(self, batch_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/batches/{batch_id}")
+
+    def list(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        params = {"limit": limit, **({"status": status} if status else {})}
+        return self._json("GET", "/api/batches", params=params)["data"]  # type: ignore[no-any-return]
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/api/tasks")["data"]  # type: ignore[no-any-return]
+
+    def cancel(self, batch_id: str, reason: str | None = None) -> dict[str, Any]:
+        return self._json("POST", f"/api/batches/{batch_id}/cancel", json={"reason": reason})
+
+    def wait(self, batch_id: str, *, poll_s: float = 0.5, timeout_s: float | None = None,
+             on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Poll until the batch is terminal; ``on_progress`` gets every snapshot."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            batch = self.get(batch_id)
+            if on_progress is not None:
+                on_progress(batch)
+            if batch["status"] in base.TERMINAL:
+                return batch
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"batch {batch_id} still {batch['status']}")
+            time.sleep(poll_s)
+
+    def iter_results(self, batch_id: str) -> Iterator[dict[str, Any]]:
+        """Every finished record, streamed (``{item_id, seq, status, input, output, error}``)."""
+        with self._http.stream("GET", f"/api/batches/{batch_id}/results",
+                               params={"format": "jsonl"}) as r:
+            if r.status_code >= 400:
+                r.read()
+            base.check(r)
+            yield from base.parse_lines(r.iter_lines())
+
+    def download_results(self, batch_id: str, path: str | Path, *, format: str = "jsonl") -> int:
+        """Write the results export to ``path``; returns the bytes written."""
+        n = 0
+        with self._http.stream("GET", f"/api/batches/{batch_id}/results",
+                               params={"format": format}) as r:
+            if r.status_code >= 400:
+                r.read()
+            base.check(r)
+            with Path(path).open("wb") as f:
+                for chunk in r.iter_bytes():
+                    n += f.write(chunk)
+        return n
+
+    def create_key(self, tenant: str, *, role: str = "user", tier: str | None = None,
+                   owner: str | None = None) -> dict[str, Any]:
+        body = {"tenant": tenant, "role": role, "tier": tier, "owner": owner}
+        return self._json("POST", "/api/keys", json={k: v for k, v in body.items() if v})
