@@ -1,0 +1,55 @@
+"""Tasks the test suite registers in its servers (BATCHD_TASKS=tests.support.tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from batchd.core.cost import CostModel
+from batchd.tasks.context import TaskContext
+from batchd.tasks.registry import Runner, task
+
+
+def _log_run(ctx: TaskContext, what: str) -> None:
+    path = os.environ.get("BATCHD_TEST_RUN_LOG")
+    if path:
+        line = f"{ctx.item_id} {ctx.attempt} {os.getpid()} {what} {time.time():.6f}\n"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+
+@task("tracked", version="1.0.0", mode="async", cost=0.01,
+      runners=[Runner("cheap", cost=CostModel(per_record_usd=0.001))])
+async def tracked(record: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Sleeps ``seconds`` and logs each run to BATCHD_TEST_RUN_LOG."""
+    _log_run(ctx, "start")
+    await asyncio.sleep(float(record.get("seconds", 0)))
+    if ctx.attempt <= int(record.get("fail_times", 0)):
+        raise RuntimeError(f"planned failure on attempt {ctx.attempt}")
+    if record.get("fail"):
+        raise RuntimeError("planned failure")
+    _log_run(ctx, "end")
+    return {"n": record.get("n"), "attempt": ctx.attempt}
+
+
+@task("square", version="1.0.0", mode="inline")
+def square(record: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """n*n, logging each run (crash and multi-worker tests count them)."""
+    _log_run(ctx, "run")
+    return {"n": record["n"], "square": record["n"] * record["n"]}
+
+
+@task("blocking", version="1.0.0", mode="thread")
+def blocking(record: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """A sync handler that polls ctx.cancelled while it works."""
+    deadline = time.monotonic() + float(record.get("seconds", 1))
+    while time.monotonic() < deadline:
+        if ctx.cancelled:
+            raise RuntimeError("stopped on cancel")
+        time.sleep(0.01)
+    return {"done": True}
