@@ -25,9 +25,9 @@ def _batch(row: sqlite3.Row) -> Batch:
     return Batch(**data)
 
 
-def _item(row: sqlite3.Row) -> Item:
+def _item(row: sqlite3.Row, batch_id: str) -> Item:
     return Item(
-        rowid=row["id"], batch_id=row["batch_id"], seq=row["seq"], rec0=row["rec0"],
+        rowid=row["id"], batch_id=batch_id, seq=row["seq"], rec0=row["rec0"],
         n_records=row["n_records"], status=row["status"], attempts=row["attempts"],
         input=row["input"], output=row["output"],
         error=orjson.loads(row["error"]) if row["error"] else None,
@@ -163,20 +163,23 @@ class SqliteStore(Store):
         def run(conn: sqlite3.Connection) -> None:
             row = conn.execute(
                 "UPDATE batches SET next_seq = next_seq + ?, next_rec = next_rec + ? "
-                "WHERE id = ? RETURNING next_seq, next_rec",
+                "WHERE id = ? RETURNING next_seq, next_rec, pk, staging",
                 (len(items), n_records, batch_id),
             ).fetchone()
             if row is None:
                 raise errors.NotFound("batch not found")
-            seq, rec = row[0] - len(items), row[1] - n_records
+            seq, rec, pk = row[0] - len(items), row[1] - n_records, row[2]
+            # A batch being created is invisible as a whole, so its items go straight
+            # to the queue; appends to a live batch wait as 'staged' until committed.
+            status, token = ("queued", None) if row[3] else ("staged", stage)
             rows = []
             for it in items:
-                rows.append((batch_id, seq, rec, it.n_records, stage, it.est_usd, it.input))
+                rows.append((pk, seq, rec, it.n_records, status, token, it.est_usd, it.input))
                 seq += 1
                 rec += it.n_records
             conn.executemany(
-                "INSERT INTO items (batch_id, seq, rec0, n_records, status, stage, est_usd, input)"
-                " VALUES (?, ?, ?, ?, 'staged', ?, ?, ?)",
+                "INSERT INTO items (batch_pk, seq, rec0, n_records, status, stage, est_usd, input)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -188,7 +191,7 @@ class SqliteStore(Store):
     ) -> str:
         def run(conn: sqlite3.Connection) -> str:
             b = conn.execute(
-                "SELECT tenant_id, status, staging, stop_reason FROM batches WHERE id = ?",
+                "SELECT pk, tenant_id, status, staging, stop_reason FROM batches WHERE id = ?",
                 (batch_id,),
             ).fetchone()
             if b is None:
@@ -204,17 +207,21 @@ class SqliteStore(Store):
             if b["status"] != BatchStatus.OPEN or b["stop_reason"]:
                 _discard(conn, batch_id, stage, drop_batch=False)
                 raise errors.Conflict(f"batch is {b['status']} and accepts no more items")
-            count, records, est, size = conn.execute(
+            sums = (
                 "SELECT COUNT(*), COALESCE(SUM(n_records), 0), COALESCE(SUM(est_usd), 0), "
-                "COALESCE(SUM(LENGTH(input)), 0) FROM items "
-                "WHERE batch_id = ? AND status = 'staged' AND stage = ?",
-                (batch_id, stage),
-            ).fetchone()
-            conn.execute(
-                "UPDATE items SET status = 'queued', stage = NULL "
-                "WHERE batch_id = ? AND status = 'staged' AND stage = ?",
-                (batch_id, stage),
+                "COALESCE(SUM(LENGTH(input)), 0) FROM items WHERE batch_pk = ?"
             )
+            if b["staging"]:
+                count, records, est, size = conn.execute(sums, (b["pk"],)).fetchone()
+            else:
+                count, records, est, size = conn.execute(
+                    f"{sums} AND status = 'staged' AND stage = ?", (b["pk"], stage)
+                ).fetchone()
+                conn.execute(
+                    "UPDATE items SET status = 'queued', stage = NULL "
+                    "WHERE batch_pk = ? AND status = 'staged' AND stage = ?",
+                    (b["pk"], stage),
+                )
             conn.execute(
                 "UPDATE batches SET n_total = n_total + ?, n_queued = n_queued + ?, "
                 "r_total = r_total + ?, est_usd = est_usd + ?, in_bytes = in_bytes + ?, "
@@ -306,22 +313,26 @@ class SqliteStore(Store):
     async def list_items(
         self, batch_id: str, *, status: str | None, after_seq: int, limit: int
     ) -> list[Item]:
-        sql = "SELECT * FROM items WHERE batch_id = ? AND seq > ? AND status != 'staged'"
+        sql = (
+            "SELECT * FROM items WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?) "
+            "AND seq > ? AND status != 'staged'"
+        )
         args: list[Any] = [batch_id, after_seq]
         if status is not None:
             sql += " AND status = ?"
             args.append(status)
         sql += " ORDER BY seq LIMIT ?"
         args.append(limit)
-        return await self.db.read(lambda c: [_item(r) for r in c.execute(sql, args)])
+        return await self.db.read(lambda c: [_item(r, batch_id) for r in c.execute(sql, args)])
 
     async def get_item(self, batch_id: str, rowid: int) -> Item | None:
         def run(conn: sqlite3.Connection) -> Item | None:
             r = conn.execute(
-                "SELECT * FROM items WHERE id = ? AND batch_id = ? AND status != 'staged'",
+                "SELECT * FROM items WHERE id = ? AND status != 'staged' "
+                "AND batch_pk = (SELECT pk FROM batches WHERE id = ?)",
                 (rowid, batch_id),
             ).fetchone()
-            return _item(r) if r else None
+            return _item(r, batch_id) if r else None
 
         return await self.db.read(run)
 
@@ -338,7 +349,8 @@ class SqliteStore(Store):
         def c_exec(conn: sqlite3.Connection, b: str, s: int, n: int) -> Any:
             return conn.execute(
                 "SELECT id, seq, rec0, n_records, status, input, output, error FROM items "
-                "WHERE batch_id = ? AND seq > ? AND status IN ('succeeded', 'failed', 'cancelled')"
+                "WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?) AND seq > ? "
+                "AND status IN ('succeeded', 'failed', 'cancelled')"
                 " ORDER BY seq LIMIT ?",
                 (b, s, n),
             )
@@ -412,9 +424,14 @@ class SqliteStore(Store):
 
 
 def _discard(conn: sqlite3.Connection, batch_id: str, stage: str, drop_batch: bool) -> None:
+    row = conn.execute("SELECT pk, staging FROM batches WHERE id = ?", (batch_id,)).fetchone()
+    if row is None:
+        return
+    if drop_batch and row["staging"]:
+        conn.execute("DELETE FROM items WHERE batch_pk = ?", (row["pk"],))
+        conn.execute("DELETE FROM batches WHERE pk = ?", (row["pk"],))
+        return
     conn.execute(
-        "DELETE FROM items WHERE batch_id = ? AND status = 'staged' AND stage = ?",
-        (batch_id, stage),
+        "DELETE FROM items WHERE batch_pk = ? AND status = 'staged' AND stage = ?",
+        (row["pk"], stage),
     )
-    if drop_batch:
-        conn.execute("DELETE FROM batches WHERE id = ? AND staging = 1", (batch_id,))

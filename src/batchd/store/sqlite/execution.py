@@ -18,7 +18,7 @@ from batchd.core.states import BatchStatus, ItemStatus, StopReason
 ACTIVE = "('open', 'closed')"
 
 Q_CANDIDATES = f"""
-SELECT id, tenant_id, priority, parallelism, n_running, created_at, budget_usd,
+SELECT pk, id, tenant_id, priority, parallelism, n_running, created_at, budget_usd,
        actual_usd, reserved_usd, task, version, runner, item_timeout_s, max_attempts,
        retry_backoff_s, records_per_item
 FROM batches
@@ -32,7 +32,7 @@ GROUP BY tenant_id
 """
 Q_READY = """
 SELECT id, est_usd FROM items
-WHERE batch_id = ? AND status = 'queued' AND run_after <= ? ORDER BY seq LIMIT ?
+WHERE batch_pk = ? AND status = 'queued' AND run_after <= ? ORDER BY seq LIMIT ?
 """
 Q_DELTA = ", ".join(f"{c} = {c} + ?" for c in BatchDelta.columns())
 
@@ -79,7 +79,7 @@ def claim(
 
     def take(c: Candidate, want: int) -> int:
         b = rows[c.batch_id]
-        ready = conn.execute(Q_READY, (c.batch_id, now, want)).fetchall()
+        ready = conn.execute(Q_READY, (b["pk"], now, want)).fetchall()
         if b["budget_usd"] is not None:
             ready = _within_budget(conn, b, ready, running=c.running, now=now)
         if not ready:
@@ -146,9 +146,9 @@ def finish(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int
         part = ids[start : start + 900]
         marks = ",".join("?" * len(part))
         for r in conn.execute(
-            "SELECT i.id, i.batch_id, i.fence, i.status, i.cancel_requested, i.est_usd, "
+            "SELECT i.id, b.id AS batch_id, i.fence, i.status, i.cancel_requested, i.est_usd, "
             "i.n_records, b.stop_reason, b.tenant_id FROM items i JOIN batches b "
-            f"ON b.id = i.batch_id WHERE i.id IN ({marks})",
+            f"ON b.pk = i.batch_pk WHERE i.id IN ({marks})",
             part,
         ):
             current[r["id"]] = r
@@ -229,19 +229,19 @@ def stop(
     row = conn.execute(
         f"UPDATE batches SET status = ?, stop_reason = ?, error = ?, "
         f"closed_at = COALESCE(closed_at, ?) "
-        f"WHERE id = ? AND status IN ({marks}) AND stop_reason IS NULL RETURNING tenant_id",
+        f"WHERE id = ? AND status IN ({marks}) AND stop_reason IS NULL RETURNING tenant_id, pk",
         (target, reason, orjson.dumps(error), now, batch_id, *sources),
     ).fetchone()
     if row is None:
         return False
     cancelled = conn.execute(
         "UPDATE items SET status = 'cancelled', error = ?, finished_at = ? "
-        "WHERE batch_id = ? AND status = 'queued'",
-        (orjson.dumps(cancelled_error(reason)), now, batch_id),
+        "WHERE batch_pk = ? AND status = 'queued'",
+        (orjson.dumps(cancelled_error(reason)), now, row["pk"]),
     ).rowcount
     conn.execute(
-        "UPDATE items SET cancel_requested = 1 WHERE batch_id = ? AND status = 'running'",
-        (batch_id,),
+        "UPDATE items SET cancel_requested = 1 WHERE batch_pk = ? AND status = 'running'",
+        (row["pk"],),
     )
     conn.execute(
         "UPDATE batches SET n_queued = n_queued - ?, n_cancelled = n_cancelled + ? WHERE id = ?",
@@ -277,7 +277,7 @@ def reap(
 ) -> int:
     expired = conn.execute(
         "SELECT i.id, i.fence, i.attempts, b.max_attempts, b.retry_backoff_s FROM items i "
-        "JOIN batches b ON b.id = i.batch_id "
+        "JOIN batches b ON b.pk = i.batch_pk "
         "WHERE i.status = 'running' AND i.lease_expires < ? LIMIT 1000",
         (now,),
     ).fetchall()
@@ -308,16 +308,17 @@ def reap(
 
 
 def _drop_abandoned_uploads(conn: sqlite3.Connection, older_than: float) -> None:
-    for batch_id, stage in conn.execute(
-        "SELECT DISTINCT batch_id, stage FROM items WHERE status = 'staged'"
+    for batch_pk, stage in conn.execute(
+        "SELECT DISTINCT batch_pk, stage FROM items WHERE status = 'staged'"
     ).fetchall():
         if float(stage.split("-", 1)[0]) < older_than:
             conn.execute(
-                "DELETE FROM items WHERE batch_id = ? AND status = 'staged' AND stage = ?",
-                (batch_id, stage),
+                "DELETE FROM items WHERE batch_pk = ? AND status = 'staged' AND stage = ?",
+                (batch_pk, stage),
             )
-    conn.execute(
-        "DELETE FROM batches WHERE staging = 1 AND created_at < ? "
-        "AND NOT EXISTS (SELECT 1 FROM items WHERE items.batch_id = batches.id)",
-        (older_than,),
-    )
+    # A batch still staging belongs to a create request that never finished.
+    for (batch_pk,) in conn.execute(
+        "SELECT pk FROM batches WHERE staging = 1 AND created_at < ?", (older_than,)
+    ).fetchall():
+        conn.execute("DELETE FROM items WHERE batch_pk = ?", (batch_pk,))
+        conn.execute("DELETE FROM batches WHERE pk = ?", (batch_pk,))

@@ -77,7 +77,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX batches_active ON batches(status) WHERE status IN ('open', 'closed');
     CREATE TABLE items (
         id INTEGER PRIMARY KEY,
-        batch_id TEXT NOT NULL,
+        batch_pk INTEGER NOT NULL,
         seq INTEGER NOT NULL,
         rec0 INTEGER NOT NULL,
         n_records INTEGER NOT NULL,
@@ -97,11 +97,11 @@ MIGRATIONS: list[str] = [
         started_at REAL,
         finished_at REAL
     );
-    CREATE UNIQUE INDEX items_seq ON items(batch_id, seq);
-    CREATE INDEX items_queued ON items(batch_id, seq) WHERE status = 'queued';
+    CREATE UNIQUE INDEX items_seq ON items(batch_pk, seq);
+    CREATE INDEX items_queued ON items(batch_pk, seq) WHERE status = 'queued';
     CREATE INDEX items_owner ON items(lease_owner) WHERE status = 'running';
     CREATE INDEX items_lease ON items(lease_expires) WHERE status = 'running';
-    CREATE INDEX items_staged ON items(batch_id, stage) WHERE status = 'staged';
+    CREATE INDEX items_staged ON items(batch_pk, stage) WHERE status = 'staged';
     CREATE TABLE events (
         id INTEGER PRIMARY KEY,
         at REAL NOT NULL,

@@ -1,0 +1,102 @@
+"""Shared by the benchmarks: a real server subprocess and its peak RSS."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class BenchServer:
+    """``batchd serve`` on a fresh database, with RSS sampling."""
+
+    def __init__(self, *, database_url: str | None = None, **settings: Any) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="batchd-bench-"))
+        self.database_url = database_url or f"sqlite:///{self.dir / 'bench.db'}"
+        self.port = free_port()
+        self.key = "bench-" + secrets.token_hex(16)
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.peak_rss = 0
+        self._sampling = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> BenchServer:
+        env = {**os.environ, "BATCHD_PORT": str(self.port), "BATCHD_ADMIN_KEY": self.key,
+               "BATCHD_DATABASE_URL": self.database_url, "PYTHONPATH": str(ROOT)}
+        env.update({f"BATCHD_{k.upper()}": str(v) for k, v in self.settings.items()})
+        self.proc = subprocess.Popen([sys.executable, "-m", "batchd.cli.main", "serve"], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("server did not start")
+        self._sampling = True
+        threading.Thread(target=self._sample, daemon=True).start()
+        return self
+
+    def _sample(self) -> None:
+        assert self.proc is not None
+        p = psutil.Process(self.proc.pid)
+        while self._sampling:
+            try:
+                self.peak_rss = max(self.peak_rss, p.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.02)
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        t = psutil.Process(self.proc.pid).cpu_times()
+        return float(t.user + t.system)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=600,
+                            headers={"Authorization": f"Bearer {self.key}"})
+
+    def __exit__(self, *exc: object) -> None:
+        self._sampling = False
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def wait_terminal(c: httpx.Client, batch_id: str, poll_s: float = 0.05) -> dict[str, Any]:
+    while True:
+        b = c.get(f"/api/batches/{batch_id}").json()
+        if b["status"] not in ("open", "closed"):
+            return b
+        time.sleep(poll_s)
+
+
+def mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.0f} MB"
