@@ -29,16 +29,18 @@ def run(records: int, parts: int, database_url: str | None = None) -> dict[str, 
     with BenchServer(database_url=database_url) as srv, srv.client() as c:
         t0 = time.perf_counter()
         r = c.post("/api/batches", params={"task": "sales", "records_per_item": 1000,
-                                           "close": "false", "parallelism": 64})
+                                           "close": "false", "parallelism": 64},
+                   content=b"", headers={"Content-Type": "application/x-ndjson"})
         r.raise_for_status()
         batch_id = r.json()["id"]
-        per_part = records // parts
+        blocks = records // 1000
+        shares = [blocks // parts + (1 if i < blocks % parts else 0) for i in range(parts)]
         errors: list[BaseException] = []
 
-        def push(_: int) -> None:
+        def push(i: int) -> None:
             try:
                 with srv.client() as cc:
-                    rr = cc.post(f"/api/batches/{batch_id}/items", content=ndjson(per_part),
+                    rr = cc.post(f"/api/batches/{batch_id}/items", content=ndjson(shares[i] * 1000),
                                  headers={"Content-Type": "application/x-ndjson"})
                     rr.raise_for_status()
             except BaseException as exc:  # reported below

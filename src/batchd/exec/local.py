@@ -31,9 +31,9 @@ class LocalExecutor(Executor):
         if task.mode == "async":
             return await _run_async(task, records, ctx)
         if task.mode == "inline":
-            return _run_sync(task, records, ctx)
+            return run_sync(task, records, ctx)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, _run_sync, task, records, ctx)
+        return await loop.run_in_executor(self._threads, run_sync, task, records, ctx)
 
     async def _run_in_process(
         self, task: TaskDef, records: list[Any], ctx: TaskContext
@@ -61,7 +61,7 @@ def _call(task: TaskDef, arg: Any, ctx: TaskContext) -> Any:
     return task.handler(arg, ctx) if task.takes_context else task.handler(arg)
 
 
-def _run_sync(task: TaskDef, records: list[Any], ctx: TaskContext) -> list[Any]:
+def run_sync(task: TaskDef, records: list[Any], ctx: TaskContext) -> list[Any]:
     if task.vectorised:
         return _checked(task, list(_call(task, records, ctx)), len(records))
     if len(records) == 1:
@@ -113,5 +113,5 @@ def _process_entry(
     if task.mode == "async" or asyncio.iscoroutinefunction(task.handler):
         outputs = asyncio.run(_run_async(task, records, ctx))
     else:
-        outputs = _run_sync(task, records, ctx)
+        outputs = run_sync(task, records, ctx)
     return outputs, ctx.usage

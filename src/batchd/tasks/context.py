@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 
 
@@ -15,7 +14,10 @@ class Usage:
     reported: bool = False
 
 
-@dataclass
+_LOG = logging.getLogger("batchd.task")
+
+
+@dataclass(slots=True)
 class TaskContext:
     """Handed to every handler call.
 
@@ -31,17 +33,18 @@ class TaskContext:
     batch_id: str
     attempt: int
     runner: str | None = None
-    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("batchd.task"))
+    logger: logging.Logger = _LOG
     usage: Usage = field(default_factory=Usage)
-    _cancel: threading.Event = field(default_factory=threading.Event)
+    # A plain flag: handlers in threads read it, the event loop sets it once.
+    _cancelled: bool = False
 
     @property
     def cancelled(self) -> bool:
         """True once the item was cancelled; long handlers should check it and stop."""
-        return self._cancel.is_set()
+        return self._cancelled
 
     def cancel(self) -> None:
-        self._cancel.set()
+        self._cancelled = True
 
     def report_usage(
         self, *, tokens_in: int = 0, tokens_out: int = 0, cost_usd: float = 0.0

@@ -141,34 +141,42 @@ def finish(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int
     if not outcomes:
         return 0
     ids = [o.rowid for o in outcomes]
-    current: dict[int, sqlite3.Row] = {}
+    # Plain tuples on the hot path: (id, batch, fence, status, cancel, est, n, stop, tenant).
+    cur = conn.cursor()
+    cur.row_factory = None
+    current: dict[int, tuple[Any, ...]] = {}
     for start in range(0, len(ids), 900):
         part = ids[start : start + 900]
         marks = ",".join("?" * len(part))
-        for r in conn.execute(
-            "SELECT i.id, b.id AS batch_id, i.fence, i.status, i.cancel_requested, i.est_usd, "
+        for r in cur.execute(
+            "SELECT i.id, b.id, i.fence, i.status, i.cancel_requested, i.est_usd, "
             "i.n_records, b.stop_reason, b.tenant_id FROM items i JOIN batches b "
             f"ON b.pk = i.batch_pk WHERE i.id IN ({marks})",
             part,
         ):
-            current[r["id"]] = r
+            current[r[0]] = r
     deltas: dict[str, BatchDelta] = defaultdict(BatchDelta)
     tenants: dict[str, str] = {}
     finals, retries = [], []
+    dumps = orjson.dumps
     for o in outcomes:
         row = current.get(o.rowid)
-        if row is None or row["fence"] != o.fence or row["status"] != ItemStatus.RUNNING:
+        if row is None or row[2] != o.fence or row[3] != ItemStatus.RUNNING:
             continue  # lease lost: a newer attempt owns this item
-        reason = (row["stop_reason"] or StopReason.CANCELLED) if row["cancel_requested"] else None
-        settle(o, cancel_reason=reason)
-        deltas[row["batch_id"]].add(o, est_usd=row["est_usd"], n_records=row["n_records"])
-        tenants[row["batch_id"]] = row["tenant_id"]
-        err = orjson.dumps(o.error) if o.error else None
+        _, batch_id, _, _, cancel_requested, est_usd, n_records, stop_reason, tenant_id = row
+        if cancel_requested:
+            settle(o, cancel_reason=stop_reason or StopReason.CANCELLED)
+        deltas[batch_id].add(o, est_usd=est_usd, n_records=n_records)
+        tenants[batch_id] = tenant_id
+        err = dumps(o.error) if o.error else None
         if o.status == ItemStatus.QUEUED:
             retries.append((o.retry_at, err, o.rowid, o.fence))
         else:
-            usage = orjson.dumps(
-                {"tokens_in": o.tokens_in, "tokens_out": o.tokens_out, "cost_usd": o.cost_usd}
+            usage = (
+                dumps({"tokens_in": o.tokens_in, "tokens_out": o.tokens_out,
+                       "cost_usd": o.cost_usd})
+                if o.tokens_in or o.tokens_out or o.cost_usd
+                else None
             )
             finals.append((o.status, o.output, err, usage, o.finished_at or now, o.rowid, o.fence))
     if retries:

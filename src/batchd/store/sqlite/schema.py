@@ -99,7 +99,6 @@ MIGRATIONS: list[str] = [
     );
     CREATE UNIQUE INDEX items_seq ON items(batch_pk, seq);
     CREATE INDEX items_queued ON items(batch_pk, seq) WHERE status = 'queued';
-    CREATE INDEX items_owner ON items(lease_owner) WHERE status = 'running';
     CREATE INDEX items_lease ON items(lease_expires) WHERE status = 'running';
     CREATE INDEX items_staged ON items(batch_pk, stage) WHERE status = 'staged';
     CREATE TABLE events (
