@@ -14,6 +14,7 @@ import orjson
 from batchd.core import errors, keys
 from batchd.core.models import (
     ApiKey,
+    item_public_id,
     Batch,
     BatchSpec,
     Item,
@@ -36,16 +37,14 @@ class Created:
     replayed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class RecordRow:
-    """One record of the results export."""
+RecordRow = dict[str, Any]
+"""One record of the results export: ``{item_id, seq, status, input, output, error}``."""
 
-    item_id: str
-    seq: int
-    status: str
-    input: Any
-    output: Any
-    error: Any
+# Ingest stages items in groups of at most this many bytes, so a large upload is
+# never held in memory whole.
+STAGE_BYTES = 8 * 1024 * 1024
+# Export reads this many records' worth of items per page.
+EXPORT_PAGE_RECORDS = 8192
 
 
 class BatchManager:
@@ -237,6 +236,7 @@ class BatchManager:
         flat = cost.is_flat
         dumps = orjson.dumps
         pending: list[StagedItem] = []
+        pending_bytes = 0
         carry: list[Any] = []
         index = 0
         for_flush = self.ingest_flush_items
@@ -259,15 +259,23 @@ class BatchManager:
             if rpi == 1:
                 for rec in part:
                     est = cost.per_record_usd + cost.per_item_usd if flat else cost.estimate_item([rec])
-                    pending.append(StagedItem(1, dumps(rec), est))
+                    blob = dumps(rec)
+                    pending_bytes += len(blob)
+                    pending.append(StagedItem(1, blob, est))
             else:
                 carry.extend(part)
-                while len(carry) >= rpi:
-                    chunk, carry = carry[:rpi], carry[rpi:]
-                    pending.append(StagedItem(rpi, dumps(chunk), cost.estimate_item(chunk)))
-            if len(pending) >= for_flush:
+                start = 0
+                while len(carry) - start >= rpi:
+                    chunk = carry[start : start + rpi]
+                    start += rpi
+                    blob = dumps(chunk)
+                    pending_bytes += len(blob)
+                    pending.append(StagedItem(rpi, blob, cost.estimate_item(chunk)))
+                del carry[:start]
+            if len(pending) >= for_flush or pending_bytes >= STAGE_BYTES:
                 await self.store.stage_items(batch_id, stage, pending)
                 pending = []
+                pending_bytes = 0
         if carry:
             pending.append(StagedItem(len(carry), dumps(carry), cost.estimate_item(carry)))
         if pending:
@@ -292,7 +300,7 @@ class BatchManager:
     async def list_batches(
         self, principal: Principal, *, status: str | None, cursor: str | None, limit: int
     ) -> tuple[list[Batch], str | None]:
-        before = _decode_cursor(cursor)
+        before = _decode_cursor(cursor, "b")
         rows = await self.store.list_batches(
             tenant_id=principal.tenant_id,
             owner=None if principal.sees_all_of_tenant else principal.owner,
@@ -323,8 +331,10 @@ class BatchManager:
         limit: int,
     ) -> tuple[list[Item], str | None]:
         await self._get(principal, batch_id)
-        after = int(cursor[1:]) if cursor and cursor[1:].isdigit() else -1
-        rows = await self.store.list_items(batch_id, status=status, after_seq=after, limit=limit + 1)
+        after = _decode_cursor(cursor, "s")
+        rows = await self.store.list_items(
+            batch_id, status=status, after_seq=-1 if after is None else after, limit=limit + 1
+        )
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (f"s{rows[-1].seq}" if more and rows else None)
@@ -338,11 +348,12 @@ class BatchManager:
         return item
 
     async def iter_results(
-        self, principal: Principal, batch_id: str, *, page: int = 256
+        self, principal: Principal, batch_id: str
     ) -> AsyncIterator[list[RecordRow]]:
         """Finished records in order, a page of items at a time."""
         batch = await self._get(principal, batch_id)
         multi = batch.records_per_item != 1
+        page = max(1, min(512, EXPORT_PAGE_RECORDS // batch.records_per_item))
         after = -1
         while True:
             rows = await self.store.export_rows(batch_id, after_seq=after, limit=page)
@@ -374,31 +385,32 @@ class BatchManager:
 
 
 def _records_of(row: ExportRow, multi: bool) -> list[RecordRow]:
-    from batchd.core.models import item_public_id
-
     iid = item_public_id(row.rowid)
+    loads = orjson.loads
     if not multi:
-        out = orjson.loads(row.output) if row.output is not None else None
-        return [RecordRow(iid, row.seq, row.status, orjson.loads(row.input), out, row.error)]
-    inputs = orjson.loads(row.input)
-    outputs = orjson.loads(row.output) if row.output is not None else [None] * len(inputs)
+        out = loads(row.output) if row.output is not None else None
+        return [{"item_id": iid, "seq": row.seq, "status": row.status,
+                 "input": loads(row.input), "output": out, "error": row.error}]
+    inputs = loads(row.input)
+    outputs = loads(row.output) if row.output is not None else [None] * len(inputs)
     rec_errors = (row.error or {}).get("records") if row.status == "succeeded" else None
+    shared_error = row.error if row.status != "succeeded" else None
+    seq = row.rec0
     result = []
     for i, (inp, out) in enumerate(zip(inputs, outputs, strict=False)):
-        if rec_errors is not None:
-            err = rec_errors[i]
-            status = "failed" if err else "succeeded"
+        if rec_errors is not None and rec_errors[i]:
+            status, err = "failed", rec_errors[i]
         else:
-            err = row.error if row.status != "succeeded" else None
-            status = row.status
-        result.append(RecordRow(iid, row.rec0 + i, status, inp, out, err))
+            status, err = row.status, shared_error
+        result.append({"item_id": iid, "seq": seq + i, "status": status, "input": inp,
+                       "output": out, "error": err})
     return result
 
 
-def _decode_cursor(cursor: str | None) -> int | None:
+def _decode_cursor(cursor: str | None, kind: str) -> int | None:
     if not cursor:
         return None
-    if cursor[0] != "b" or not cursor[1:].isdigit():
+    if cursor[0] != kind or not cursor[1:].isdigit():
         raise errors.InvalidInput(
             "invalid cursor",
             details=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "value_error"}],

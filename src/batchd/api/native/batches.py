@@ -19,7 +19,6 @@ from batchd.api.native.schemas import (
     CancelBody,
     batch_json,
     item_json,
-    record_json,
 )
 from batchd.api.responses import JsonResponse
 from batchd.core import errors
@@ -240,12 +239,8 @@ async def results(
     await mgr.get_batch(caller, batch_id)
     exporter = exporter_for(format)
 
-    async def pages() -> AsyncIterator[list[dict[str, Any]]]:
-        async for rows in mgr.iter_results(caller, batch_id):
-            yield [record_json(r) for r in rows]
-
     return StreamingResponse(
-        exporter.stream(pages), media_type=exporter.media_type,
+        exporter.stream(lambda: mgr.iter_results(caller, batch_id)), media_type=exporter.media_type,
         headers={"Content-Disposition": f'attachment; filename="{batch_id}.{exporter.extension}"'},
     )
 

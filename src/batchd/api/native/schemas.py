@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from batchd.core.manager import RecordRow
 from batchd.core.models import Batch, BatchSpec, Item, iso
 
 
@@ -32,6 +31,14 @@ class BatchSettings(BaseModel):
     expires_after_s: float | None = Field(default=None, gt=0, le=365 * 86400)
     metadata: dict[str, Any] = Field(default_factory=dict)
     close: bool = True
+
+    @field_validator("run_after")
+    @classmethod
+    def _naive_is_utc(cls, value: datetime | None) -> datetime | None:
+        # The API speaks UTC: a time without an offset must not take the server's zone.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
     def to_spec(self, *, now: float, default_parallelism: int, default_attempts: int,
                 default_backoff_s: float, task_attempts: int | None) -> BatchSpec:
@@ -132,15 +139,4 @@ def item_json(i: Item) -> dict[str, Any]:
         "usage": i.usage,
         "started_at": iso(i.started_at),
         "finished_at": iso(i.finished_at),
-    }
-
-
-def record_json(r: RecordRow) -> dict[str, Any]:
-    return {
-        "item_id": r.item_id,
-        "seq": r.seq,
-        "status": r.status,
-        "input": r.input,
-        "output": r.output,
-        "error": r.error,
     }

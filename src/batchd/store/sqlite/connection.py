@@ -24,9 +24,10 @@ PRAGMAS = (
     # last commits, which WAL keeps consistent.
     "PRAGMA synchronous=NORMAL",
     "PRAGMA busy_timeout=30000",
-    "PRAGMA cache_size=-65536",
+    # Page cache per connection (KiB): five connections must stay well inside the
+    # server's memory budget, so no mmap either (mapped pages count as RSS).
+    "PRAGMA cache_size=-16384",
     "PRAGMA temp_store=MEMORY",
-    "PRAGMA mmap_size=268435456",
 )
 
 

@@ -120,7 +120,11 @@ def claim(
 def _within_budget(
     conn: sqlite3.Connection, b: sqlite3.Row, ready: list[sqlite3.Row], *, running: int, now: float
 ) -> list[sqlite3.Row]:
-    room = b["budget_usd"] - b["actual_usd"] - b["reserved_usd"]
+    # Not from ``b``: that row predates this claim, which may deal the batch several shares.
+    budget, actual, reserved = conn.execute(
+        "SELECT budget_usd, actual_usd, reserved_usd FROM batches WHERE id = ?", (b["id"],)
+    ).fetchone()
+    room = budget - actual - reserved
     fits = []
     for r in ready:
         if r["est_usd"] > room + 1e-12:
