@@ -42,7 +42,7 @@ RecordRow = dict[str, Any]
 
 # Ingest stages items in groups of at most this many bytes, so a large upload is
 # never held in memory whole.
-STAGE_BYTES = 8 * 1024 * 1024
+STAGE_BYTES = 4 * 1024 * 1024
 # Export reads this many records' worth of items per page.
 EXPORT_PAGE_RECORDS = 8192
 

@@ -333,7 +333,13 @@ def _success(item: ClaimedItem, outputs: list[Any], ctx: TaskContext) -> Outcome
             values.append(out)
     if item.records_per_item == 1 and failed:
         return _failure(item, errors_[0] or {}, final=True, ctx=ctx)
-    output = orjson.dumps(values[0] if item.records_per_item == 1 else values)
+    try:
+        output = orjson.dumps(values[0] if item.records_per_item == 1 else values)
+    except orjson.JSONEncodeError as exc:
+        # Raised here it would escape the claim loop, and the lease loop would keep
+        # this worker's items leased forever: fail the item instead, for good.
+        error = {"code": "invalid_output", "message": f"the output is not storable JSON: {exc}"}
+        return _failure(item, error, final=True, ctx=ctx)
     usage = ctx.usage
     return Outcome(
         rowid=item.rowid, fence=item.fence, status=ItemStatus.SUCCEEDED, output=output,

@@ -44,6 +44,10 @@ def _key(row: sqlite3.Row) -> ApiKey:
     )
 
 
+Q_ITEM = (
+    "SELECT i.*, d.data AS input, o.data AS output FROM items i "
+    "JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id"
+)
 Q_KEYS = (
     "SELECT k.*, t.name AS tenant_name FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
 )
@@ -172,16 +176,23 @@ class SqliteStore(Store):
             # A batch being created is invisible as a whole, so its items go straight
             # to the queue; appends to a live batch wait as 'staged' until committed.
             status, token = ("queued", None) if row[3] else ("staged", stage)
-            rows = []
+            # Ids are dealt here (one writer holds the lock) so both tables get them.
+            next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM items").fetchone()[0]
+            rows, data = [], []
             for it in items:
-                rows.append((pk, seq, rec, it.n_records, status, token, it.est_usd, it.input))
+                rows.append(
+                    (next_id, pk, seq, rec, it.n_records, status, token, it.est_usd, len(it.input))
+                )
+                data.append((next_id, it.input))
+                next_id += 1
                 seq += 1
                 rec += it.n_records
             conn.executemany(
-                "INSERT INTO items (batch_pk, seq, rec0, n_records, status, stage, est_usd, input)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO items (id, batch_pk, seq, rec0, n_records, status, stage, est_usd, "
+                "size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            conn.executemany("INSERT INTO item_inputs (id, data) VALUES (?, ?)", data)
 
         await self.db.write(run)
 
@@ -209,7 +220,7 @@ class SqliteStore(Store):
                 raise errors.Conflict(f"batch is {b['status']} and accepts no more items")
             sums = (
                 "SELECT COUNT(*), COALESCE(SUM(n_records), 0), COALESCE(SUM(est_usd), 0), "
-                "COALESCE(SUM(LENGTH(input)), 0) FROM items WHERE batch_pk = ?"
+                "COALESCE(SUM(size), 0) FROM items WHERE batch_pk = ?"
             )
             if b["staging"]:
                 count, records, est, size = conn.execute(sums, (b["pk"],)).fetchone()
@@ -314,22 +325,22 @@ class SqliteStore(Store):
         self, batch_id: str, *, status: str | None, after_seq: int, limit: int
     ) -> list[Item]:
         sql = (
-            "SELECT * FROM items WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?) "
-            "AND seq > ? AND status != 'staged'"
+            f"{Q_ITEM} WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = ?) "
+            "AND i.seq > ? AND i.status != 'staged'"
         )
         args: list[Any] = [batch_id, after_seq]
         if status is not None:
-            sql += " AND status = ?"
+            sql += " AND i.status = ?"
             args.append(status)
-        sql += " ORDER BY seq LIMIT ?"
+        sql += " ORDER BY i.seq LIMIT ?"
         args.append(limit)
         return await self.db.read(lambda c: [_item(r, batch_id) for r in c.execute(sql, args)])
 
     async def get_item(self, batch_id: str, rowid: int) -> Item | None:
         def run(conn: sqlite3.Connection) -> Item | None:
             r = conn.execute(
-                "SELECT * FROM items WHERE id = ? AND status != 'staged' "
-                "AND batch_pk = (SELECT pk FROM batches WHERE id = ?)",
+                f"{Q_ITEM} WHERE i.id = ? AND i.status != 'staged' "
+                "AND i.batch_pk = (SELECT pk FROM batches WHERE id = ?)",
                 (rowid, batch_id),
             ).fetchone()
             return _item(r, batch_id) if r else None
@@ -348,10 +359,12 @@ class SqliteStore(Store):
 
         def c_exec(conn: sqlite3.Connection, b: str, s: int, n: int) -> Any:
             return conn.execute(
-                "SELECT id, seq, rec0, n_records, status, input, output, error FROM items "
-                "WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?) AND seq > ? "
-                "AND status IN ('succeeded', 'failed', 'cancelled')"
-                " ORDER BY seq LIMIT ?",
+                "SELECT i.id, i.seq, i.rec0, i.n_records, i.status, d.data, o.data, i.error "
+                "FROM items i JOIN item_inputs d ON d.id = i.id "
+                "LEFT JOIN item_outputs o ON o.id = i.id "
+                "WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = ?) AND i.seq > ? "
+                "AND i.status IN ('succeeded', 'failed', 'cancelled')"
+                " ORDER BY i.seq LIMIT ?",
                 (b, s, n),
             )
 
@@ -428,10 +441,7 @@ def _discard(conn: sqlite3.Connection, batch_id: str, stage: str, drop_batch: bo
     if row is None:
         return
     if drop_batch and row["staging"]:
-        conn.execute("DELETE FROM items WHERE batch_pk = ?", (row["pk"],))
+        ex.delete_items(conn, "batch_pk = ?", row["pk"])
         conn.execute("DELETE FROM batches WHERE pk = ?", (row["pk"],))
         return
-    conn.execute(
-        "DELETE FROM items WHERE batch_pk = ? AND status = 'staged' AND stage = ?",
-        (row["pk"], stage),
-    )
+    ex.delete_items(conn, "batch_pk = ? AND status = 'staged' AND stage = ?", row["pk"], stage)

@@ -89,9 +89,14 @@ def claim(
             f"UPDATE items SET status = 'running', attempts = attempts + 1, fence = fence + 1, "
             f"lease_owner = ?, lease_expires = ?, started_at = ? "
             f"WHERE id IN ({marks}) AND status IN {_sources(ItemStatus.RUNNING)} "
-            f"RETURNING id, seq, n_records, attempts, fence, input, est_usd",
+            f"RETURNING id, seq, n_records, attempts, fence, est_usd",
             (owner, lease_until, now, *[r[0] for r in ready]),
         ).fetchall()
+        inputs = dict(
+            conn.execute(
+                f"SELECT id, data FROM item_inputs WHERE id IN ({marks})", [r[0] for r in ready]
+            ).fetchall()
+        )
         est = sum(r["est_usd"] for r in got)
         conn.execute(
             "UPDATE batches SET n_running = n_running + ?, n_queued = n_queued - ?, "
@@ -103,7 +108,7 @@ def claim(
                 ClaimedItem(
                     rowid=r["id"], batch_id=c.batch_id, tenant_id=c.tenant_id, seq=r["seq"],
                     n_records=r["n_records"], records_per_item=b["records_per_item"],
-                    attempts=r["attempts"], fence=r["fence"], input=r["input"],
+                    attempts=r["attempts"], fence=r["fence"], input=inputs[r["id"]],
                     task=b["task"], version=b["version"], runner=b["runner"],
                     item_timeout_s=b["item_timeout_s"], max_attempts=b["max_attempts"],
                     retry_backoff_s=b["retry_backoff_s"], est_usd=r["est_usd"],
@@ -161,7 +166,7 @@ def finish(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int
             current[r[0]] = r
     deltas: dict[str, BatchDelta] = defaultdict(BatchDelta)
     tenants: dict[str, str] = {}
-    finals, retries = [], []
+    finals, retries, outputs = [], [], []
     dumps = orjson.dumps
     for o in outcomes:
         row = current.get(o.rowid)
@@ -182,7 +187,9 @@ def finish(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int
                 if o.tokens_in or o.tokens_out or o.cost_usd
                 else None
             )
-            finals.append((o.status, o.output, err, usage, o.finished_at or now, o.rowid, o.fence))
+            finals.append((o.status, err, usage, o.finished_at or now, o.rowid, o.fence))
+            if o.output is not None:
+                outputs.append((o.rowid, o.output))
     if retries:
         conn.executemany(
             "UPDATE items SET status = 'queued', run_after = ?, error = ?, lease_owner = NULL, "
@@ -191,11 +198,13 @@ def finish(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int
         )
     if finals:
         conn.executemany(
-            "UPDATE items SET status = ?, output = ?, error = ?, usage = ?, finished_at = ?, "
+            "UPDATE items SET status = ?, error = ?, usage = ?, finished_at = ?, "
             "lease_owner = NULL, lease_expires = NULL "
             "WHERE id = ? AND fence = ? AND status = 'running'",
             finals,
         )
+    if outputs:
+        conn.executemany("INSERT OR REPLACE INTO item_outputs (id, data) VALUES (?, ?)", outputs)
     per_tenant: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
     for batch_id, d in deltas.items():
         conn.execute(f"UPDATE batches SET {Q_DELTA} WHERE id = ?", (*d.values(), batch_id))
@@ -324,13 +333,17 @@ def _drop_abandoned_uploads(conn: sqlite3.Connection, older_than: float) -> None
         "SELECT DISTINCT batch_pk, stage FROM items WHERE status = 'staged'"
     ).fetchall():
         if float(stage.split("-", 1)[0]) < older_than:
-            conn.execute(
-                "DELETE FROM items WHERE batch_pk = ? AND status = 'staged' AND stage = ?",
-                (batch_pk, stage),
-            )
+            delete_items(conn, "batch_pk = ? AND status = 'staged' AND stage = ?", batch_pk, stage)
     # A batch still staging belongs to a create request that never finished.
     for (batch_pk,) in conn.execute(
         "SELECT pk FROM batches WHERE staging = 1 AND created_at < ?", (older_than,)
     ).fetchall():
-        conn.execute("DELETE FROM items WHERE batch_pk = ?", (batch_pk,))
+        delete_items(conn, "batch_pk = ?", batch_pk)
         conn.execute("DELETE FROM batches WHERE pk = ?", (batch_pk,))
+
+
+def delete_items(conn: sqlite3.Connection, where: str, *args: Any) -> None:
+    """Delete items matching ``where`` together with their payloads."""
+    for table in ("item_inputs", "item_outputs"):
+        conn.execute(f"DELETE FROM {table} WHERE id IN (SELECT id FROM items WHERE {where})", args)
+    conn.execute(f"DELETE FROM items WHERE {where}", args)

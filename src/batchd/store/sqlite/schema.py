@@ -90,13 +90,16 @@ MIGRATIONS: list[str] = [
         lease_expires REAL,
         cancel_requested INTEGER NOT NULL DEFAULT 0,
         est_usd REAL NOT NULL DEFAULT 0,
-        input BLOB NOT NULL,
-        output BLOB,
+        size INTEGER NOT NULL DEFAULT 0,
         error BLOB,
         usage BLOB,
         started_at REAL,
         finished_at REAL
     );
+    -- Payloads live apart from the item rows, so the state changes of claiming,
+    -- finishing and committing an upload rewrite small rows, not the data.
+    CREATE TABLE item_inputs (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+    CREATE TABLE item_outputs (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
     CREATE UNIQUE INDEX items_seq ON items(batch_pk, seq);
     CREATE INDEX items_queued ON items(batch_pk, seq) WHERE status = 'queued';
     CREATE INDEX items_lease ON items(lease_expires) WHERE status = 'running';
