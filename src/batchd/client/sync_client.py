@@ -63,7 +63,7 @@ class Client:
     def get(self, batch_id: str) -> dict[str, Any]:
         return self._json("GET", f"/api/batches/{batch_id}")
 
-    def list(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def list_batches(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         params = {"limit": limit, **({"status": status} if status else {})}
         return self._json("GET", "/api/batches", params=params)["data"]  # type: ignore[no-any-return]
 

@@ -14,13 +14,13 @@ import orjson
 from batchd.core import errors, keys
 from batchd.core.models import (
     ApiKey,
-    item_public_id,
     Batch,
     BatchSpec,
     Item,
     Principal,
     Role,
     Tier,
+    item_public_id,
     item_rowid,
     new_id,
 )
@@ -313,8 +313,7 @@ class BatchManager:
     async def close_batch(self, principal: Principal, batch_id: str) -> Batch:
         batch = await self._get(principal, batch_id)
         if batch.status != "open":
-            if batch.status == "closed" or batch.is_terminal:
-                return batch
+            return batch  # closing twice is not an error
         await self.store.close_batch(batch_id, now=self.clock())
         return await self._get(principal, batch_id)
 

@@ -51,12 +51,9 @@ def _content_type(request: Request) -> str:
 
 
 def _invalid(exc: ValidationError, where: str) -> RequestValidationError:
-    errs = []
-    for e in exc.errors(include_url=False):
-        e = dict(e)
-        e["loc"] = (where, *e["loc"])
-        errs.append(e)
-    return RequestValidationError(errs)
+    return RequestValidationError(
+        [{**e, "loc": (where, *e["loc"])} for e in exc.errors(include_url=False)]
+    )
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -18,7 +18,7 @@ _BATCH_FIELDS = {f for f in Batch.__dataclass_fields__}
 
 
 def _batch(row: sqlite3.Row) -> Batch:
-    data = {k: row[k] for k in row.keys() if k in _BATCH_FIELDS}
+    data = {k: row[k] for k in row.keys() if k in _BATCH_FIELDS}  # noqa: SIM118
     data["metadata"] = orjson.loads(data["metadata"]) if data["metadata"] else {}
     data["error"] = orjson.loads(data["error"]) if data["error"] else None
     data["fail_fast"] = bool(data["fail_fast"])
