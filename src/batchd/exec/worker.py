@@ -55,6 +55,7 @@ class Worker:
         self.owner = new_id("wrk")
         self._running: dict[int, _Running] = {}
         self._outcomes: list[Outcome] = []
+        self._flushing: list[Outcome] = []
         self._flush_lock = asyncio.Lock()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
@@ -114,10 +115,14 @@ class Worker:
                         owner=self.owner, limit=free, now=time.time(), lease_s=s.lease_s,
                         tenant_cap=s.tenant_max_running,
                     )
-                except errors.StoreError:
-                    log.warning("claim failed; retrying", exc_info=True)
+                except Exception:  # the loop must outlive any one failure
+                    log.exception("claim failed; retrying")
             if items:
-                await self._dispatch(items)
+                try:
+                    await self._dispatch(items)
+                except Exception:
+                    # Items not started stay leased to us and come back after the lease.
+                    log.exception("dispatch failed")
                 if self.metrics is not None:
                     self.metrics.claimed.inc(len(items))
                 await asyncio.sleep(0)
@@ -263,12 +268,15 @@ class Worker:
             while self._outcomes:
                 batch = self._outcomes[: self.settings.commit_max_items * 4]
                 del self._outcomes[: len(batch)]
+                self._flushing = batch
                 try:
                     await self.store.finish_items(batch, now=time.time())
                 except Exception:
                     # Not recorded: the leases will expire and the items run again.
                     log.exception("could not record %d outcomes", len(batch))
                     return
+                finally:
+                    self._flushing = []
             self._wake.set()
 
     # housekeeping
@@ -278,9 +286,11 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             now = time.time()
+            tracked = [*self._running, *(o.rowid for o in (*self._outcomes, *self._flushing))]
             try:
                 await self.store.heartbeat(
-                    owner=self.owner, now=now, lease_until=now + self.settings.lease_s, info=info
+                    owner=self.owner, now=now, lease_until=now + self.settings.lease_s,
+                    info=info, item_ids=tracked,
                 )
             except errors.BatchdError:
                 log.warning("heartbeat failed", exc_info=True)

@@ -141,8 +141,15 @@ class Store(ABC):
         """Group-commit outcomes; returns how many still held their lease."""
 
     @abstractmethod
-    async def heartbeat(self, *, owner: str, now: float, lease_until: float, info: dict[str, Any]) -> None:
-        """Renew the leases of ``owner``'s running items and record the worker as alive."""
+    async def heartbeat(
+        self, *, owner: str, now: float, lease_until: float, info: dict[str, Any],
+        item_ids: list[int] | None = None,
+    ) -> None:
+        """Record the worker as alive and renew its leases.
+
+        Only ``item_ids`` are renewed when given (the items the worker still
+        tracks), else every running item of ``owner``.
+        """
 
     @abstractmethod
     async def cancel_requests(self, *, owner: str) -> list[int]:

@@ -380,7 +380,8 @@ class SqliteStore(Store):
         return await self.db.write(ex.finish, outcomes, now)
 
     async def heartbeat(
-        self, *, owner: str, now: float, lease_until: float, info: dict[str, Any]
+        self, *, owner: str, now: float, lease_until: float, info: dict[str, Any],
+        item_ids: list[int] | None = None,
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -388,10 +389,17 @@ class SqliteStore(Store):
                 "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
                 (owner, orjson.dumps(info), now, now),
             )
-            conn.execute(
-                "UPDATE items SET lease_expires = ? WHERE lease_owner = ? AND status = 'running'",
-                (lease_until, owner),
+            renew = (
+                "UPDATE items SET lease_expires = ? WHERE lease_owner = ? AND status = 'running'"
             )
+            if item_ids is None:
+                conn.execute(renew, (lease_until, owner))
+                return
+            for start in range(0, len(item_ids), 900):
+                part = item_ids[start : start + 900]
+                conn.execute(
+                    f"{renew} AND id IN ({','.join('?' * len(part))})", (lease_until, owner, *part)
+                )
 
         await self.db.write(run)
 
