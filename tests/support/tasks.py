@@ -53,3 +53,10 @@ def blocking(record: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
             raise RuntimeError("stopped on cancel")
         time.sleep(0.01)
     return {"done": True}
+
+
+@task("cpu_sum", version="1.0.0", mode="process", vectorised=True)
+def cpu_sum(records: list[dict[str, Any]], ctx: TaskContext) -> list[dict[str, Any]]:
+    """CPU-bound work in the process pool; reports the pid that ran it."""
+    ctx.report_usage(tokens_in=len(records), cost_usd=0.5)
+    return [{"sum": sum(range(int(r["n"]))), "pid": os.getpid()} for r in records]
