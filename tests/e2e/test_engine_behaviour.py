@@ -1,0 +1,384 @@
+"""The engine's guarantees, observed end to end through the native HTTP API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Server, wait_batch, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One line of the run log the ``tracked`` test task writes."""
+
+    item_id: str
+    attempt: int
+    pid: int
+    what: str
+    at: float
+
+
+def read_runs(path: Path) -> list[Run]:
+    if not path.exists():
+        return []
+    runs = []
+    for line in path.read_text().splitlines():
+        item_id, attempt, pid, what, at = line.split()
+        runs.append(Run(item_id, int(attempt), int(pid), what, float(at)))
+    return runs
+
+
+def ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def iso_in(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def create(c: httpx.Client, **body: Any) -> dict[str, Any]:
+    r = c.post("/api/batches", json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def all_items(c: httpx.Client, batch_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 1000}
+        if cursor:
+            params["cursor"] = cursor
+        r = c.get(f"/api/batches/{batch_id}/items", params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        items += page["data"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    # An end sorts before a start at the same instant: touching intervals do not overlap.
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def finished(c: httpx.Client, batch_id: str) -> dict[str, Any]:
+    """Wait until nothing of the batch runs any more (a cancelled batch is terminal at once)."""
+
+    def done() -> dict[str, Any] | None:
+        b = c.get(f"/api/batches/{batch_id}").json()
+        return b if b["finished_at"] is not None else None
+
+    return dict(wait_until(done, timeout_s=30, what=f"batch {batch_id} finished"))
+
+
+# priority and parallelism
+
+
+def test_priority_high_batch_items_start_before_low_batch_items(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(worker_concurrency=1)
+    run_after = iso_in(2.0)
+    with server.client() as c:
+        low = create(c, task="tracked", items=[{"n": i} for i in range(3)], priority=10,
+                     run_after=run_after)
+        high = create(c, task="tracked", items=[{"n": i} for i in range(3)], priority=90,
+                      run_after=run_after)
+        # Both must be waiting when run_after comes, or the test proves nothing.
+        assert ts(high["created_at"]) < ts(run_after)
+        assert wait_batch(c, low["id"])["status"] == "completed"
+        assert wait_batch(c, high["id"])["status"] == "completed"
+        high_starts = [ts(i["started_at"]) for i in all_items(c, high["id"])]
+        low_starts = [ts(i["started_at"]) for i in all_items(c, low["id"])]
+    assert max(high_starts) < min(low_starts)
+
+
+def test_parallelism_caps_items_running_at_once(make_server: Callable[..., Server]) -> None:
+    server = make_server()
+    with server.client() as c:
+        b = create(c, task="tracked", parallelism=3,
+                   items=[{"n": i, "seconds": 0.2} for i in range(9)])
+        assert wait_batch(c, b["id"])["status"] == "completed"
+        items = all_items(c, b["id"])
+    intervals = [(ts(i["started_at"]), ts(i["finished_at"])) for i in items]
+    assert len(intervals) == 9
+    assert max_overlap(intervals) == 3
+
+
+# fail-fast and budget
+
+
+def test_fail_fast_cancels_the_rest_after_a_failure(make_server: Callable[..., Server]) -> None:
+    server = make_server()
+    with server.client() as c:
+        items = [{"n": 0, "seconds": 0.05}, {"n": 1, "fail": True}]
+        items += [{"n": n, "seconds": 5} for n in range(2, 8)]
+        b = create(c, task="tracked", fail_fast=True, parallelism=2, max_attempts=1,
+                   items=items)
+        done = wait_batch(c, b["id"], timeout_s=30)
+        rows = all_items(c, b["id"])
+    assert done["status"] in ("partial", "failed")
+    assert done["error"]["code"] == "fail_fast"
+    assert done["counts"]["failed"] == 1
+    assert done["counts"]["cancelled"] > 0
+    cancelled = [i for i in rows if i["status"] == "cancelled"]
+    assert len(cancelled) == done["counts"]["cancelled"]
+    assert {i["error"]["code"] for i in cancelled} == {"fail_fast"}
+    (failed,) = [i for i in rows if i["status"] == "failed"]
+    assert failed["input"]["n"] == 1
+
+
+@pytest.mark.parametrize(("runner", "est_usd"), [(None, 0.01), ("cheap", 0.001)])
+def test_budget_cap_stops_dispatch_and_cancels_the_rest(
+    make_server: Callable[..., Server], runner: str | None, est_usd: float
+) -> None:
+    server = make_server()
+    budget = 3.5 * est_usd
+    with server.client() as c:
+        body: dict[str, Any] = {"task": "tracked", "budget_usd": budget, "parallelism": 2,
+                                "items": [{"n": i, "seconds": 0.05} for i in range(8)]}
+        if runner:
+            body["runner"] = runner
+        b = create(c, **body)
+        assert b["cost"]["estimated_usd"] == pytest.approx(8 * est_usd)
+        done = wait_batch(c, b["id"], timeout_s=30)
+        rows = all_items(c, b["id"])
+    assert done["status"] == "partial"
+    assert done["error"]["code"] == "budget_exceeded"
+    actual = done["cost"]["actual_usd"]
+    assert actual <= budget + est_usd + 1e-9
+    # Dispatch stops only when the next item would not fit.
+    assert actual > budget - est_usd
+    assert done["counts"]["succeeded"] + done["counts"]["cancelled"] == 8
+    cancelled = [i for i in rows if i["status"] == "cancelled"]
+    assert cancelled and {i["error"]["code"] for i in cancelled} == {"budget_exceeded"}
+
+
+def test_budget_cap_holds_when_other_batches_share_the_worker(
+    make_server: Callable[..., Server],
+) -> None:
+    # Several batches served by one claim: the capped one must not be dealt a
+    # second share on the reservation it had before the first one.
+    server = make_server(worker_concurrency=12)
+    run_after = iso_in(1.5)
+    with server.client() as c:
+        capped = create(c, task="tracked", budget_usd=0.045, run_after=run_after,
+                        items=[{"n": i, "seconds": 0.3} for i in range(12)])
+        others = [create(c, task="tracked", run_after=run_after, items=[{"n": 0}])
+                  for _ in range(2)]
+        assert ts(others[-1]["created_at"]) < ts(run_after)
+        done = wait_batch(c, capped["id"], timeout_s=30)
+        for o in others:
+            assert wait_batch(c, o["id"])["status"] == "completed"
+    assert done["status"] == "partial"
+    assert done["cost"]["actual_usd"] <= 0.045 + 0.01 + 1e-9
+    assert done["counts"]["succeeded"] == 4
+    assert done["counts"]["cancelled"] == 8
+
+
+# cancellation
+
+
+def test_cancel_waiting_batch_cancels_every_item_at_once(
+    make_server: Callable[..., Server], run_log: Path
+) -> None:
+    server = make_server()
+    with server.client() as c:
+        b = create(c, task="tracked", run_after=iso_in(60), items=[{"n": i} for i in range(5)])
+        r = c.post(f"/api/batches/{b['id']}/cancel", json={"reason": "not needed"})
+        assert r.status_code == 200, r.text
+        now = r.json()
+        rows = all_items(c, b["id"])
+    assert now["status"] == "cancelled"
+    assert now["counts"] == {"total": 5, "queued": 0, "running": 0, "succeeded": 0,
+                             "failed": 0, "cancelled": 5}
+    assert now["finished_at"] is not None
+    assert now["error"] == {"code": "cancelled", "message": "not needed"}
+    assert [i["status"] for i in rows] == ["cancelled"] * 5
+    assert all(i["attempts"] == 0 and i["error"]["code"] == "cancelled" for i in rows)
+    assert read_runs(run_log) == []
+
+
+def test_cancel_running_items_stops_them_and_never_retries(
+    make_server: Callable[..., Server], run_log: Path
+) -> None:
+    server = make_server()
+    with server.client() as c:
+        b = create(c, task="tracked", parallelism=2, max_attempts=3,
+                   items=[{"n": i, "seconds": 30} for i in range(5)])
+        wait_until(lambda: len(read_runs(run_log)) == 2, what="two items running")
+        r = c.post(f"/api/batches/{b['id']}/cancel")
+        assert r.status_code == 200, r.text
+        at_cancel = r.json()
+        # Queued items go at once; running ones stop cooperatively.
+        assert at_cancel["status"] == "cancelled"
+        assert at_cancel["counts"]["queued"] == 0
+        assert at_cancel["counts"]["cancelled"] >= 3
+        done = finished(c, b["id"])
+        # Another batch run to its end shows the worker went round its loop since.
+        after = create(c, task="tracked", items=[{"n": 99}])
+        assert wait_batch(c, after["id"])["status"] == "completed"
+        rows = all_items(c, b["id"])
+    assert done["status"] == "cancelled"
+    assert done["counts"]["cancelled"] == 5
+    assert [i["status"] for i in rows] == ["cancelled"] * 5
+    started = [i for i in rows if i["attempts"]]
+    assert len(started) == 2 and all(i["attempts"] == 1 for i in started)
+    runs = [run for run in read_runs(run_log) if run.item_id in {i["id"] for i in rows}]
+    assert sorted((run.item_id, run.attempt, run.what) for run in runs) == sorted(
+        (i["id"], 1, "start") for i in started
+    )
+
+
+def test_cancel_running_sync_handler_frees_its_thread(make_server: Callable[..., Server]) -> None:
+    server = make_server(worker_threads=1)
+    with server.client() as c:
+        b = create(c, task="blocking", items=[{"seconds": 30}])
+        wait_until(lambda: c.get(f"/api/batches/{b['id']}").json()["counts"]["running"] == 1,
+                   what="blocking item running")
+        assert c.post(f"/api/batches/{b['id']}/cancel").status_code == 200
+        done = finished(c, b["id"])
+        (item,) = all_items(c, b["id"])
+        assert done["status"] == "cancelled"
+        assert item["status"] == "cancelled" and item["attempts"] == 1
+        # The only handler thread is free again only if the handler saw the flag and stopped.
+        nxt = create(c, task="blocking", items=[{"seconds": 0.1}])
+        assert wait_batch(c, nxt["id"], timeout_s=15)["status"] == "completed"
+
+
+# retries, run_after, timeouts
+
+
+def test_retry_succeeds_after_transient_failures_with_growing_backoff(
+    make_server: Callable[..., Server], run_log: Path
+) -> None:
+    server = make_server()
+    backoff_s = 0.5
+    with server.client() as c:
+        b = create(c, task="tracked", max_attempts=3, retry_backoff_s=backoff_s,
+                   items=[{"n": 1, "fail_times": 2}])
+        done = wait_batch(c, b["id"], timeout_s=30)
+        (item,) = all_items(c, b["id"])
+    assert done["status"] == "completed"
+    assert item["status"] == "succeeded"
+    assert item["attempts"] == 3
+    assert item["output"] == {"n": 1, "attempt": 3}
+    starts = [r for r in read_runs(run_log) if r.what == "start"]
+    assert [r.attempt for r in starts] == [1, 2, 3]
+    first_gap = starts[1].at - starts[0].at
+    second_gap = starts[2].at - starts[1].at
+    # A retry never comes before its backoff, and the backoff grows.
+    assert first_gap >= backoff_s
+    assert second_gap >= 2 * backoff_s
+    assert second_gap > first_gap
+
+
+def test_retry_gives_up_after_max_attempts(
+    make_server: Callable[..., Server], run_log: Path
+) -> None:
+    server = make_server()
+    with server.client() as c:
+        b = create(c, task="tracked", max_attempts=2, items=[{"n": 1, "fail_times": 5}])
+        done = wait_batch(c, b["id"], timeout_s=30)
+        (item,) = all_items(c, b["id"])
+    assert done["status"] == "failed"
+    assert item["status"] == "failed"
+    assert item["attempts"] == 2
+    assert item["error"]["code"] == "handler_error"
+    assert "attempt 2" in item["error"]["message"]
+    assert [r.attempt for r in read_runs(run_log) if r.what == "start"] == [1, 2]
+
+
+def test_run_after_holds_items_until_the_time(make_server: Callable[..., Server]) -> None:
+    server = make_server()
+    run_after = iso_in(2.0)
+    with server.client() as c:
+        b = create(c, task="square", run_after=run_after, items=[{"n": n} for n in range(3)])
+        assert ts(b["run_after"]) == pytest.approx(ts(run_after), abs=1e-3)
+        waiting = c.get(f"/api/batches/{b['id']}").json()
+        assert waiting["counts"]["queued"] == 3 and waiting["started_at"] is None
+        done = wait_batch(c, b["id"])
+        items = all_items(c, b["id"])
+    assert done["status"] == "completed"
+    assert ts(done["started_at"]) >= ts(run_after)
+    assert all(ts(i["started_at"]) >= ts(run_after) for i in items)
+
+
+def test_run_after_without_offset_is_read_as_utc(
+    make_server: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "JST-9")  # the server's local zone is not UTC
+    server = make_server()
+    with server.client() as c:
+        naive = create(c, task="square", run_after="2030-01-01T00:00:00", items=[{"n": 1}])
+        aware = create(c, task="square", run_after="2030-01-01T09:00:00+09:00", items=[{"n": 1}])
+    assert naive["run_after"] == "2030-01-01T00:00:00Z"
+    assert aware["run_after"] == "2030-01-01T00:00:00Z"
+
+
+def test_item_timeout_fails_the_item(make_server: Callable[..., Server]) -> None:
+    server = make_server()
+    with server.client() as c:
+        b = create(c, task="sleep", item_timeout_s=0.3, max_attempts=1, items=[{"seconds": 5}])
+        done = wait_batch(c, b["id"], timeout_s=30)
+        (item,) = all_items(c, b["id"])
+    assert done["status"] == "failed"
+    assert item["status"] == "failed"
+    assert item["error"]["code"] == "timeout"
+
+
+# idempotent creation
+
+
+def test_idempotency_key_replays_the_same_json_batch(server: Server) -> None:
+    body = {"task": "square", "items": [{"n": 2}, {"n": 3}]}
+    with server.client() as c:
+        c.headers["Idempotency-Key"] = "order-42"
+        first = c.post("/api/batches", json=body)
+        again = c.post("/api/batches", json=body)
+        changed = c.post("/api/batches", json={**body, "items": [{"n": 4}]})
+        listed = c.get("/api/batches").json()["data"]
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    assert again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert changed.status_code == 422
+    assert changed.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert [b["id"] for b in listed] == [first.json()["id"]]
+
+
+def test_idempotency_key_replays_the_same_ndjson_batch(server: Server) -> None:
+    url = "/api/batches?task=square&priority=70"
+    body = b'{"n": 2}\n{"n": 3}\n'
+    with server.client() as c:
+        c.headers.update({"Idempotency-Key": "upload-7", "Content-Type": "application/x-ndjson"})
+        first = c.post(url, content=body)
+        again = c.post(url, content=body)
+        other_body = c.post(url, content=b'{"n": 5}\n')
+        other_query = c.post("/api/batches?task=square&priority=71", content=body)
+        listed = c.get("/api/batches").json()["data"]
+    assert first.status_code == 201, first.text
+    assert first.json()["counts"]["total"] == 2 and first.json()["priority"] == 70
+    assert again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert other_body.status_code == 422
+    assert other_query.status_code == 422
+    assert [b["id"] for b in listed] == [first.json()["id"]]
