@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     ingest_flush_items: int = Field(default=5000, ge=1)
     staging_ttl_s: float = Field(default=3600.0, description="Age of abandoned uploads to drop.")
 
+    db_pool_min: int = Field(default=2, ge=1, description="PostgreSQL pool: idle connections.")
+    db_pool_max: int = Field(default=10, ge=1, description="PostgreSQL pool: most connections.")
+
     config_file: Path | None = None
 
     @classmethod
@@ -73,6 +76,11 @@ class Settings(BaseSettings):
 
     def task_modules(self) -> list[str]:
         return [m.strip() for m in self.tasks.split(",") if m.strip()]
+
+    def store_options(self) -> dict[str, Any]:
+        if self.database_url.startswith("sqlite"):
+            return {}
+        return {"min_connections": self.db_pool_min, "max_connections": self.db_pool_max}
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(exclude={"admin_key"})

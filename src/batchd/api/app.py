@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.task_modules(), examples=settings.load_example_tasks,
         entry_points=settings.load_entry_points,
     )
-    store = open_store(settings.database_url)
+    store = open_store(settings.database_url, **settings.store_options())
     metrics = Metrics()
     worker: Worker | None = None
     if settings.run_worker:

@@ -73,7 +73,7 @@ def worker() -> None:
     settings = Settings()
 
     async def main() -> None:
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, **settings.store_options())
         await store.open()
         executor = LocalExecutor(threads=settings.worker_threads,
                                  processes=settings.worker_processes)

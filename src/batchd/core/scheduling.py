@@ -8,7 +8,7 @@ priority level capacity is dealt round-robin, so equal batches progress together
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -23,18 +23,10 @@ class Candidate:
     created_at: float
 
 
-def plan_claims(
-    candidates: list[Candidate],
-    *,
-    limit: int,
-    tenant_running: dict[str, int],
-    tenant_cap: int,
-    take: Callable[[Candidate, int], int],
-) -> int:
-    """Deal ``limit`` slots over ``candidates``; ``take(c, n)`` claims up to n, returns how many.
-
-    Returns the number of items claimed.
-    """
+def claim_plan(
+    candidates: list[Candidate], *, limit: int, tenant_running: dict[str, int], tenant_cap: int
+) -> Generator[tuple[Candidate, int], int, None]:
+    """Yields ``(candidate, n)`` to claim up to n items from; send back how many were taken."""
     ordered = sorted(
         candidates,
         key=lambda c: (-c.priority, tenant_running.get(c.tenant_id, 0), c.running, c.created_at),
@@ -52,7 +44,7 @@ def plan_claims(
                 want = min(share, room, remaining)
                 if want <= 0:
                     continue
-                got = take(c, want)
+                got = yield c, want
                 c.running += got
                 tenant_running[c.tenant_id] = tenant_running.get(c.tenant_id, 0) + got
                 remaining -= got
@@ -63,7 +55,32 @@ def plan_claims(
             pending = still_hungry
         if remaining == 0:
             break
-    return limit - remaining
+
+
+def plan_claims(
+    candidates: list[Candidate],
+    *,
+    limit: int,
+    tenant_running: dict[str, int],
+    tenant_cap: int,
+    take: Callable[[Candidate, int], int],
+) -> int:
+    """Deal ``limit`` slots over ``candidates``; ``take(c, n)`` claims up to n, returns how many.
+
+    Returns the number of items claimed.
+    """
+    total = 0
+    plan = claim_plan(
+        candidates, limit=limit, tenant_running=tenant_running, tenant_cap=tenant_cap
+    )
+    try:
+        c, want = next(plan)
+        while True:
+            got = take(c, want)
+            total += got
+            c, want = plan.send(got)
+    except StopIteration:
+        return total
 
 
 def retry_delay_s(attempts: int, *, base_s: float, max_s: float) -> float:

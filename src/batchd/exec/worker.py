@@ -70,6 +70,7 @@ class Worker:
         self._wake.set()
 
     async def start(self) -> None:
+        await self.store.subscribe_work(self.wake)
         await self.store.heartbeat(
             owner=self.owner, now=time.time(), lease_until=time.time() + self.settings.lease_s,
             info={"host": socket.gethostname(), "pid": os.getpid()},

@@ -11,6 +11,10 @@ def open_store(database_url: str, **kwargs: object) -> Store:
         from batchd.store.sqlite import SqliteStore
 
         return SqliteStore(database_url, **kwargs)  # type: ignore[arg-type]
+    if database_url.startswith(("postgresql:", "postgres:")):
+        from batchd.store.postgres import PostgresStore
+
+        return PostgresStore(database_url, **kwargs)  # type: ignore[arg-type]
     raise ValueError(f"unsupported database url: {database_url.split(':', 1)[0]}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,3 +169,9 @@ class Store(ABC):
 
     @abstractmethod
     async def ping(self) -> None: ...
+
+    async def subscribe_work(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever another process commits new items.
+
+        Backends without notifications leave this a no-op; workers then poll.
+        """

@@ -101,8 +101,15 @@ class TaskDef:
         }
 
 
-def _version_key(version: str) -> tuple[int | str, ...]:
-    return tuple(int(p) if p.isdigit() else p for p in version.split("."))
+def _version_key(version: str) -> tuple[Any, ...]:
+    # Numbers compare as numbers and never with text (a TypeError); a pre-release
+    # ("2.0.0-rc.1") sorts before its release, as in semantic versioning.
+    release, _, pre = version.partition("-")
+
+    def parts(text: str) -> tuple[tuple[int, int | str], ...]:
+        return tuple((0, int(p)) if p.isdigit() else (1, p) for p in text.split("."))
+
+    return parts(release), not pre, parts(pre) if pre else ()
 
 
 class TaskRegistry:

@@ -200,7 +200,7 @@ class SqliteStore(Store):
         self, batch_id: str, stage: str, *, close: bool, now: float,
         idempotency_key: str | None = None, request_hash: str | None = None,
     ) -> str:
-        def run(conn: sqlite3.Connection) -> str:
+        def run(conn: sqlite3.Connection) -> str | errors.Conflict:
             b = conn.execute(
                 "SELECT pk, tenant_id, status, staging, stop_reason FROM batches WHERE id = ?",
                 (batch_id,),
@@ -216,8 +216,9 @@ class SqliteStore(Store):
                     _discard(conn, batch_id, stage, drop_batch=True)
                     return str(other["id"])
             if b["status"] != BatchStatus.OPEN or b["stop_reason"]:
+                # Returned, not raised: raising would roll the discard back.
                 _discard(conn, batch_id, stage, drop_batch=False)
-                raise errors.Conflict(f"batch is {b['status']} and accepts no more items")
+                return errors.Conflict(f"batch is {b['status']} and accepts no more items")
             sums = (
                 "SELECT COUNT(*), COALESCE(SUM(n_records), 0), COALESCE(SUM(est_usd), 0), "
                 "COALESCE(SUM(size), 0) FROM items WHERE batch_pk = ?"
@@ -255,7 +256,10 @@ class SqliteStore(Store):
                 ex.maybe_finish(conn, batch_id, now)
             return batch_id
 
-        return await self.db.write(run)
+        holder = await self.db.write(run)
+        if isinstance(holder, errors.Conflict):
+            raise holder
+        return holder
 
     async def discard_stage(self, batch_id: str, stage: str, *, drop_batch: bool) -> None:
         await self.db.write(_discard, batch_id, stage, drop_batch)

@@ -169,7 +169,8 @@ def finish(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int
     finals, retries, outputs = [], [], []
     dumps = orjson.dumps
     for o in outcomes:
-        row = current.get(o.rowid)
+        # pop: a second outcome for the same item in this group must not count again.
+        row = current.pop(o.rowid, None)
         if row is None or row[2] != o.fence or row[3] != ItemStatus.RUNNING:
             continue  # lease lost: a newer attempt owns this item
         _, batch_id, _, _, cancel_requested, est_usd, n_records, stop_reason, tenant_id = row

@@ -1,0 +1,599 @@
+"""The PostgreSQL store: many servers and workers on one database.
+
+psycopg 3 (async) with a connection pool; claims with ``FOR UPDATE SKIP LOCKED``;
+bulk ingest with ``COPY``; group commit of outcomes; ``LISTEN/NOTIFY`` wakes idle
+workers when new items are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool
+
+from batchd.core import errors
+from batchd.core.models import (
+    ApiKey,
+    Batch,
+    BatchSpec,
+    ClaimedItem,
+    Item,
+    Outcome,
+    Tenant,
+    new_id,
+)
+from batchd.core.scheduling import claim_plan
+from batchd.core.states import BatchStatus
+from batchd.store.base import ExportRow, StagedItem, Store
+from batchd.store.postgres import execution as ex
+from batchd.store.postgres.schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Conn = ex.Conn
+CHANNEL = "batchd_work"
+MIGRATION_LOCK = 0x62617463  # advisory lock id: one migrator at a time
+REAP_LOCK = 0x72656170  # one reaper at a time across all workers
+
+BATCH_COLUMNS = [f for f in Batch.__dataclass_fields__]
+Q_BATCH = f"SELECT {', '.join(BATCH_COLUMNS)} FROM batches"
+ITEM_COLUMNS = (
+    "i.id, i.seq, i.rec0, i.n_records, i.status, i.attempts, d.data, o.data, i.error, i.usage, "
+    "i.started_at, i.finished_at"
+)
+Q_ITEM = (
+    f"SELECT {ITEM_COLUMNS} FROM items i JOIN item_inputs d ON d.id = i.id "
+    "LEFT JOIN item_outputs o ON o.id = i.id"
+)
+Q_KEYS = (
+    "SELECT k.id, k.tenant_id, t.name, k.role, k.tier, k.owner, k.prefix, k.created_at, "
+    "k.revoked_at, k.key_hash FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+)
+RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
+             pg_errors.LockNotAvailable)
+
+
+def _batch(row: tuple[Any, ...]) -> Batch:
+    data = dict(zip(BATCH_COLUMNS, row, strict=True))
+    data["metadata"] = orjson.loads(data["metadata"]) if data["metadata"] else {}
+    data["error"] = orjson.loads(data["error"]) if data["error"] else None
+    return Batch(**data)
+
+
+def _item(r: tuple[Any, ...], batch_id: str) -> Item:
+    return Item(
+        rowid=r[0], batch_id=batch_id, seq=r[1], rec0=r[2], n_records=r[3], status=r[4],
+        attempts=r[5], input=bytes(r[6]), output=bytes(r[7]) if r[7] is not None else None,
+        error=orjson.loads(r[8]) if r[8] else None, usage=orjson.loads(r[9]) if r[9] else None,
+        started_at=r[10], finished_at=r[11],
+    )
+
+
+def _key(r: tuple[Any, ...]) -> ApiKey:
+    return ApiKey(
+        id=r[0], tenant_id=r[1], tenant_name=r[2], role=r[3], tier=r[4], owner=r[5],
+        prefix=r[6], created_at=r[7], revoked_at=r[8],
+    )
+
+
+def translate(exc: Exception) -> Exception:
+    """Driver errors at the store boundary → the core exception tree."""
+    if isinstance(exc, errors.BatchdError):
+        return exc
+    if isinstance(exc, ValueError) and "NUL" in str(exc):
+        return errors.InvalidInput("text may not contain NUL (0x00) characters")
+    if isinstance(exc, pg_errors.UniqueViolation):
+        return errors.Conflict("conflicting write")
+    if isinstance(exc, pg_errors.ProgramLimitExceeded):
+        return errors.LimitExceeded(f"value too large to store: {exc.diag.message_primary}")
+    if isinstance(exc, pg_errors.DataError):
+        return errors.InvalidInput(f"value not storable: {exc.diag.message_primary}")
+    if isinstance(exc, psycopg.Error):
+        return errors.StoreError(f"storage error: {type(exc).__name__}")
+    return exc
+
+
+class PostgresStore(Store):
+    """Store on PostgreSQL, shared by any number of servers and workers.
+
+    Args:
+        database_url: ``postgresql://user@host:port/db``.
+        min_connections / max_connections: pool size per process.
+    """
+
+    def __init__(
+        self, database_url: str, *, min_connections: int = 2, max_connections: int = 10
+    ) -> None:
+        self.url = database_url
+        self.pool = AsyncConnectionPool(
+            database_url, min_size=min_connections, max_size=max_connections, open=False,
+            kwargs={"autocommit": True}, name="batchd",
+        )
+        self._listener: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            try:
+                await _migrate(conn)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self.pool.close()
+
+    async def _tx(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        delay = 0.01
+        for attempt in range(10):
+            try:
+                async with self.pool.connection() as conn, conn.transaction():
+                    return await fn(conn, *args)
+            except RETRYABLE:
+                if attempt == 9:
+                    raise errors.StoreError("database is busy, retry later") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            except (psycopg.Error, ValueError) as exc:
+                raise translate(exc) from exc
+        raise errors.StoreError("database is busy, retry later")
+
+    async def _read(self, sql: str, args: Any = ()) -> list[tuple[Any, ...]]:
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(sql, args)
+                return await cur.fetchall()
+        except (psycopg.Error, ValueError) as exc:
+            raise translate(exc) from exc
+
+    async def ping(self) -> None:
+        await self._read("SELECT 1")
+
+    async def subscribe_work(self, callback: Callable[[], None]) -> None:
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(callback))
+
+    async def _listen(self, callback: Callable[[], None]) -> None:
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    callback()  # anything committed while we were not listening
+                    async for _ in conn.notifies():
+                        callback()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    # tenants and keys
+    async def ensure_tenant(self, name: str, *, tier: str, now: float) -> Tenant:
+        async def run(conn: Conn) -> Tenant:
+            await conn.execute(
+                "INSERT INTO tenants (id, name, tier, created_at) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (name) DO NOTHING",
+                (new_id("ten"), name, tier, now),
+            )
+            cur = await conn.execute(
+                "SELECT id, name, tier, created_at FROM tenants WHERE name = %s", (name,)
+            )
+            r = await cur.fetchone()
+            assert r is not None
+            return Tenant(*r)
+
+        return await self._tx(run)
+
+    async def get_tenant(self, name: str) -> Tenant | None:
+        rows = await self._read(
+            "SELECT id, name, tier, created_at FROM tenants WHERE name = %s", (name,)
+        )
+        return Tenant(*rows[0]) if rows else None
+
+    async def create_key(
+        self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: str,
+        tier: str, owner: str, now: float,
+    ) -> None:
+        async def run(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, role, tier, owner, "
+                "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (key_hash) DO NOTHING",
+                (key_id, tenant_id, key_hash, prefix, role, tier, owner, now),
+            )
+
+        await self._tx(run)
+
+    async def key_by_hash(self, key_hash: str) -> tuple[ApiKey, str] | None:
+        rows = await self._read(
+            f"{Q_KEYS} WHERE k.key_hash = %s AND k.revoked_at IS NULL", (key_hash,)
+        )
+        return (_key(rows[0]), rows[0][9]) if rows else None
+
+    async def list_keys(self, tenant_id: str | None) -> list[ApiKey]:
+        if tenant_id is None:
+            rows = await self._read(f"{Q_KEYS} ORDER BY k.created_at")
+        else:
+            rows = await self._read(
+                f"{Q_KEYS} WHERE k.tenant_id = %s ORDER BY k.created_at", (tenant_id,)
+            )
+        return [_key(r) for r in rows]
+
+    async def revoke_key(self, key_id: str, *, now: float) -> bool:
+        async def run(conn: Conn) -> bool:
+            cur = await conn.execute(
+                "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
+                (now, key_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._tx(run)
+
+    async def count_keys(self, *, role: str) -> int:
+        rows = await self._read(
+            "SELECT COUNT(*) FROM api_keys WHERE role = %s AND revoked_at IS NULL", (role,)
+        )
+        return int(rows[0][0])
+
+    # ingest
+    async def create_batch(
+        self, *, batch_id: str, tenant_id: str, owner: str, spec: BatchSpec, now: float
+    ) -> None:
+        s = spec
+
+        async def run(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO batches (id, tenant_id, owner, task, version, runner, status, "
+                "records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd, "
+                "run_after, item_timeout_s, max_attempts, retry_backoff_s, expires_at, "
+                "max_input_bytes, max_output_bytes, est_usd_per_record, metadata, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, 'open', %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    batch_id, tenant_id, owner, s.task, s.version, s.runner, s.records_per_item,
+                    s.priority, s.parallelism, s.fail_fast, s.max_error_pct, s.budget_usd,
+                    s.run_after, s.item_timeout_s, s.max_attempts, s.retry_backoff_s,
+                    s.expires_at, s.max_input_bytes, s.max_output_bytes, s.est_usd_per_record,
+                    orjson.dumps(s.metadata), now,
+                ),
+            )
+
+        await self._tx(run)
+
+    async def stage_items(self, batch_id: str, stage: str, items: list[StagedItem]) -> None:
+        n_records = sum(i.n_records for i in items)
+
+        async def run(conn: Conn) -> None:
+            cur = await conn.execute(
+                "UPDATE batches SET next_seq = next_seq + %s, next_rec = next_rec + %s "
+                "WHERE id = %s RETURNING next_seq, next_rec, pk, staging",
+                (len(items), n_records, batch_id),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise errors.NotFound("batch not found")
+            seq, rec, pk = row[0] - len(items), row[1] - n_records, row[2]
+            # A batch being created is invisible as a whole, so its items go straight
+            # to the queue; appends to a live batch wait as 'staged' until committed.
+            status, token = ("queued", None) if row[3] else ("staged", stage)
+            cur = await conn.execute(
+                "SELECT nextval('items_id_seq') FROM generate_series(1, %s)", (len(items),)
+            )
+            ids = [r[0] for r in await cur.fetchall()]
+            async with conn.cursor() as c, c.copy(
+                "COPY items (id, batch_pk, seq, rec0, n_records, status, stage, est_usd, size) "
+                "FROM STDIN"
+            ) as copy:
+                for item_id, it in zip(ids, items, strict=True):
+                    await copy.write_row(
+                        (item_id, pk, seq, rec, it.n_records, status, token, it.est_usd,
+                         len(it.input))
+                    )
+                    seq += 1
+                    rec += it.n_records
+            async with conn.cursor() as c, c.copy(
+                "COPY item_inputs (id, data) FROM STDIN"
+            ) as copy:
+                for item_id, it in zip(ids, items, strict=True):
+                    await copy.write_row((item_id, it.input))
+
+        await self._tx(run)
+
+    async def commit_stage(
+        self, batch_id: str, stage: str, *, close: bool, now: float,
+        idempotency_key: str | None = None, request_hash: str | None = None,
+    ) -> str:
+        async def run(conn: Conn) -> str:
+            cur = await conn.execute(
+                "SELECT pk, tenant_id, status, staging, stop_reason FROM batches "
+                "WHERE id = %s FOR UPDATE",
+                (batch_id,),
+            )
+            b = await cur.fetchone()
+            if b is None:
+                raise errors.NotFound("batch not found")
+            pk, tenant_id, status, staging, stop_reason = b
+            if idempotency_key is not None:
+                cur = await conn.execute(
+                    "SELECT id FROM batches WHERE tenant_id = %s AND idempotency_key = %s",
+                    (tenant_id, idempotency_key),
+                )
+                other = await cur.fetchone()
+                if other is not None:
+                    await _discard(conn, batch_id, stage, True)
+                    return str(other[0])
+            if status != BatchStatus.OPEN or stop_reason:
+                await _discard(conn, batch_id, stage, False)
+                raise errors.Conflict(f"batch is {status} and accepts no more items")
+            sums = (
+                "SELECT COUNT(*), COALESCE(SUM(n_records), 0), COALESCE(SUM(est_usd), 0), "
+                "COALESCE(SUM(size), 0) FROM items WHERE batch_pk = %s"
+            )
+            if staging:
+                cur = await conn.execute(sums, (pk,))
+            else:
+                cur = await conn.execute(
+                    f"{sums} AND status = 'staged' AND stage = %s", (pk, stage)  # type: ignore[arg-type]
+                )
+            count, records, est, size = await cur.fetchone()  # type: ignore[misc]
+            if not staging:
+                await conn.execute(
+                    "UPDATE items SET status = 'queued', stage = NULL "
+                    "WHERE batch_pk = %s AND status = 'staged' AND stage = %s",
+                    (pk, stage),
+                )
+            await conn.execute(
+                "UPDATE batches SET n_total = n_total + %s, n_queued = n_queued + %s, "
+                "r_total = r_total + %s, est_usd = est_usd + %s, in_bytes = in_bytes + %s, "
+                "staging = false, idempotency_key = COALESCE(%s, idempotency_key), "
+                "request_hash = COALESCE(%s, request_hash), "
+                "status = CASE WHEN %s THEN 'closed' ELSE status END, "
+                "closed_at = CASE WHEN %s THEN %s ELSE closed_at END WHERE pk = %s",
+                (count, count, records, est, size, idempotency_key, request_hash, close, close,
+                 now, pk),
+            )
+            await ex.add_usage(conn, tenant_id, now, items_submitted=count,
+                               records_submitted=records)
+            kind = "batch.created" if staging else "batch.items_added"
+            await ex.add_event(conn, tenant_id, batch_id, kind, now, {"items": int(count)})
+            if close:
+                await ex.add_event(conn, tenant_id, batch_id, "batch.closed", now)
+                await ex.maybe_finish(conn, batch_id, now)
+            if count:
+                await conn.execute(f"NOTIFY {CHANNEL}")
+            return batch_id
+
+        return await self._tx(run)
+
+    async def discard_stage(self, batch_id: str, stage: str, *, drop_batch: bool) -> None:
+        await self._tx(_discard, batch_id, stage, drop_batch)
+
+    # lifecycle and reads
+    async def get_batch(self, batch_id: str, *, tenant_id: str | None) -> Batch | None:
+        rows = await self._read(f"{Q_BATCH} WHERE id = %s AND NOT staging", (batch_id,))
+        if not rows:
+            return None
+        batch = _batch(rows[0])
+        return None if tenant_id is not None and batch.tenant_id != tenant_id else batch
+
+    async def find_batch_by_idempotency(self, tenant_id: str, key: str) -> Batch | None:
+        rows = await self._read(
+            f"{Q_BATCH} WHERE tenant_id = %s AND idempotency_key = %s", (tenant_id, key)
+        )
+        return _batch(rows[0]) if rows else None
+
+    async def list_batches(
+        self, *, tenant_id: str, owner: str | None, status: str | None,
+        before_pk: int | None, limit: int,
+    ) -> list[Batch]:
+        sql = f"{Q_BATCH} WHERE tenant_id = %s AND NOT staging"
+        args: list[Any] = [tenant_id]
+        if owner is not None:
+            sql += " AND owner = %s"
+            args.append(owner)
+        if status is not None:
+            sql += " AND status = %s"
+            args.append(status)
+        if before_pk is not None:
+            sql += " AND pk < %s"
+            args.append(before_pk)
+        sql += " ORDER BY pk DESC LIMIT %s"
+        args.append(limit)
+        return [_batch(r) for r in await self._read(sql, args)]
+
+    async def close_batch(self, batch_id: str, *, now: float) -> bool:
+        async def run(conn: Conn) -> bool:
+            cur = await conn.execute(
+                "UPDATE batches SET status = 'closed', closed_at = %s "
+                "WHERE id = %s AND status = 'open' RETURNING tenant_id",
+                (now, batch_id),
+            )
+            r = await cur.fetchone()
+            if r is None:
+                return False
+            await ex.add_event(conn, r[0], batch_id, "batch.closed", now)
+            await ex.maybe_finish(conn, batch_id, now)
+            return True
+
+        return await self._tx(run)
+
+    async def stop_batch(
+        self, batch_id: str, *, reason: str, detail: str | None, now: float
+    ) -> bool:
+        return await self._tx(ex.stop, batch_id, reason, detail, now)
+
+    async def list_items(
+        self, batch_id: str, *, status: str | None, after_seq: int, limit: int
+    ) -> list[Item]:
+        sql = (
+            f"{Q_ITEM} WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = %s) "
+            "AND i.seq > %s AND i.status != 'staged'"
+        )
+        args: list[Any] = [batch_id, after_seq]
+        if status is not None:
+            sql += " AND i.status = %s"
+            args.append(status)
+        sql += " ORDER BY i.seq LIMIT %s"
+        args.append(limit)
+        return [_item(r, batch_id) for r in await self._read(sql, args)]
+
+    async def get_item(self, batch_id: str, rowid: int) -> Item | None:
+        rows = await self._read(
+            f"{Q_ITEM} WHERE i.id = %s AND i.status != 'staged' "
+            "AND i.batch_pk = (SELECT pk FROM batches WHERE id = %s)",
+            (rowid, batch_id),
+        )
+        return _item(rows[0], batch_id) if rows else None
+
+    async def export_rows(self, batch_id: str, *, after_seq: int, limit: int) -> list[ExportRow]:
+        rows = await self._read(
+            "SELECT i.id, i.seq, i.rec0, i.n_records, i.status, d.data, o.data, i.error "
+            "FROM items i JOIN item_inputs d ON d.id = i.id "
+            "LEFT JOIN item_outputs o ON o.id = i.id "
+            "WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = %s) AND i.seq > %s "
+            "AND i.status IN ('succeeded', 'failed', 'cancelled') ORDER BY i.seq LIMIT %s",
+            (batch_id, after_seq, limit),
+        )
+        return [
+            ExportRow(
+                rowid=r[0], seq=r[1], rec0=r[2], n_records=r[3], status=r[4], input=bytes(r[5]),
+                output=bytes(r[6]) if r[6] is not None else None,
+                error=orjson.loads(r[7]) if r[7] else None,
+            )
+            for r in rows
+        ]
+
+    # execution
+    async def claim_items(
+        self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int
+    ) -> list[ClaimedItem]:
+        try:
+            async with self.pool.connection() as conn:
+                found, tenant_running = await ex.candidates(conn, now)
+        except (psycopg.Error, ValueError) as exc:
+            raise translate(exc) from exc
+        if not found:
+            return []
+        claimed: list[ClaimedItem] = []
+        plan = claim_plan(found, limit=limit, tenant_running=tenant_running,
+                          tenant_cap=tenant_cap)
+        try:
+            c, want = next(plan)
+            while True:
+                # One transaction per batch: a claim never holds two batch locks.
+                got = await self._tx(
+                    lambda conn, c=c, want=want: ex.claim_from_batch(
+                        conn, c, want, owner=owner, now=now, lease_s=lease_s
+                    )
+                )
+                claimed.extend(got)
+                c, want = plan.send(len(got))
+        except StopIteration:
+            return claimed
+
+    async def finish_items(self, outcomes: list[Outcome], *, now: float) -> int:
+        return await self._tx(ex.finish, outcomes, now)
+
+    async def heartbeat(
+        self, *, owner: str, now: float, lease_until: float, info: dict[str, Any],
+        item_ids: list[int] | None = None,
+    ) -> None:
+        async def run(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO workers (id, info, started_at, heartbeat_at) "
+                "VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (owner, orjson.dumps(info), now, now),
+            )
+            renew = (
+                "UPDATE items SET lease_expires = %s WHERE lease_owner = %s "
+                "AND status = 'running'"
+            )
+            if item_ids is None:
+                await conn.execute(renew, (lease_until, owner))
+            elif item_ids:
+                await conn.execute(
+                    f"{renew} AND id = ANY(%s)",  # type: ignore[arg-type]
+                    (lease_until, owner, item_ids),
+                )
+
+        await self._tx(run)
+
+    async def cancel_requests(self, *, owner: str) -> list[int]:
+        rows = await self._read(
+            "SELECT id FROM items WHERE lease_owner = %s AND status = 'running' "
+            "AND cancel_requested",
+            (owner,),
+        )
+        return [r[0] for r in rows]
+
+    async def reap(self, *, now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> int:
+        async def run(conn: Conn) -> int:
+            cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (REAP_LOCK,))
+            row = await cur.fetchone()
+            if not row or not row[0]:
+                return 0  # another process is reaping right now
+            n = await ex.finish(conn, await ex.expired_leases(conn, now, retry_backoff_max_s),
+                                now)
+            await ex.expire_batches(conn, now)
+            await ex.drop_abandoned_uploads(conn, now - staging_ttl_s)
+            return n
+
+        return await self._tx(run)
+
+    async def usage(self, tenant_id: str, period: str) -> dict[str, float]:
+        rows = await self._read(
+            "SELECT metric, value FROM usage WHERE tenant_id = %s AND period = %s",
+            (tenant_id, period),
+        )
+        return {m: v for m, v in rows}
+
+    async def events(self, batch_id: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
+        rows = await self._read(
+            "SELECT id, at, kind, data FROM events WHERE batch_id = %s AND id > %s "
+            "ORDER BY id LIMIT %s",
+            (batch_id, after_id, limit),
+        )
+        return [
+            {"id": r[0], "at": r[1], "kind": r[2], "data": orjson.loads(r[3]) if r[3] else None}
+            for r in rows
+        ]
+
+
+async def _discard(conn: Conn, batch_id: str, stage: str, drop_batch: bool) -> None:
+    cur = await conn.execute("SELECT pk, staging FROM batches WHERE id = %s", (batch_id,))
+    row = await cur.fetchone()
+    if row is None:
+        return
+    pk, staging = row
+    if drop_batch and staging:
+        await ex.delete_items(conn, "batch_pk = %s", pk)
+        await conn.execute("DELETE FROM batches WHERE pk = %s", (pk,))
+        return
+    await ex.delete_items(conn, "batch_pk = %s AND status = 'staged' AND stage = %s", pk, stage)
+
+
+async def _migrate(conn: Conn) -> None:
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS batchd_schema (version integer NOT NULL)"
+    )
+    cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM batchd_schema")
+    row = await cur.fetchone()
+    version = int(row[0]) if row else 0
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        log.info("applying PostgreSQL migration %d", number)
+        async with conn.transaction():
+            await conn.execute(script)  # type: ignore[arg-type]
+            await conn.execute("INSERT INTO batchd_schema (version) VALUES (%s)", (number,))

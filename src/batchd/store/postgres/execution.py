@@ -1,0 +1,343 @@
+"""Claim, finish, stop and reap on PostgreSQL.
+
+Lock order, to stay free of deadlocks between many servers and workers: a
+finishing transaction locks its item rows (by id) and then batch rows (by pk); a
+claiming transaction locks one batch row and then items with ``SKIP LOCKED``, so it
+never waits on an item. Anything that still deadlocks is retried by the caller.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from psycopg import AsyncConnection
+
+from batchd.core import states
+from batchd.core.accounting import BatchDelta, cancelled_error, settle
+from batchd.core.models import ClaimedItem, Outcome
+from batchd.core.scheduling import Candidate, plan_claims, retry_delay_s
+from batchd.core.states import BatchStatus, ItemStatus, StopReason
+
+Conn = AsyncConnection[Any]
+ACTIVE = "('open', 'closed')"
+Q_DELTA = ", ".join(f"{c} = {c} + %s" for c in BatchDelta.columns())
+
+
+def period_of(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m")
+
+
+async def add_usage(conn: Conn, tenant_id: str, now: float, **metrics: float) -> None:
+    rows = [(tenant_id, period_of(now), k, v) for k, v in sorted(metrics.items()) if v]
+    if rows:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO usage (tenant_id, period, metric, value) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (tenant_id, period, metric) "
+                "DO UPDATE SET value = usage.value + excluded.value",
+                rows,
+            )
+
+
+async def add_event(
+    conn: Conn, tenant_id: str, batch_id: str | None, kind: str, now: float,
+    data: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO events (at, tenant_id, batch_id, kind, data) VALUES (%s, %s, %s, %s, %s)",
+        (now, tenant_id, batch_id, kind, orjson.dumps(data) if data else None),
+    )
+
+
+async def candidates(conn: Conn, now: float) -> tuple[list[Candidate], dict[str, int]]:
+    cur = await conn.execute(
+        f"SELECT id, tenant_id, priority, parallelism, n_running, created_at FROM batches "
+        f"WHERE status IN {ACTIVE} AND NOT staging AND stop_reason IS NULL "
+        f"AND n_queued > 0 AND n_running < parallelism AND run_after <= %s "
+        f"AND (max_output_bytes IS NULL OR out_bytes < max_output_bytes)",
+        (now,),
+    )
+    found = [
+        Candidate(batch_id=r[0], tenant_id=r[1], priority=r[2], parallelism=r[3],
+                  running=r[4], created_at=r[5])
+        for r in await cur.fetchall()
+    ]
+    cur = await conn.execute(
+        f"SELECT tenant_id, SUM(n_running) FROM batches WHERE status IN {ACTIVE} "
+        f"AND n_running > 0 GROUP BY tenant_id"
+    )
+    return found, {t: int(n) for t, n in await cur.fetchall()}
+
+
+async def claim_from_batch(
+    conn: Conn, c: Candidate, want: int, *, owner: str, now: float, lease_s: float,
+) -> list[ClaimedItem]:
+    """One transaction's worth: lock the batch row, take ready items, count them."""
+    cur = await conn.execute(
+        "SELECT pk, status, stop_reason, parallelism, n_running, budget_usd, actual_usd, "
+        "reserved_usd, task, version, runner, item_timeout_s, max_attempts, retry_backoff_s, "
+        "records_per_item FROM batches WHERE id = %s FOR UPDATE",
+        (c.batch_id,),
+    )
+    b = await cur.fetchone()
+    if b is None or b[1] not in ("open", "closed") or b[2] is not None:
+        return []
+    (pk, _, _, parallelism, running, budget, actual, reserved, task, version, runner,
+     timeout_s, max_attempts, backoff_s, rpi) = b
+    want = min(want, parallelism - running)  # fresh counts: other claimers may have run
+    if want <= 0:
+        return []
+    cur = await conn.execute(
+        "SELECT id, est_usd FROM items WHERE batch_pk = %s AND status = 'queued' "
+        "AND run_after <= %s ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
+        (pk, now, want),
+    )
+    ready = await cur.fetchall()
+    if budget is not None:
+        room = budget - actual - reserved
+        fits = []
+        for r in ready:
+            if r[1] > room + 1e-12:
+                break
+            room -= r[1]
+            fits.append(r)
+        if not fits and running == 0 and ready:
+            await stop(conn, c.batch_id, StopReason.BUDGET_EXCEEDED, None, now)
+            return []
+        ready = fits
+    if not ready:
+        return []
+    ids = [r[0] for r in ready]
+    cur = await conn.execute(
+        "UPDATE items SET status = 'running', attempts = attempts + 1, fence = fence + 1, "
+        "lease_owner = %s, lease_expires = %s, started_at = %s "
+        "WHERE id = ANY(%s) AND status = 'queued' "
+        "RETURNING id, seq, n_records, attempts, fence, est_usd",
+        (owner, now + lease_s, now, ids),
+    )
+    got = await cur.fetchall()
+    cur = await conn.execute("SELECT id, data FROM item_inputs WHERE id = ANY(%s)", (ids,))
+    inputs = dict(await cur.fetchall())
+    await conn.execute(
+        "UPDATE batches SET n_running = n_running + %s, n_queued = n_queued - %s, "
+        "reserved_usd = reserved_usd + %s, started_at = COALESCE(started_at, %s) WHERE pk = %s",
+        (len(got), len(got), sum(r[5] for r in got), now, pk),
+    )
+    return [
+        ClaimedItem(
+            rowid=r[0], batch_id=c.batch_id, tenant_id=c.tenant_id, seq=r[1], n_records=r[2],
+            records_per_item=rpi, attempts=r[3], fence=r[4], input=bytes(inputs[r[0]]),
+            task=task, version=version, runner=runner, item_timeout_s=timeout_s,
+            max_attempts=max_attempts, retry_backoff_s=backoff_s, est_usd=r[5],
+        )
+        for r in got
+    ]
+
+
+async def finish(conn: Conn, outcomes: list[Outcome], now: float) -> int:
+    if not outcomes:
+        return 0
+    ids = sorted({o.rowid for o in outcomes})
+    cur = await conn.execute(
+        "SELECT i.id, b.id, i.fence, i.status, i.cancel_requested, i.est_usd, i.n_records, "
+        "b.stop_reason, b.tenant_id FROM items i JOIN batches b ON b.pk = i.batch_pk "
+        "WHERE i.id = ANY(%s) ORDER BY i.id FOR UPDATE OF i",
+        (ids,),
+    )
+    current = {r[0]: r for r in await cur.fetchall()}
+    deltas: dict[str, BatchDelta] = defaultdict(BatchDelta)
+    tenants: dict[str, str] = {}
+    finals: list[tuple[Any, ...]] = []
+    retries: list[tuple[Any, ...]] = []
+    outputs: list[tuple[int, bytes]] = []
+    dumps = orjson.dumps
+    for o in outcomes:
+        row = current.pop(o.rowid, None)  # pop: an item is settled once per call
+        if row is None or row[2] != o.fence or row[3] != ItemStatus.RUNNING:
+            continue  # lease lost: a newer attempt owns this item
+        _, batch_id, _, _, cancel_requested, est_usd, n_records, stop_reason, tenant_id = row
+        if cancel_requested:
+            settle(o, cancel_reason=stop_reason or StopReason.CANCELLED)
+        deltas[batch_id].add(o, est_usd=est_usd, n_records=n_records)
+        tenants[batch_id] = tenant_id
+        err = dumps(o.error) if o.error else None
+        if o.status == ItemStatus.QUEUED:
+            retries.append((o.retry_at, err, o.rowid, o.fence))
+        else:
+            usage = (
+                dumps({"tokens_in": o.tokens_in, "tokens_out": o.tokens_out,
+                       "cost_usd": o.cost_usd})
+                if o.tokens_in or o.tokens_out or o.cost_usd
+                else None
+            )
+            finals.append((o.status, err, usage, o.finished_at or now, o.rowid, o.fence))
+            if o.output is not None:
+                outputs.append((o.rowid, o.output))
+    async with conn.cursor() as cur:
+        if retries:
+            await cur.executemany(
+                "UPDATE items SET status = 'queued', run_after = %s, error = %s, "
+                "lease_owner = NULL, lease_expires = NULL "
+                "WHERE id = %s AND fence = %s AND status = 'running'",
+                retries,
+            )
+        if finals:
+            await cur.executemany(
+                "UPDATE items SET status = %s, error = %s, usage = %s, finished_at = %s, "
+                "lease_owner = NULL, lease_expires = NULL "
+                "WHERE id = %s AND fence = %s AND status = 'running'",
+                finals,
+            )
+        if outputs:
+            await cur.executemany(
+                "INSERT INTO item_outputs (id, data) VALUES (%s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                outputs,
+            )
+    per_tenant: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
+    for batch_id in sorted(deltas):
+        d = deltas[batch_id]
+        await conn.execute(f"UPDATE batches SET {Q_DELTA} WHERE id = %s", (*d.values(), batch_id))
+        u = per_tenant[tenants[batch_id]]
+        u[0] += d.n_succeeded + d.n_failed + d.n_cancelled
+        u[1] += d.r_succeeded + d.r_failed
+        u[2] += d.actual_usd
+        u[3] += d.tokens_in + d.tokens_out
+    for tenant_id in sorted(per_tenant):
+        items, records, cost, tokens = per_tenant[tenant_id]
+        await add_usage(conn, tenant_id, now, items_processed=items, records_processed=records,
+                        cost_usd=cost, tokens=tokens)
+    for batch_id in sorted(deltas):
+        if deltas[batch_id].n_failed and await _fail_fast(conn, batch_id):
+            await stop(conn, batch_id, StopReason.FAIL_FAST, None, now)
+        await maybe_finish(conn, batch_id, now)
+    return len(retries) + len(finals)
+
+
+async def _fail_fast(conn: Conn, batch_id: str) -> bool:
+    cur = await conn.execute(
+        "SELECT fail_fast, stop_reason FROM batches WHERE id = %s", (batch_id,)
+    )
+    row = await cur.fetchone()
+    return row is not None and bool(row[0]) and row[1] is None
+
+
+async def stop(conn: Conn, batch_id: str, reason: str, detail: str | None, now: float) -> bool:
+    """Stop dispatching ``batch_id``: cancel queued items, flag running ones."""
+    if reason == StopReason.CANCELLED:
+        target = BatchStatus.CANCELLED
+    elif reason == StopReason.EXPIRED:
+        target = BatchStatus.EXPIRED
+    else:
+        target = BatchStatus.CLOSED  # fail-fast and budget end partial/failed once drained
+    sources = list(states.batch_sources(target))
+    if target == BatchStatus.CLOSED:
+        sources.append(BatchStatus.CLOSED.value)
+    error = {"code": reason, "message": detail or reason.replace("_", " ")}
+    cur = await conn.execute(
+        "UPDATE batches SET status = %s, stop_reason = %s, error = %s, "
+        "closed_at = COALESCE(closed_at, %s) "
+        "WHERE id = %s AND status = ANY(%s) AND stop_reason IS NULL RETURNING tenant_id, pk",
+        (target, reason, orjson.dumps(error), now, batch_id, sources),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return False
+    tenant_id, pk = row
+    cur = await conn.execute(
+        "UPDATE items SET status = 'cancelled', error = %s, finished_at = %s "
+        "WHERE batch_pk = %s AND status = 'queued'",
+        (orjson.dumps(cancelled_error(reason)), now, pk),
+    )
+    cancelled = cur.rowcount
+    await conn.execute(
+        "UPDATE items SET cancel_requested = true WHERE batch_pk = %s AND status = 'running'",
+        (pk,),
+    )
+    await conn.execute(
+        "UPDATE batches SET n_queued = n_queued - %s, n_cancelled = n_cancelled + %s "
+        "WHERE pk = %s",
+        (cancelled, cancelled, pk),
+    )
+    await add_event(conn, tenant_id, batch_id, f"batch.{reason}", now, {"cancelled": cancelled})
+    await maybe_finish(conn, batch_id, now)
+    return True
+
+
+async def maybe_finish(conn: Conn, batch_id: str, now: float) -> None:
+    cur = await conn.execute(
+        "SELECT finished_at, staging, n_queued, n_running, status, n_total, n_succeeded, "
+        "n_failed, n_cancelled, r_total, r_failed, stop_reason, max_error_pct, tenant_id "
+        "FROM batches WHERE id = %s",
+        (batch_id,),
+    )
+    b = await cur.fetchone()
+    if b is None or b[0] is not None or b[1]:
+        return
+    if b[2] or b[3] or b[4] == BatchStatus.OPEN:
+        return
+    status = states.final_status(
+        states.Tally(total=b[5], succeeded=b[6], failed=b[7], cancelled=b[8],
+                     records_total=b[9], records_failed=b[10]),
+        stop_reason=b[11], max_error_pct=b[12],
+    )
+    await conn.execute(
+        "UPDATE batches SET status = %s, finished_at = %s WHERE id = %s", (status, now, batch_id)
+    )
+    await add_event(conn, b[13], batch_id, "batch.finished", now, {"status": status})
+
+
+async def expired_leases(conn: Conn, now: float, retry_backoff_max_s: float) -> list[Outcome]:
+    cur = await conn.execute(
+        "SELECT i.id, i.fence, i.attempts, b.max_attempts, b.retry_backoff_s FROM items i "
+        "JOIN batches b ON b.pk = i.batch_pk "
+        "WHERE i.status = 'running' AND i.lease_expires < %s ORDER BY i.id LIMIT 1000",
+        (now,),
+    )
+    outcomes = []
+    for item_id, fence, attempts, max_attempts, backoff_s in await cur.fetchall():
+        lost = {"code": "lease_expired", "message": "the worker running this item stopped"}
+        if attempts >= max_attempts:
+            outcomes.append(Outcome(rowid=item_id, fence=fence, status="failed", error=lost))
+        else:
+            delay = retry_delay_s(attempts, base_s=backoff_s, max_s=retry_backoff_max_s)
+            outcomes.append(Outcome(rowid=item_id, fence=fence, status="queued", error=lost,
+                                    retry_at=now + delay))
+    return outcomes
+
+
+async def expire_batches(conn: Conn, now: float) -> None:
+    cur = await conn.execute(
+        f"SELECT id FROM batches WHERE status IN {ACTIVE} AND expires_at IS NOT NULL "
+        f"AND expires_at < %s",
+        (now,),
+    )
+    for (batch_id,) in await cur.fetchall():
+        await stop(conn, batch_id, StopReason.EXPIRED, "the batch expired", now)
+
+
+async def drop_abandoned_uploads(conn: Conn, older_than: float) -> None:
+    cur = await conn.execute("SELECT DISTINCT batch_pk, stage FROM items WHERE status = 'staged'")
+    for batch_pk, stage in await cur.fetchall():
+        if float(stage.split("-", 1)[0]) < older_than:
+            await delete_items(conn, "batch_pk = %s AND status = 'staged' AND stage = %s",
+                               batch_pk, stage)
+    cur = await conn.execute(
+        "SELECT pk FROM batches WHERE staging AND created_at < %s", (older_than,)
+    )
+    for (batch_pk,) in await cur.fetchall():
+        await delete_items(conn, "batch_pk = %s", batch_pk)
+        await conn.execute("DELETE FROM batches WHERE pk = %s", (batch_pk,))
+
+
+async def delete_items(conn: Conn, where: str, *args: Any) -> None:
+    """Delete items matching ``where`` together with their payloads."""
+    for table in ("item_inputs", "item_outputs"):
+        await conn.execute(
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM items WHERE {where})",  # type: ignore[arg-type]
+            args,
+        )
+    await conn.execute(f"DELETE FROM items WHERE {where}", args)  # type: ignore[arg-type]
