@@ -111,6 +111,36 @@ class Server:
             return str(r.json()["key"])
 
 
+PG_ADMIN_URL = os.environ.get("BATCHD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def backend() -> str:
+    """``sqlite`` (default) or ``postgres``: BATCHD_TEST_BACKEND switches the whole suite."""
+    return os.environ.get("BATCHD_TEST_BACKEND", "sqlite")
+
+
+def fresh_database_url(tmp_path: Path) -> str:
+    """A new, empty database for one test."""
+    if backend() != "postgres":
+        return f"sqlite:///{tmp_path / 'batchd.db'}"
+    import psycopg
+
+    name = f"batchd_t_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(url: str) -> None:
+    if not url.startswith("postgresql:"):
+        return
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Factory: ``make_server(**env)`` starts a server on this test's SQLite file.
@@ -119,7 +149,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     ``BATCHD_WORKER_CONCURRENCY=2``). ``command="worker"`` starts a worker.
     """
     started: list[Server] = []
-    db_url = os.environ.get("BATCHD_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'batchd.db'}"
+    db_url = fresh_database_url(tmp_path)
     admin_key = "test-admin-" + secrets.token_hex(16)
     run_log = tmp_path / "runs.log"
 
@@ -135,6 +165,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield make
     for srv in started:
         srv.stop()
+    drop_database(db_url)
 
 
 @pytest.fixture

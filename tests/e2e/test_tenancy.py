@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from pathlib import Path
 
 import httpx
@@ -87,6 +89,19 @@ def test_role_user_sees_own_batches_and_supervisor_sees_the_tenants(server: Serv
         assert boss.get(f"/api/batches/{bid}/results").json()["output"] == {"n": 4, "square": 16}
 
 
+def stored_bytes(database_url: str) -> bytes:
+    """Everything the database holds: the SQLite files, or a PostgreSQL dump."""
+    if database_url.startswith("postgresql:"):
+        dump = subprocess.run(["pg_dump", "--data-only", database_url], capture_output=True,
+                              check=True)
+        assert b"api_keys" in dump.stdout
+        return dump.stdout
+    db = Path(database_url.removeprefix("sqlite:///"))
+    assert db.exists()
+    files = [p for p in (db, db.with_name(db.name + "-wal")) if p.exists()]
+    return b"".join(p.read_bytes() for p in files)
+
+
 def test_keys_are_stored_only_as_hashes(server: Server, tmp_path: Path) -> None:
     raw = [server.new_key("t1"), server.new_key("t2", role="supervisor"),
            server.new_key("t1", role="admin"), server.admin_key]
@@ -94,10 +109,7 @@ def test_keys_are_stored_only_as_hashes(server: Server, tmp_path: Path) -> None:
     for key in raw:
         with server.client(key) as c:
             assert c.get("/api/batches").status_code == 200
-    db = Path(server.database_url.removeprefix("sqlite:///"))
-    assert db.exists()
-    files = [p for p in (db, db.with_name(db.name + "-wal")) if p.exists()]
-    stored = b"".join(p.read_bytes() for p in files)
+    stored = stored_bytes(server.database_url)
     for key in raw:
         assert key.encode() not in stored
     # The shown prefix of a key is stored; the rest of it is not.
