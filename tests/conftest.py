@@ -123,10 +123,15 @@ def fresh_database_url(tmp_path: Path) -> str:
     """A new, empty database for one test."""
     if backend() != "postgres":
         return f"sqlite:///{tmp_path / 'batchd.db'}"
+    return create_pg_database()
+
+
+def create_pg_database() -> str:
+    """A new, empty PostgreSQL database on the local server; its URL."""
     import psycopg
 
     name = f"batchd_t_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 

@@ -9,6 +9,7 @@ server cannot be reached, which skips that backend's tests instead of failing th
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -40,8 +41,28 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
     yield SqliteStore(f"sqlite:///{tmp_path / 'contract.db'}")
 
 
+@contextlib.asynccontextmanager
+async def postgres_store(tmp_path: Path) -> AsyncIterator[Store]:
+    import psycopg
+
+    from batchd.store.postgres import PostgresStore
+    from tests.conftest import create_pg_database, drop_database
+
+    try:
+        url = create_pg_database()
+    except psycopg.OperationalError as exc:
+        if os.environ.get("BATCHD_TEST_REQUIRE_PG"):
+            raise
+        raise BackendUnavailable(str(exc)) from exc
+    try:
+        yield PostgresStore(url, min_connections=1, max_connections=4)
+    finally:
+        drop_database(url)
+
+
 BACKENDS: dict[str, Callable[[Path], contextlib.AbstractAsyncContextManager[Store]]] = {
     "sqlite": sqlite_store,
+    "postgres": postgres_store,
 }
 
 
@@ -787,6 +808,22 @@ async def test_heartbeat_keeps_leases_from_reaper(store: Store, make_batch: Make
     assert lost is not None and lost.status == "queued"
     assert await store.finish_items([ok(mine[0])], now=NOW + 40) == 1
     assert await store.finish_items([ok(theirs[0])], now=NOW + 40) == 0
+
+
+async def test_heartbeat_renews_only_listed_items(store: Store, make_batch: MakeBatch) -> None:
+    await make_batch(items=2)
+    tracked, forgotten = await claim(store, owner="w1")
+
+    await store.heartbeat(
+        owner="w1", now=NOW + 20, lease_until=NOW + 20 + LEASE_S, info={},
+        item_ids=[tracked.rowid],
+    )
+
+    assert await store.reap(now=NOW + LEASE_S + 1, retry_backoff_max_s=60, staging_ttl_s=3600) == 1
+    kept = await store.get_item(tracked.batch_id, tracked.rowid)
+    lost = await store.get_item(forgotten.batch_id, forgotten.rowid)
+    assert kept is not None and kept.status == "running"
+    assert lost is not None and lost.status == "queued"
 
 
 # budgets

@@ -95,6 +95,14 @@ async def test_csv_records_convert_cells() -> None:
     ]
 
 
+async def test_csv_records_keep_codes_that_only_look_numeric() -> None:
+    data = b"zip,sep,plus,dots,nan,zero\n0150,1_000,+1,1.2.3,NaN,0\n"
+
+    assert await parse(csv_records, data) == [
+        {"zip": "0150", "sep": "1_000", "plus": "+1", "dots": "1.2.3", "nan": "NaN", "zero": 0}
+    ]
+
+
 async def test_csv_records_nest_dotted_headers() -> None:
     data = b"id,user.name,user.address.city,user.address.floor\n1,ann,Oslo,3\n"
 

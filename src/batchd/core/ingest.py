@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -55,18 +56,18 @@ def _parse_lines(lines: list[bytes], line_no: int) -> tuple[list[Any], int]:
     return records, line_no
 
 
+_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"-?(0|[1-9][0-9]*)?(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
 def _convert(value: str) -> Any:
+    """A CSV cell as JSON: plain decimal numbers become numbers; ``0150`` stays text."""
     if value == "":
         return None
-    c = value[0]
-    if c.isdigit() or c in "-+.":
-        try:
-            return int(value)
-        except ValueError:
-            try:
-                return float(value)
-            except ValueError:
-                return value
+    if _INT.fullmatch(value):
+        return int(value)
+    if any(ch.isdigit() for ch in value) and _FLOAT.fullmatch(value):
+        return float(value)
     return value
 
 

@@ -315,7 +315,7 @@ class PostgresStore(Store):
         self, batch_id: str, stage: str, *, close: bool, now: float,
         idempotency_key: str | None = None, request_hash: str | None = None,
     ) -> str:
-        async def run(conn: Conn) -> str:
+        async def run(conn: Conn) -> str | errors.Conflict:
             cur = await conn.execute(
                 "SELECT pk, tenant_id, status, staging, stop_reason FROM batches "
                 "WHERE id = %s FOR UPDATE",
@@ -335,8 +335,9 @@ class PostgresStore(Store):
                     await _discard(conn, batch_id, stage, True)
                     return str(other[0])
             if status != BatchStatus.OPEN or stop_reason:
+                # Returned, not raised: raising would roll the discard back.
                 await _discard(conn, batch_id, stage, False)
-                raise errors.Conflict(f"batch is {status} and accepts no more items")
+                return errors.Conflict(f"batch is {status} and accepts no more items")
             sums = (
                 "SELECT COUNT(*), COALESCE(SUM(n_records), 0), COALESCE(SUM(est_usd), 0), "
                 "COALESCE(SUM(size), 0) FROM items WHERE batch_pk = %s"
@@ -375,7 +376,10 @@ class PostgresStore(Store):
                 await conn.execute(f"NOTIFY {CHANNEL}")
             return batch_id
 
-        return await self._tx(run)
+        holder = await self._tx(run)
+        if isinstance(holder, errors.Conflict):
+            raise holder
+        return holder
 
     async def discard_stage(self, batch_id: str, stage: str, *, drop_batch: bool) -> None:
         await self._tx(_discard, batch_id, stage, drop_batch)
