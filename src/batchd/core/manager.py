@@ -230,6 +230,31 @@ class BatchManager:
         self, batch_id: str, stage: str, task: TaskDef, spec: BatchSpec,
         records: AsyncIterator[list[Any]],
     ) -> None:
+        # One write in flight while the next group is prepared, so parsing and the
+        # database's inserts overlap.
+        in_flight: asyncio.Future[None] | None = None
+
+        async def stage_group(items: list[StagedItem]) -> None:
+            nonlocal in_flight
+            if in_flight is not None:
+                await in_flight
+            in_flight = asyncio.ensure_future(self.store.stage_items(batch_id, stage, items))
+
+        try:
+            async for group in self._item_groups(task, spec, records):
+                await stage_group(group)
+        except BaseException:
+            if in_flight is not None:
+                # Settle the last write before the caller discards the upload.
+                await asyncio.gather(in_flight, return_exceptions=True)
+            raise
+        if in_flight is not None:
+            await in_flight
+
+    async def _item_groups(
+        self, task: TaskDef, spec: BatchSpec, records: AsyncIterator[list[Any]]
+    ) -> AsyncIterator[list[StagedItem]]:
+        """Checked records cut into items, in groups bounded by count and bytes."""
         cost = task.cost_for(spec.runner)
         rpi = spec.records_per_item
         check = task.input_schema is not None and task.validate_input
@@ -242,15 +267,7 @@ class BatchManager:
         for_flush = self.ingest_flush_items
         async for part in records:
             if check:
-                for offset, rec in enumerate(part):
-                    problem = task.input_errors(rec)
-                    if problem:
-                        where = index + offset
-                        raise errors.InvalidInput(
-                            f"item {where}: {problem}",
-                            details=[{"loc": ["body", "items", where], "msg": problem,
-                                      "type": "schema_error"}],
-                        )
+                self._check_records(task, part, index)
             index += len(part)
             if index > self.max_items_per_request * rpi:
                 raise errors.LimitExceeded(
@@ -262,6 +279,9 @@ class BatchManager:
                     blob = dumps(rec)
                     pending_bytes += len(blob)
                     pending.append(StagedItem(1, blob, est))
+                    if len(pending) >= for_flush:
+                        yield pending
+                        pending, pending_bytes = [], 0
             else:
                 carry.extend(part)
                 start = 0
@@ -273,13 +293,24 @@ class BatchManager:
                     pending.append(StagedItem(rpi, blob, cost.estimate_item(chunk)))
                 del carry[:start]
             if len(pending) >= for_flush or pending_bytes >= STAGE_BYTES:
-                await self.store.stage_items(batch_id, stage, pending)
-                pending = []
-                pending_bytes = 0
+                yield pending
+                pending, pending_bytes = [], 0
         if carry:
             pending.append(StagedItem(len(carry), dumps(carry), cost.estimate_item(carry)))
         if pending:
-            await self.store.stage_items(batch_id, stage, pending)
+            yield pending
+
+    @staticmethod
+    def _check_records(task: TaskDef, part: list[Any], index: int) -> None:
+        for offset, rec in enumerate(part):
+            problem = task.input_errors(rec)
+            if problem:
+                where = index + offset
+                raise errors.InvalidInput(
+                    f"item {where}: {problem}",
+                    details=[{"loc": ["body", "items", where], "msg": problem,
+                              "type": "schema_error"}],
+                )
 
     def _stage_token(self) -> str:
         return f"{int(self.clock())}-{secrets.token_hex(6)}"
