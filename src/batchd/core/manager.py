@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from batchd.core import errors, keys
+from batchd.core import codec, errors, keys
 from batchd.core.models import (
     ApiKey,
     Batch,
@@ -259,7 +259,7 @@ class BatchManager:
         rpi = spec.records_per_item
         check = task.input_schema is not None and task.validate_input
         flat = cost.is_flat
-        dumps = orjson.dumps
+        dumps = codec.dumps
         pending: list[StagedItem] = []
         pending_bytes = 0
         carry: list[Any] = []

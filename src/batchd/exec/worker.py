@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from batchd.core import errors
+from batchd.core import codec, errors
 from batchd.core.models import ClaimedItem, Outcome, item_public_id, new_id
 from batchd.core.scheduling import retry_delay_s
 from batchd.core.states import ItemStatus
@@ -345,7 +345,7 @@ def _success(item: ClaimedItem, outputs: list[Any], ctx: TaskContext) -> Outcome
     if item.records_per_item == 1 and failed:
         return _failure(item, errors_[0] or {}, final=True, ctx=ctx)
     try:
-        output = orjson.dumps(values[0] if item.records_per_item == 1 else values)
+        output = codec.dumps(values[0] if item.records_per_item == 1 else values)
     except orjson.JSONEncodeError as exc:
         # Raised here it would escape the claim loop, and the lease loop would keep
         # this worker's items leased forever: fail the item instead, for good.

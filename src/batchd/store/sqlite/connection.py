@@ -25,11 +25,13 @@ PRAGMAS = (
     # last commits, which WAL keeps consistent.
     "PRAGMA synchronous=NORMAL",
     "PRAGMA busy_timeout=30000",
-    # Page cache per connection (KiB): five connections must stay well inside the
-    # server's memory budget, so no mmap either (mapped pages count as RSS).
-    "PRAGMA cache_size=-16384",
     "PRAGMA temp_store=MEMORY",
 )
+# Page cache per connection, in KiB. The caches fill up as the database grows, so
+# they bound the server's memory: 16 MiB for the writer, 4 MiB per reader, and no
+# mmap (mapped pages count as resident memory too).
+WRITER_CACHE_KIB = 16384
+READER_CACHE_KIB = 4096
 
 
 def sqlite_path(database_url: str) -> str:
@@ -42,11 +44,12 @@ def sqlite_path(database_url: str) -> str:
     return path
 
 
-def connect(path: str) -> sqlite3.Connection:
+def connect(path: str, *, cache_kib: int = READER_CACHE_KIB) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.row_factory = sqlite3.Row
     for pragma in PRAGMAS:
         conn.execute(pragma)
+    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
     return conn
 
 
@@ -79,7 +82,7 @@ class SqliteConnections:
 
     def _writer_conn(self) -> sqlite3.Connection:
         if self._wconn is None:
-            self._wconn = connect(self.path)
+            self._wconn = connect(self.path, cache_kib=WRITER_CACHE_KIB)
             with self._lock:
                 self._all.append(self._wconn)
         return self._wconn
