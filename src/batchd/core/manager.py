@@ -440,12 +440,13 @@ def _records_of(row: ExportRow, multi: bool) -> list[RecordRow]:
 def _decode_cursor(cursor: str | None, kind: str) -> int | None:
     if not cursor:
         return None
-    if cursor[0] != kind or not cursor[1:].isdigit():
+    digits = cursor[1:]
+    if cursor[0] != kind or not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
         raise errors.InvalidInput(
             "invalid cursor",
             details=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "value_error"}],
         )
-    return int(cursor[1:])
+    return int(digits)
 
 
 def _may_see(principal: Principal, batch: Batch) -> bool:

@@ -30,13 +30,16 @@ def item_public_id(rowid: int) -> str:
     return f"itm_{rowid}"
 
 
+MAX_ROWID = 2**63 - 1
+
+
 def item_rowid(public_id: str) -> int | None:
-    if not public_id.startswith("itm_"):
+    """The row id in ``itm_<n>``, or None when it cannot name a stored item."""
+    digits = public_id[4:]
+    if not public_id.startswith("itm_") or not (digits.isascii() and digits.isdigit()):
         return None
-    try:
-        return int(public_id[4:])
-    except ValueError:
-        return None
+    rowid = int(digits)
+    return rowid if rowid <= MAX_ROWID else None
 
 
 def iso(ts: float | None) -> str | None:

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from batchd.core.models import Batch, BatchSpec, Item, iso
+
+MAX_METADATA_BYTES = 16 * 1024
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it here, with the field's name.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class BatchSettings(BaseModel):
@@ -15,9 +28,9 @@ class BatchSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: str = Field(min_length=1, max_length=200)
-    version: str | None = Field(default=None, max_length=50)
-    runner: str | None = Field(default=None, max_length=100)
+    task: Text = Field(min_length=1, max_length=200)
+    version: Text | None = Field(default=None, max_length=50)
+    runner: Text | None = Field(default=None, max_length=100)
     records_per_item: int = Field(default=1, ge=1, le=100_000)
     priority: int = Field(default=50, ge=0, le=100)
     parallelism: int | None = Field(default=None, ge=1, le=100_000)
@@ -31,6 +44,14 @@ class BatchSettings(BaseModel):
     expires_after_s: float | None = Field(default=None, gt=0, le=365 * 86400)
     metadata: dict[str, Any] = Field(default_factory=dict)
     close: bool = True
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"is {size} bytes as JSON; at most {MAX_METADATA_BYTES} allowed")
+        return value
 
     @field_validator("run_after")
     @classmethod
@@ -64,7 +85,7 @@ class BatchCreate(BatchSettings):
 
 class CancelBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Text | None = Field(default=None, max_length=1000)
 
 
 class TenantCreate(BaseModel):
@@ -78,7 +99,7 @@ class KeyCreate(BaseModel):
     tenant: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     role: Literal["user", "supervisor", "admin"] = "user"
     tier: Literal["free", "basic", "pro", "enterprise"] | None = None
-    owner: str | None = Field(default=None, min_length=1, max_length=200)
+    owner: Text | None = Field(default=None, min_length=1, max_length=200)
 
 
 def batch_json(b: Batch) -> dict[str, Any]:

@@ -92,12 +92,16 @@ def translate(exc: Exception) -> Exception:
     if isinstance(exc, pg_errors.UniqueViolation):
         return errors.Conflict("conflicting write")
     if isinstance(exc, pg_errors.ProgramLimitExceeded):
-        return errors.LimitExceeded(f"value too large to store: {exc.diag.message_primary}")
-    if isinstance(exc, pg_errors.DataError):
-        return errors.InvalidInput(f"value not storable: {exc.diag.message_primary}")
+        return errors.LimitExceeded(f"value too large to store: {_message(exc)}")
+    if isinstance(exc, psycopg.DataError):
+        return errors.InvalidInput(f"value not storable: {_message(exc)}")
     if isinstance(exc, psycopg.Error):
         return errors.StoreError(f"storage error: {type(exc).__name__}")
     return exc
+
+
+def _message(exc: psycopg.Error) -> str:
+    return exc.diag.message_primary or str(exc)
 
 
 class PostgresStore(Store):
