@@ -25,6 +25,49 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PG_ADMIN_URL = os.environ.get("BATCHD_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def fresh_pg_database() -> str:
+    """A new empty PostgreSQL database on the local server; its URL."""
+    import psycopg
+
+    name = f"batchd_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+class BenchWorker:
+    """A ``batchd worker`` process on a database."""
+
+    def __init__(self, database_url: str, **settings: Any) -> None:
+        env = {**os.environ, "BATCHD_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+        env.update({f"BATCHD_{k.upper()}": str(v) for k, v in settings.items()})
+        self.proc = subprocess.Popen([sys.executable, "-m", "batchd.cli.main", "worker"],
+                                     env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.ps = psutil.Process(self.proc.pid)
+
+    def cpu_seconds(self) -> float:
+        t = self.ps.cpu_times()
+        return float(t.user + t.system)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 class BenchServer:
     """``batchd serve`` on a fresh database, with RSS sampling."""
 

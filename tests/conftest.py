@@ -151,19 +151,21 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Factory: ``make_server(**env)`` starts a server on this test's SQLite file.
 
     Keyword arguments become BATCHD_* settings (``worker_concurrency=2`` →
-    ``BATCHD_WORKER_CONCURRENCY=2``). ``command="worker"`` starts a worker.
+    ``BATCHD_WORKER_CONCURRENCY=2``). ``command="worker"`` starts a worker;
+    ``database_url=`` puts it on another database than this test's own.
     """
     started: list[Server] = []
     db_url = fresh_database_url(tmp_path)
     admin_key = "test-admin-" + secrets.token_hex(16)
     run_log = tmp_path / "runs.log"
 
-    def make(command: str = "serve", start: bool = True, **settings: Any) -> Server:
+    def make(command: str = "serve", start: bool = True, database_url: str | None = None,
+             **settings: Any) -> Server:
         env = {"BATCHD_TASKS": "tests.support.tasks", "BATCHD_TEST_RUN_LOG": str(run_log),
                "BATCHD_RETRY_BACKOFF_S": "0.05"}
         env.update({f"BATCHD_{k.upper()}": str(v) for k, v in settings.items()})
-        srv = Server(database_url=db_url, admin_key=admin_key, env=env, command=command,
-                     log_path=tmp_path / f"{command}-{len(started)}.log")
+        srv = Server(database_url=database_url or db_url, admin_key=admin_key, env=env,
+                     command=command, log_path=tmp_path / f"{command}-{len(started)}.log")
         started.append(srv)
         return srv.start() if start else srv
 

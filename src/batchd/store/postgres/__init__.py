@@ -489,7 +489,7 @@ class PostgresStore(Store):
     ) -> list[ClaimedItem]:
         try:
             async with self.pool.connection() as conn:
-                found, tenant_running = await ex.candidates(conn, now)
+                found, tenant_running, budgeted = await ex.candidates(conn, now)
         except (psycopg.Error, ValueError) as exc:
             raise translate(exc) from exc
         if not found:
@@ -501,8 +501,9 @@ class PostgresStore(Store):
             c, want = next(plan)
             while True:
                 # One transaction per batch: a claim never holds two batch locks.
+                take = ex.claim_from_batch if c.batch_id in budgeted else ex.claim_unbudgeted
                 got = await self._tx(
-                    lambda conn, c=c, want=want: ex.claim_from_batch(
+                    lambda conn, c=c, want=want, take=take: take(
                         conn, c, want, owner=owner, now=now, lease_s=lease_s
                     )
                 )

@@ -52,24 +52,80 @@ async def add_event(
     )
 
 
-async def candidates(conn: Conn, now: float) -> tuple[list[Candidate], dict[str, int]]:
+async def candidates(
+    conn: Conn, now: float
+) -> tuple[list[Candidate], dict[str, int], set[str]]:
+    """Batches with work to hand out, running items per tenant, batches with a budget."""
     cur = await conn.execute(
-        f"SELECT id, tenant_id, priority, parallelism, n_running, created_at FROM batches "
+        f"SELECT id, tenant_id, priority, parallelism, n_running, created_at, "
+        f"budget_usd IS NOT NULL FROM batches "
         f"WHERE status IN {ACTIVE} AND NOT staging AND stop_reason IS NULL "
         f"AND n_queued > 0 AND n_running < parallelism AND run_after <= %s "
         f"AND (max_output_bytes IS NULL OR out_bytes < max_output_bytes)",
         (now,),
     )
+    rows = await cur.fetchall()
     found = [
         Candidate(batch_id=r[0], tenant_id=r[1], priority=r[2], parallelism=r[3],
                   running=r[4], created_at=r[5])
-        for r in await cur.fetchall()
+        for r in rows
     ]
+    budgeted = {r[0] for r in rows if r[6]}
     cur = await conn.execute(
         f"SELECT tenant_id, SUM(n_running) FROM batches WHERE status IN {ACTIVE} "
         f"AND n_running > 0 GROUP BY tenant_id"
     )
-    return found, {t: int(n) for t, n in await cur.fetchall()}
+    return found, {t: int(n) for t, n in await cur.fetchall()}, budgeted
+
+
+# Claiming from a batch without a budget, in one round trip: lock the batch row,
+# take ready items (skipping any another claimer holds), lease them, count them.
+Q_CLAIM = """
+WITH b AS (
+    SELECT pk, task, version, runner, item_timeout_s, max_attempts, retry_backoff_s,
+           records_per_item, parallelism - n_running AS room
+    FROM batches
+    WHERE id = %(batch)s AND status IN ('open', 'closed') AND stop_reason IS NULL
+    FOR UPDATE
+), picked AS (
+    SELECT id FROM items
+    WHERE batch_pk = (SELECT pk FROM b) AND status = 'queued' AND run_after <= %(now)s
+    ORDER BY seq LIMIT GREATEST(0, LEAST(%(want)s, (SELECT room FROM b)))
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE items i SET status = 'running', attempts = attempts + 1, fence = fence + 1,
+        lease_owner = %(owner)s, lease_expires = %(until)s, started_at = %(now)s
+    FROM picked WHERE i.id = picked.id
+    RETURNING i.id, i.seq, i.n_records, i.attempts, i.fence, i.est_usd
+), counted AS (
+    UPDATE batches SET n_running = n_running + (SELECT COUNT(*) FROM leased),
+        n_queued = n_queued - (SELECT COUNT(*) FROM leased),
+        reserved_usd = reserved_usd + (SELECT COALESCE(SUM(est_usd), 0) FROM leased),
+        started_at = COALESCE(started_at, %(now)s)
+    WHERE pk = (SELECT pk FROM b)
+)
+SELECT l.id, l.seq, l.n_records, l.attempts, l.fence, l.est_usd, d.data, b.task, b.version,
+       b.runner, b.item_timeout_s, b.max_attempts, b.retry_backoff_s, b.records_per_item
+FROM leased l JOIN item_inputs d ON d.id = l.id CROSS JOIN b
+"""
+
+
+async def claim_unbudgeted(
+    conn: Conn, c: Candidate, want: int, *, owner: str, now: float, lease_s: float,
+) -> list[ClaimedItem]:
+    cur = await conn.execute(
+        Q_CLAIM,
+        {"batch": c.batch_id, "now": now, "want": want, "owner": owner, "until": now + lease_s},
+    )
+    return [
+        ClaimedItem(
+            rowid=r[0], batch_id=c.batch_id, tenant_id=c.tenant_id, seq=r[1], n_records=r[2],
+            records_per_item=r[13], attempts=r[3], fence=r[4], input=bytes(r[6]), task=r[7],
+            version=r[8], runner=r[9], item_timeout_s=r[10], max_attempts=r[11],
+            retry_backoff_s=r[12], est_usd=r[5],
+        )
+        for r in await cur.fetchall()
+    ]
 
 
 async def claim_from_batch(
@@ -176,27 +232,35 @@ async def finish(conn: Conn, outcomes: list[Outcome], now: float) -> int:
             finals.append((o.status, err, usage, o.finished_at or now, o.rowid, o.fence))
             if o.output is not None:
                 outputs.append((o.rowid, o.output))
-    async with conn.cursor() as cur:
-        if retries:
-            await cur.executemany(
-                "UPDATE items SET status = 'queued', run_after = %s, error = %s, "
-                "lease_owner = NULL, lease_expires = NULL "
-                "WHERE id = %s AND fence = %s AND status = 'running'",
-                retries,
-            )
-        if finals:
-            await cur.executemany(
-                "UPDATE items SET status = %s, error = %s, usage = %s, finished_at = %s, "
-                "lease_owner = NULL, lease_expires = NULL "
-                "WHERE id = %s AND fence = %s AND status = 'running'",
-                finals,
-            )
-        if outputs:
-            await cur.executemany(
-                "INSERT INTO item_outputs (id, data) VALUES (%s, %s) "
-                "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
-                outputs,
-            )
+    # One statement per kind of change, whatever the group's size (arrays, not rows).
+    if retries:
+        at, errs, ids_, fences = zip(*retries, strict=True)
+        await conn.execute(
+            "UPDATE items i SET status = 'queued', run_after = u.at, error = u.error, "
+            "lease_owner = NULL, lease_expires = NULL "
+            "FROM unnest(%s::float8[], %s::bytea[], %s::bigint[], %s::bigint[]) "
+            "AS u(at, error, id, fence) "
+            "WHERE i.id = u.id AND i.fence = u.fence AND i.status = 'running'",
+            (list(at), list(errs), list(ids_), list(fences)),
+        )
+    if finals:
+        st, errs, usages, fin, ids_, fences = zip(*finals, strict=True)
+        await conn.execute(
+            "UPDATE items i SET status = u.status, error = u.error, usage = u.usage, "
+            "finished_at = u.fin, lease_owner = NULL, lease_expires = NULL "
+            "FROM unnest(%s::text[], %s::bytea[], %s::bytea[], %s::float8[], %s::bigint[], "
+            "%s::bigint[]) AS u(status, error, usage, fin, id, fence) "
+            "WHERE i.id = u.id AND i.fence = u.fence AND i.status = 'running'",
+            (list(st), list(errs), list(usages), list(fin), list(ids_), list(fences)),
+        )
+    if outputs:
+        out_ids, datas = zip(*outputs, strict=True)
+        await conn.execute(
+            "INSERT INTO item_outputs (id, data) "
+            "SELECT * FROM unnest(%s::bigint[], %s::bytea[]) "
+            "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+            (list(out_ids), list(datas)),
+        )
     per_tenant: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
     for batch_id in sorted(deltas):
         d = deltas[batch_id]
