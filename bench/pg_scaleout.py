@@ -74,7 +74,7 @@ def noop(items: int, workers: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=50_000)
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
     ap.add_argument("--sales-records", type=int, default=1_000_000)
     args = ap.parse_args()
     for n in args.workers:
