@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import orjson
 
 from batchd.core.models import Outcome
-from batchd.core.states import ItemStatus
+from batchd.core.states import ItemStatus, StopReason
 
 
 @dataclass(slots=True)
@@ -61,3 +64,69 @@ def settle(outcome: Outcome, *, cancel_reason: str | None) -> Outcome:
 
 def cancelled_error(reason: str) -> dict[str, str]:
     return {"code": reason, "message": f"cancelled: {reason.replace('_', ' ')}"}
+
+
+@dataclass(slots=True)
+class GroupCommit:
+    """What one group commit writes, sorted out from the outcomes that still hold a lease.
+
+    ``current`` rows passed to :func:`plan_group_commit` are
+    ``(id, batch_id, fence, status, cancel_requested, est_usd, n_records, stop_reason,
+    tenant_id)`` as read inside the committing transaction.
+    """
+
+    deltas: dict[str, BatchDelta] = field(default_factory=dict)
+    tenants: dict[str, str] = field(default_factory=dict)
+    retries: list[tuple[Any, ...]] = field(default_factory=list)  # run_after, error, id, fence
+    finals: list[tuple[Any, ...]] = field(default_factory=list)  # status, error, usage, at, id, fence
+    outputs: list[tuple[int, bytes]] = field(default_factory=list)
+
+    @property
+    def applied(self) -> int:
+        return len(self.retries) + len(self.finals)
+
+    def usage_by_tenant(self) -> dict[str, dict[str, float]]:
+        usage: dict[str, dict[str, float]] = {}
+        for batch_id, d in self.deltas.items():
+            u = usage.setdefault(self.tenants[batch_id], dict.fromkeys(USAGE_METRICS, 0))
+            u["items_processed"] += d.n_succeeded + d.n_failed + d.n_cancelled
+            u["records_processed"] += d.r_succeeded + d.r_failed
+            u["cost_usd"] += d.actual_usd
+            u["tokens"] += d.tokens_in + d.tokens_out
+        return usage
+
+
+USAGE_METRICS = ("items_processed", "records_processed", "cost_usd", "tokens")
+
+
+def plan_group_commit(
+    outcomes: list[Outcome], current: dict[int, tuple[Any, ...]], *, now: float
+) -> GroupCommit:
+    """Keep the outcomes whose fencing token still matches; settle cancels; count them."""
+    plan = GroupCommit()
+    dumps = orjson.dumps
+    for o in outcomes:
+        # pop: a second outcome for the same item in this group must not count again.
+        row = current.pop(o.rowid, None)
+        if row is None or row[2] != o.fence or row[3] != ItemStatus.RUNNING:
+            continue  # lease lost: a newer attempt owns this item
+        _, batch_id, _, _, cancel_requested, est_usd, n_records, stop_reason, tenant_id = row
+        if cancel_requested:
+            settle(o, cancel_reason=stop_reason or StopReason.CANCELLED)
+        if batch_id not in plan.deltas:
+            plan.deltas[batch_id] = BatchDelta()
+            plan.tenants[batch_id] = tenant_id
+        plan.deltas[batch_id].add(o, est_usd=est_usd, n_records=n_records)
+        err = dumps(o.error) if o.error else None
+        if o.status == ItemStatus.QUEUED:
+            plan.retries.append((o.retry_at, err, o.rowid, o.fence))
+            continue
+        usage = (
+            dumps({"tokens_in": o.tokens_in, "tokens_out": o.tokens_out, "cost_usd": o.cost_usd})
+            if o.tokens_in or o.tokens_out or o.cost_usd
+            else None
+        )
+        plan.finals.append((o.status, err, usage, o.finished_at or now, o.rowid, o.fence))
+        if o.output is not None:
+            plan.outputs.append((o.rowid, o.output))
+    return plan

@@ -8,7 +8,6 @@ never waits on an item. Anything that still deadlocks is retried by the caller.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,10 +15,10 @@ import orjson
 from psycopg import AsyncConnection
 
 from batchd.core import states
-from batchd.core.accounting import BatchDelta, cancelled_error, settle
+from batchd.core.accounting import BatchDelta, cancelled_error, plan_group_commit
 from batchd.core.models import ClaimedItem, Outcome
-from batchd.core.scheduling import Candidate, plan_claims, retry_delay_s
-from batchd.core.states import BatchStatus, ItemStatus, StopReason
+from batchd.core.scheduling import Candidate, retry_delay_s
+from batchd.core.states import BatchStatus, StopReason
 
 Conn = AsyncConnection[Any]
 ACTIVE = "('open', 'closed')"
@@ -204,37 +203,10 @@ async def finish(conn: Conn, outcomes: list[Outcome], now: float) -> int:
         (ids,),
     )
     current = {r[0]: r for r in await cur.fetchall()}
-    deltas: dict[str, BatchDelta] = defaultdict(BatchDelta)
-    tenants: dict[str, str] = {}
-    finals: list[tuple[Any, ...]] = []
-    retries: list[tuple[Any, ...]] = []
-    outputs: list[tuple[int, bytes]] = []
-    dumps = orjson.dumps
-    for o in outcomes:
-        row = current.pop(o.rowid, None)  # pop: an item is settled once per call
-        if row is None or row[2] != o.fence or row[3] != ItemStatus.RUNNING:
-            continue  # lease lost: a newer attempt owns this item
-        _, batch_id, _, _, cancel_requested, est_usd, n_records, stop_reason, tenant_id = row
-        if cancel_requested:
-            settle(o, cancel_reason=stop_reason or StopReason.CANCELLED)
-        deltas[batch_id].add(o, est_usd=est_usd, n_records=n_records)
-        tenants[batch_id] = tenant_id
-        err = dumps(o.error) if o.error else None
-        if o.status == ItemStatus.QUEUED:
-            retries.append((o.retry_at, err, o.rowid, o.fence))
-        else:
-            usage = (
-                dumps({"tokens_in": o.tokens_in, "tokens_out": o.tokens_out,
-                       "cost_usd": o.cost_usd})
-                if o.tokens_in or o.tokens_out or o.cost_usd
-                else None
-            )
-            finals.append((o.status, err, usage, o.finished_at or now, o.rowid, o.fence))
-            if o.output is not None:
-                outputs.append((o.rowid, o.output))
+    plan = plan_group_commit(outcomes, current, now=now)
     # One statement per kind of change, whatever the group's size (arrays, not rows).
-    if retries:
-        at, errs, ids_, fences = zip(*retries, strict=True)
+    if plan.retries:
+        at, errs, ids_, fences = zip(*plan.retries, strict=True)
         await conn.execute(
             "UPDATE items i SET status = 'queued', run_after = u.at, error = u.error, "
             "lease_owner = NULL, lease_expires = NULL "
@@ -243,8 +215,8 @@ async def finish(conn: Conn, outcomes: list[Outcome], now: float) -> int:
             "WHERE i.id = u.id AND i.fence = u.fence AND i.status = 'running'",
             (list(at), list(errs), list(ids_), list(fences)),
         )
-    if finals:
-        st, errs, usages, fin, ids_, fences = zip(*finals, strict=True)
+    if plan.finals:
+        st, errs, usages, fin, ids_, fences = zip(*plan.finals, strict=True)
         await conn.execute(
             "UPDATE items i SET status = u.status, error = u.error, usage = u.usage, "
             "finished_at = u.fin, lease_owner = NULL, lease_expires = NULL "
@@ -253,32 +225,25 @@ async def finish(conn: Conn, outcomes: list[Outcome], now: float) -> int:
             "WHERE i.id = u.id AND i.fence = u.fence AND i.status = 'running'",
             (list(st), list(errs), list(usages), list(fin), list(ids_), list(fences)),
         )
-    if outputs:
-        out_ids, datas = zip(*outputs, strict=True)
+    if plan.outputs:
+        out_ids, datas = zip(*plan.outputs, strict=True)
         await conn.execute(
             "INSERT INTO item_outputs (id, data) "
             "SELECT * FROM unnest(%s::bigint[], %s::bytea[]) "
             "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
             (list(out_ids), list(datas)),
         )
-    per_tenant: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
-    for batch_id in sorted(deltas):
-        d = deltas[batch_id]
+    for batch_id in sorted(plan.deltas):  # sorted: one lock order for every finisher
+        d = plan.deltas[batch_id]
         await conn.execute(f"UPDATE batches SET {Q_DELTA} WHERE id = %s", (*d.values(), batch_id))
-        u = per_tenant[tenants[batch_id]]
-        u[0] += d.n_succeeded + d.n_failed + d.n_cancelled
-        u[1] += d.r_succeeded + d.r_failed
-        u[2] += d.actual_usd
-        u[3] += d.tokens_in + d.tokens_out
-    for tenant_id in sorted(per_tenant):
-        items, records, cost, tokens = per_tenant[tenant_id]
-        await add_usage(conn, tenant_id, now, items_processed=items, records_processed=records,
-                        cost_usd=cost, tokens=tokens)
-    for batch_id in sorted(deltas):
-        if deltas[batch_id].n_failed and await _fail_fast(conn, batch_id):
+    usage = plan.usage_by_tenant()
+    for tenant_id in sorted(usage):
+        await add_usage(conn, tenant_id, now, **usage[tenant_id])
+    for batch_id in sorted(plan.deltas):
+        if plan.deltas[batch_id].n_failed and await _fail_fast(conn, batch_id):
             await stop(conn, batch_id, StopReason.FAIL_FAST, None, now)
         await maybe_finish(conn, batch_id, now)
-    return len(retries) + len(finals)
+    return plan.applied
 
 
 async def _fail_fast(conn: Conn, batch_id: str) -> bool:

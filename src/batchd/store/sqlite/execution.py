@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from batchd.core import states
-from batchd.core.accounting import BatchDelta, cancelled_error, settle
+from batchd.core.accounting import BatchDelta, cancelled_error, plan_group_commit
 from batchd.core.models import ClaimedItem, Outcome
 from batchd.core.scheduling import Candidate, plan_claims, retry_delay_s
 from batchd.core.states import BatchStatus, ItemStatus, StopReason
@@ -164,66 +163,33 @@ def finish(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int
             part,
         ):
             current[r[0]] = r
-    deltas: dict[str, BatchDelta] = defaultdict(BatchDelta)
-    tenants: dict[str, str] = {}
-    finals, retries, outputs = [], [], []
-    dumps = orjson.dumps
-    for o in outcomes:
-        # pop: a second outcome for the same item in this group must not count again.
-        row = current.pop(o.rowid, None)
-        if row is None or row[2] != o.fence or row[3] != ItemStatus.RUNNING:
-            continue  # lease lost: a newer attempt owns this item
-        _, batch_id, _, _, cancel_requested, est_usd, n_records, stop_reason, tenant_id = row
-        if cancel_requested:
-            settle(o, cancel_reason=stop_reason or StopReason.CANCELLED)
-        deltas[batch_id].add(o, est_usd=est_usd, n_records=n_records)
-        tenants[batch_id] = tenant_id
-        err = dumps(o.error) if o.error else None
-        if o.status == ItemStatus.QUEUED:
-            retries.append((o.retry_at, err, o.rowid, o.fence))
-        else:
-            usage = (
-                dumps({"tokens_in": o.tokens_in, "tokens_out": o.tokens_out,
-                       "cost_usd": o.cost_usd})
-                if o.tokens_in or o.tokens_out or o.cost_usd
-                else None
-            )
-            finals.append((o.status, err, usage, o.finished_at or now, o.rowid, o.fence))
-            if o.output is not None:
-                outputs.append((o.rowid, o.output))
-    if retries:
+    plan = plan_group_commit(outcomes, current, now=now)
+    if plan.retries:
         conn.executemany(
             "UPDATE items SET status = 'queued', run_after = ?, error = ?, lease_owner = NULL, "
             "lease_expires = NULL WHERE id = ? AND fence = ? AND status = 'running'",
-            retries,
+            plan.retries,
         )
-    if finals:
+    if plan.finals:
         conn.executemany(
             "UPDATE items SET status = ?, error = ?, usage = ?, finished_at = ?, "
             "lease_owner = NULL, lease_expires = NULL "
             "WHERE id = ? AND fence = ? AND status = 'running'",
-            finals,
+            plan.finals,
         )
-    if outputs:
-        conn.executemany("INSERT OR REPLACE INTO item_outputs (id, data) VALUES (?, ?)", outputs)
-    per_tenant: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
-    for batch_id, d in deltas.items():
+    if plan.outputs:
+        conn.executemany(
+            "INSERT OR REPLACE INTO item_outputs (id, data) VALUES (?, ?)", plan.outputs
+        )
+    for batch_id, d in plan.deltas.items():
         conn.execute(f"UPDATE batches SET {Q_DELTA} WHERE id = ?", (*d.values(), batch_id))
-        u = per_tenant[tenants[batch_id]]
-        u[0] += d.n_succeeded + d.n_failed + d.n_cancelled
-        u[1] += d.r_succeeded + d.r_failed
-        u[2] += d.actual_usd
-        u[3] += d.tokens_in + d.tokens_out
-    for tenant_id, (items, records, cost, tokens) in per_tenant.items():
-        add_usage(
-            conn, tenant_id, now, items_processed=items, records_processed=records,
-            cost_usd=cost, tokens=tokens,
-        )
-    for batch_id, d in deltas.items():
+    for tenant_id, metrics in plan.usage_by_tenant().items():
+        add_usage(conn, tenant_id, now, **metrics)
+    for batch_id, d in plan.deltas.items():
         if d.n_failed and _fail_fast(conn, batch_id):
             stop(conn, batch_id, StopReason.FAIL_FAST, None, now)
         maybe_finish(conn, batch_id, now)
-    return len(retries) + len(finals)
+    return plan.applied
 
 
 def _fail_fast(conn: sqlite3.Connection, batch_id: str) -> bool:
