@@ -110,7 +110,9 @@ def submit(
     priority: Annotated[int | None, typer.Option(help="0-100.")] = None,
     parallelism: Annotated[int | None, typer.Option(help="Items in flight at once.")] = None,
     budget_usd: Annotated[float | None, typer.Option(help="Cost cap.")] = None,
-    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failure.")] = False,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="Stop at the first failure.")
+    ] = False,
     version: Annotated[str | None, typer.Option(help="Task version.")] = None,
 ) -> None:
     """Submit FILE as a batch of TASK; prints the batch id."""
@@ -165,7 +167,9 @@ def status(batch_id: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
 def results(
     batch_id: str,
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write.")],
-    format: Annotated[str | None, typer.Option(help="jsonl, json or csv (from the suffix).")] = None,
+    format: Annotated[
+        str | None, typer.Option(help="jsonl, json or csv (from the suffix).")
+    ] = None,
 ) -> None:
     """Download a batch's results."""
     fmt = format or {".csv": "csv", ".json": "json"}.get(output.suffix.lower(), "jsonl")

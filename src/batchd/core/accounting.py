@@ -77,8 +77,10 @@ class GroupCommit:
 
     deltas: dict[str, BatchDelta] = field(default_factory=dict)
     tenants: dict[str, str] = field(default_factory=dict)
-    retries: list[tuple[Any, ...]] = field(default_factory=list)  # run_after, error, id, fence
-    finals: list[tuple[Any, ...]] = field(default_factory=list)  # status, error, usage, at, id, fence
+    # (run_after, error, id, fence)
+    retries: list[tuple[Any, ...]] = field(default_factory=list)
+    # (status, error, usage, finished_at, id, fence)
+    finals: list[tuple[Any, ...]] = field(default_factory=list)
     outputs: list[tuple[int, bytes]] = field(default_factory=list)
 
     @property

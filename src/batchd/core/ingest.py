@@ -165,6 +165,8 @@ def _parse_csv(
     return header, records, row_no
 
 
-async def json_array_records(records: list[Any], *, batch: int = 10_000) -> AsyncIterator[list[Any]]:
+async def json_array_records(
+    records: list[Any], *, batch: int = 10_000
+) -> AsyncIterator[list[Any]]:
     for start in range(0, len(records), batch):
         yield records[start : start + batch]

@@ -145,7 +145,9 @@ class BatchManager:
             raise errors.InvalidInput(
                 f"task {task.name!r} has no runner {spec.runner!r}; "
                 f"known: {sorted(task.runners)}",
-                details=[{"loc": ["body", "runner"], "msg": "unknown runner", "type": "value_error"}],
+                details=[
+                    {"loc": ["body", "runner"], "msg": "unknown runner", "type": "value_error"}
+                ],
             )
         return spec
 
@@ -192,7 +194,9 @@ class BatchManager:
             return None
         return await self._replay(principal, existing.id, request_hash)
 
-    async def _replay(self, principal: Principal, batch_id: str, request_hash: str | None) -> Created:
+    async def _replay(
+        self, principal: Principal, batch_id: str, request_hash: str | None
+    ) -> Created:
         batch = await self._get(principal, batch_id)
         if batch.request_hash != request_hash:
             raise errors.InvalidInput(
@@ -275,7 +279,11 @@ class BatchManager:
                 )
             if rpi == 1:
                 for rec in part:
-                    est = cost.per_record_usd + cost.per_item_usd if flat else cost.estimate_item([rec])
+                    est = (
+                        cost.per_record_usd + cost.per_item_usd
+                        if flat
+                        else cost.estimate_item([rec])
+                    )
                     blob = dumps(rec)
                     pending_bytes += len(blob)
                     pending.append(StagedItem(1, blob, est))

@@ -116,7 +116,9 @@ class Store(ABC):
     async def close_batch(self, batch_id: str, *, now: float) -> bool: ...
 
     @abstractmethod
-    async def stop_batch(self, batch_id: str, *, reason: str, detail: str | None, now: float) -> bool:
+    async def stop_batch(
+        self, batch_id: str, *, reason: str, detail: str | None, now: float
+    ) -> bool:
         """Cancel queued items at once, flag running ones; ``reason`` is a StopReason."""
 
     @abstractmethod
@@ -170,7 +172,7 @@ class Store(ABC):
     @abstractmethod
     async def ping(self) -> None: ...
 
-    async def subscribe_work(self, callback: Callable[[], None]) -> None:
+    async def subscribe_work(self, callback: Callable[[], None]) -> None:  # noqa: B027
         """Call ``callback`` whenever another process commits new items.
 
         Backends without notifications leave this a no-op; workers then poll.

@@ -55,4 +55,5 @@ async def revoke_key(key_id: str, caller: Caller, mgr: Manager) -> Response:
 @router.get("/usage")
 async def usage(caller: Caller, mgr: Manager, period: str | None = None) -> dict[str, Any]:
     period = period or datetime.now(UTC).strftime("%Y-%m")
-    return {"tenant": caller.tenant_name, "period": period, "usage": await mgr.usage(caller, period)}
+    usage_ = await mgr.usage(caller, period)
+    return {"tenant": caller.tenant_name, "period": period, "usage": usage_}

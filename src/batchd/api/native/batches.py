@@ -38,8 +38,12 @@ BODY_DOC = {
     "requestBody": {
         "content": {
             "application/json": {"schema": BatchCreate.model_json_schema()},
-            "application/x-ndjson": {"schema": {"type": "string", "description": "one input per line"}},
-            "text/csv": {"schema": {"type": "string", "description": "header row, then one input per row"}},
+            "application/x-ndjson": {
+                "schema": {"type": "string", "description": "one input per line"}
+            },
+            "text/csv": {
+                "schema": {"type": "string", "description": "header row, then one input per row"}
+            },
         },
         "required": True,
     }
@@ -77,7 +81,8 @@ def _spec(mgr: BatchManager, cfg: Settings, s: BatchSettings, where: str) -> Any
         task = mgr.task(s.task, s.version)
     except errors.NotFound as exc:
         raise errors.InvalidInput(
-            exc.message, details=[{"loc": [where, "task"], "msg": exc.message, "type": "unknown_task"}]
+            exc.message,
+            details=[{"loc": [where, "task"], "msg": exc.message, "type": "unknown_task"}],
         ) from None
     return s.to_spec(
         now=mgr.clock(), default_parallelism=cfg.default_parallelism,
@@ -117,7 +122,8 @@ async def create_batch(
             if existing is not None:
                 async for _ in limited_stream(request, cfg.max_body_bytes, hasher):
                     pass
-                return _created(mgr, await mgr.replay_if_known(caller, idempotency_key, hasher.hexdigest()))
+                replay = await mgr.replay_if_known(caller, idempotency_key, hasher.hexdigest())
+                return _created(mgr, replay)
         records = _stream_records(request, cfg, hasher)
         spec = _spec(mgr, cfg, settings_, "query")
         created = await mgr.create_batch(
