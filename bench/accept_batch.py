@@ -6,7 +6,6 @@ import argparse
 import time
 
 import orjson
-
 from common import BenchServer
 
 

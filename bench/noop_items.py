@@ -7,7 +7,6 @@ import time
 from datetime import datetime
 
 import orjson
-
 from common import BenchServer, wait_terminal
 
 

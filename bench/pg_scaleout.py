@@ -14,7 +14,6 @@ from datetime import datetime
 
 import orjson
 import psutil
-
 from common import (
     BenchServer,
     BenchWorker,

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 
 import orjson
-
 from common import BenchServer, mb, wait_terminal
 
 

@@ -36,6 +36,7 @@ from tests.e2e.test_crash import (
     export_rows,
     ndjson_body,
     past,
+    _worker_up,
     start_worker,
 )
 
@@ -130,23 +131,37 @@ RECOVERY_ALLOWANCE_S = 1.5
 class WorkerPool:
     """Keeps ``size`` workers running; kills random ones, remembering when each died."""
 
-    def __init__(self, start: Callable[[], Server], *, size: int, rng: random.Random) -> None:
-        self.start = start
+    def __init__(
+        self, make_server: Callable[..., Server], *, size: int, rng: random.Random,
+        **settings: Any,
+    ) -> None:
+        self.make_server = make_server
+        self.settings = settings
         self.rng = rng
-        self.live = [start() for _ in range(size)]
+        self.live = [start_worker(make_server, **settings) for _ in range(size)]
         self.killed_at: dict[int, float] = {}
         self.moments: list[str] = []
 
     def kill_random(self, moment: str) -> None:
+        """SIGKILL one worker and start another in its place.
+
+        The replacement is not waited for: the batch goes on meanwhile, and it may
+        itself be the next one killed, in the middle of starting up.
+        """
         w = self.rng.choice(self.live)
         assert w.proc is not None
         if w.proc.poll() is not None:
             raise AssertionError(f"worker died by itself: {w.log_path.read_text()[-3000:]}")
+        up = "running" in w.log_path.read_text()
         self.killed_at[w.proc.pid] = time.time()  # before the signal: delays err long
         w.kill()
-        self.moments.append(f"{moment} (worker {self.live.index(w)})")
+        self.moments.append(f"{moment}{'' if up else ', a worker starting up'}")
         self.live.remove(w)
-        self.live.append(self.start())
+        self.live.append(self.make_server(command="worker", **self.settings))
+
+    def wait_all_up(self) -> None:
+        for w in self.live:
+            wait_until(functools.partial(_worker_up, w), timeout_s=30, what="worker start")
 
 
 def test_postgres_crash_workers_killed_lose_and_duplicate_nothing(
@@ -156,13 +171,12 @@ def test_postgres_crash_workers_killed_lose_and_duplicate_nothing(
     api_b = pg_server(run_worker="false")
     seed = random.randrange(1 << 32)
     print(f"\nworker kill seed: {seed}")
-    pool = WorkerPool(functools.partial(start_worker, pg_server, **WORKER_SETTINGS),
-                      size=N_WORKERS, rng=random.Random(seed))
+    pool = WorkerPool(pg_server, size=N_WORKERS, rng=random.Random(seed), **WORKER_SETTINGS)
 
     # Each kill can orphan an item at most once, so with this many attempts a kill
     # never turns into a failed item. No retry backoff: a lost lease is not the
     # item's fault, and the recovery bound below is then lease + reaper + claim.
-    params = {"task": "square", "max_attempts": 30, "retry_backoff_s": 0}
+    params = {"task": "square", "max_attempts": 30, "retry_backoff_s": 0, "parallelism": 1000}
     headers = {"Content-Type": "application/x-ndjson", "Idempotency-Key": "pg-scaleout-crash"}
     with api_a.client() as a:
         r = a.post("/api/batches", params=params, headers=headers, content=ndjson_body(N_ITEMS))
@@ -180,6 +194,7 @@ def test_postgres_crash_workers_killed_lose_and_duplicate_nothing(
         recorded = b["counts"]["succeeded"]
         pool.kill_random(f"after {recorded} succeeded")
 
+    pool.wait_all_up()
     with api_b.client() as c:
         b = wait_batch(c, batch_id, timeout_s=120)
         assert b["status"] == "completed", b
