@@ -25,14 +25,31 @@ class BatchDelta:
     tokens_in: int = 0
     tokens_out: int = 0
     out_bytes: int = 0
+    in_buffer_bytes: int = 0
+    out_buffer_bytes: int = 0
+    n_undelivered: int = 0
+    r_undelivered: int = 0
+    compute_ms: float = 0.0
 
-    def add(self, outcome: Outcome, *, est_usd: float, n_records: int) -> None:
+    def add(
+        self, outcome: Outcome, *, est_usd: float, n_records: int, size: int = 0,
+        deliver: bool = False,
+    ) -> None:
+        """Count one outcome; ``size`` is the item's input bytes, ``deliver`` whether its
+        result waits in the output buffer until taken."""
         self.n_running -= 1
         self.reserved_usd -= est_usd
         self.actual_usd += outcome.cost_usd
         self.tokens_in += outcome.tokens_in
         self.tokens_out += outcome.tokens_out
+        self.compute_ms += outcome.compute_ms
         status = outcome.status
+        if status != ItemStatus.QUEUED:
+            self.in_buffer_bytes -= size  # the input leaves the buffer once settled
+        if deliver and status in (ItemStatus.SUCCEEDED, ItemStatus.FAILED):
+            self.n_undelivered += 1
+            self.r_undelivered += n_records
+            self.out_buffer_bytes += len(outcome.output or b"")
         if status == ItemStatus.QUEUED:
             self.n_queued += 1
         elif status == ItemStatus.SUCCEEDED:
@@ -72,14 +89,14 @@ class GroupCommit:
 
     ``current`` rows passed to :func:`plan_group_commit` are
     ``(id, batch_id, fence, status, cancel_requested, est_usd, n_records, stop_reason,
-    tenant_id)`` as read inside the committing transaction.
+    tenant_id, size, deliver)`` as read inside the committing transaction.
     """
 
     deltas: dict[str, BatchDelta] = field(default_factory=dict)
     tenants: dict[str, str] = field(default_factory=dict)
     # (run_after, error, id, fence)
     retries: list[tuple[Any, ...]] = field(default_factory=list)
-    # (status, error, usage, finished_at, id, fence)
+    # (status, error, usage, finished_at, compute_ms, id, fence)
     finals: list[tuple[Any, ...]] = field(default_factory=list)
     outputs: list[tuple[int, bytes]] = field(default_factory=list)
 
@@ -112,13 +129,18 @@ def plan_group_commit(
         row = current.pop(o.rowid, None)
         if row is None or row[2] != o.fence or row[3] != ItemStatus.RUNNING:
             continue  # lease lost: a newer attempt owns this item
-        _, batch_id, _, _, cancel_requested, est_usd, n_records, stop_reason, tenant_id = row
+        (_, batch_id, _, _, cancel_requested, est_usd, n_records, stop_reason, tenant_id,
+         size, deliver) = row
         if cancel_requested:
             settle(o, cancel_reason=stop_reason or StopReason.CANCELLED)
         if batch_id not in plan.deltas:
             plan.deltas[batch_id] = BatchDelta()
             plan.tenants[batch_id] = tenant_id
-        plan.deltas[batch_id].add(o, est_usd=est_usd, n_records=n_records)
+        plan.deltas[batch_id].add(
+            o, est_usd=est_usd, n_records=n_records, size=size,
+            # a cancelled batch has released its output buffer: nothing more goes in
+            deliver=bool(deliver) and stop_reason != StopReason.CANCELLED,
+        )
         err = dumps(o.error) if o.error else None
         if o.status == ItemStatus.QUEUED:
             plan.retries.append((o.retry_at, err, o.rowid, o.fence))
@@ -128,7 +150,9 @@ def plan_group_commit(
             if o.tokens_in or o.tokens_out or o.cost_usd
             else None
         )
-        plan.finals.append((o.status, err, usage, o.finished_at or now, o.rowid, o.fence))
+        plan.finals.append(
+            (o.status, err, usage, o.finished_at or now, o.compute_ms, o.rowid, o.fence)
+        )
         if o.output is not None:
             plan.outputs.append((o.rowid, o.output))
     return plan

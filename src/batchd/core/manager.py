@@ -37,6 +37,15 @@ class Created:
     replayed: bool = False
 
 
+@dataclass(slots=True)
+class Chunk:
+    """An item of a variable number of records, as chunked dialects submit them."""
+
+    records: list[Any]
+    ext_id: str | None = None  # the client's id for the chunk, returned with its result
+    meta: Any = None  # JSON data the dialect keeps with the chunk (returned with the result)
+
+
 RecordRow = dict[str, Any]
 """One record of the results export: ``{item_id, seq, status, input, output, error}``."""
 
@@ -230,6 +239,58 @@ class BatchManager:
         self._notify()
         return await self._get(principal, batch_id)
 
+    async def add_chunks(
+        self, principal: Principal, batch_id: str, chunks: list[Chunk], *,
+        tenant_input_limit: int | None = None,
+    ) -> Batch:
+        """Append whole chunks (one item each) to an open batch, all or nothing.
+
+        Raises:
+            errors.Conflict: the batch is not open.
+            quotas.InputBufferFull: the chunks do not fit the input buffer; none is stored.
+        """
+        batch = await self._get(principal, batch_id)
+        if batch.status != "open" or batch.stop_reason:
+            raise errors.Conflict(f"batch is {batch.status} and accepts no more chunks")
+        task = self.registry.get(batch.task, batch.version)
+        cost = task.cost_for(batch.runner)
+        items = []
+        offset = 0
+        for chunk in chunks:
+            if task.input_schema is not None and task.validate_input:
+                self._check_records(task, chunk.records, offset)
+            offset += len(chunk.records)
+            items.append(StagedItem(
+                n_records=len(chunk.records), input=codec.dumps(chunk.records),
+                est_usd=cost.estimate_item(chunk.records), ext_id=chunk.ext_id,
+                meta=None if chunk.meta is None else codec.dumps(chunk.meta),
+            ))
+        stage = self._stage_token()
+        try:
+            if items:
+                await self.store.stage_items(batch_id, stage, items)
+            await self.store.commit_stage(
+                batch_id, stage, close=False, now=self.clock(),
+                tenant_input_limit=tenant_input_limit,
+            )
+        except BaseException:
+            await asyncio.shield(self.store.discard_stage(batch_id, stage, drop_batch=False))
+            raise
+        self._notify()
+        return await self._get(principal, batch_id)
+
+    async def take_results(
+        self, principal: Principal, batch_id: str, *, max_items: int
+    ) -> tuple[Batch, list[ExportRow]]:
+        """Hand out finished results of a ``deliver`` batch, freeing its output buffer."""
+        batch = await self._get(principal, batch_id)
+        if batch.status == "cancelled":
+            return batch, []  # nothing is handed out after a cancel
+        rows = await self.store.take_results(batch_id, limit=max_items, now=self.clock())
+        if rows:
+            self._notify()  # a batch paused on a full output buffer may run again
+        return await self._get(principal, batch_id), rows
+
     async def _ingest(
         self, batch_id: str, stage: str, task: TaskDef, spec: BatchSpec,
         records: AsyncIterator[list[Any]],
@@ -261,6 +322,12 @@ class BatchManager:
         """Checked records cut into items, in groups bounded by count and bytes."""
         cost = task.cost_for(spec.runner)
         rpi = spec.records_per_item
+        if rpi < 1:
+            # A chunked batch (records_per_item 0) takes whole chunks via add_chunks.
+            async for part in records:
+                if part:
+                    raise errors.InvalidInput("this batch takes its records in chunks")
+            return
         check = task.input_schema is not None and task.validate_input
         flat = cost.is_flat
         dumps = codec.dumps

@@ -108,6 +108,10 @@ class BatchSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
     close: bool = True
     est_usd_per_record: float = 0.0
+    # Pull-style dialects: finished results wait in an output buffer until taken.
+    deliver: bool = False
+    # Close the batch after this long without uploads or pulls.
+    idle_timeout_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -155,6 +159,17 @@ class Batch:
     finished_at: float | None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    max_input_bytes: int | None = None
+    max_output_bytes: int | None = None
+    in_buffer_bytes: int = 0
+    out_buffer_bytes: int = 0
+    n_undelivered: int = 0
+    r_undelivered: int = 0
+    compute_ms: float = 0.0
+    deliver: bool = False
+    idle_timeout_s: float | None = None
+    last_activity_at: float | None = None
+    close_reason: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -220,3 +235,4 @@ class Outcome:
     cost_usd: float = 0.0
     retry_at: float = 0.0
     finished_at: float = 0.0
+    compute_ms: float = 0.0

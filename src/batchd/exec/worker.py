@@ -184,6 +184,7 @@ class Worker:
 
     def _finish(self, outcome: Outcome, started: float) -> None:
         outcome.finished_at = outcome.finished_at or time.time()
+        outcome.compute_ms = (outcome.finished_at - started) * 1000.0
         if self.metrics is not None:
             self.metrics.observe(outcome, outcome.finished_at - started)
         self._add_outcome(outcome)

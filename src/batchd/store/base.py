@@ -15,6 +15,8 @@ class StagedItem:
     n_records: int
     input: bytes
     est_usd: float
+    ext_id: str | None = None  # the client's own id for the item (a Spark chunk id)
+    meta: bytes | None = None  # dialect data kept with the item, returned with its result
 
 
 @dataclass(slots=True)
@@ -27,6 +29,9 @@ class ExportRow:
     input: bytes
     output: bytes | None
     error: dict[str, Any] | None
+    ext_id: str | None = None
+    meta: bytes | None = None
+    compute_ms: float | None = None
 
 
 class Store(ABC):
@@ -85,8 +90,13 @@ class Store(ABC):
     async def commit_stage(
         self, batch_id: str, stage: str, *, close: bool, now: float,
         idempotency_key: str | None = None, request_hash: str | None = None,
+        tenant_input_limit: int | None = None,
     ) -> str:
         """Make staged items runnable and count them, in one transaction.
+
+        The upload must fit the batch's input buffer (``max_input_bytes``) and the
+        tenant's (``tenant_input_limit`` over its active batches); if it does not, it is
+        discarded and :class:`batchd.core.quotas.InputBufferFull` raised.
 
         Returns the batch id that holds the request: ``batch_id``, or the batch an
         earlier request with the same idempotency key created (whose hash the
@@ -113,6 +123,16 @@ class Store(ABC):
     ) -> list[Batch]: ...
 
     @abstractmethod
+    async def recent_batches(
+        self, *, tenant_id: str, owner: str | None, finished_since: float, limit: int
+    ) -> list[Batch]:
+        """Active batches, and those finished at or after ``finished_since``, newest first."""
+
+    @abstractmethod
+    async def tenant_buffers(self, tenant_id: str) -> tuple[int, int]:
+        """Input and output buffer bytes in use over the tenant's active batches."""
+
+    @abstractmethod
     async def close_batch(self, batch_id: str, *, now: float) -> bool: ...
 
     @abstractmethod
@@ -120,6 +140,14 @@ class Store(ABC):
         self, batch_id: str, *, reason: str, detail: str | None, now: float
     ) -> bool:
         """Cancel queued items at once, flag running ones; ``reason`` is a StopReason."""
+
+    @abstractmethod
+    async def take_results(self, batch_id: str, *, limit: int, now: float) -> list[ExportRow]:
+        """Hand out up to ``limit`` finished, undelivered items of a ``deliver`` batch.
+
+        They are marked delivered in the same transaction and leave the output buffer,
+        which lets a batch paused on a full buffer run again.
+        """
 
     @abstractmethod
     async def list_items(

@@ -29,6 +29,7 @@ from batchd.core.models import (
     Tenant,
     new_id,
 )
+from batchd.core.quotas import input_buffer_full
 from batchd.core.scheduling import claim_plan
 from batchd.core.states import BatchStatus
 from batchd.store.base import ExportRow, StagedItem, Store
@@ -262,15 +263,16 @@ class PostgresStore(Store):
                 "INSERT INTO batches (id, tenant_id, owner, task, version, runner, status, "
                 "records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd, "
                 "run_after, item_timeout_s, max_attempts, retry_backoff_s, expires_at, "
-                "max_input_bytes, max_output_bytes, est_usd_per_record, metadata, created_at) "
+                "max_input_bytes, max_output_bytes, est_usd_per_record, metadata, created_at, "
+                "deliver, idle_timeout_s, last_activity_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, 'open', %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s, %s, %s, %s)",
+                "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     batch_id, tenant_id, owner, s.task, s.version, s.runner, s.records_per_item,
                     s.priority, s.parallelism, s.fail_fast, s.max_error_pct, s.budget_usd,
                     s.run_after, s.item_timeout_s, s.max_attempts, s.retry_backoff_s,
                     s.expires_at, s.max_input_bytes, s.max_output_bytes, s.est_usd_per_record,
-                    orjson.dumps(s.metadata), now,
+                    orjson.dumps(s.metadata), now, s.deliver, s.idle_timeout_s, now,
                 ),
             )
 
@@ -282,7 +284,7 @@ class PostgresStore(Store):
         async def run(conn: Conn) -> None:
             cur = await conn.execute(
                 "UPDATE batches SET next_seq = next_seq + %s, next_rec = next_rec + %s "
-                "WHERE id = %s RETURNING next_seq, next_rec, pk, staging",
+                "WHERE id = %s RETURNING next_seq, next_rec, pk, staging, deliver",
                 (len(items), n_records, batch_id),
             )
             row = await cur.fetchone()
@@ -296,14 +298,15 @@ class PostgresStore(Store):
                 "SELECT nextval('items_id_seq') FROM generate_series(1, %s)", (len(items),)
             )
             ids = [r[0] for r in await cur.fetchall()]
+            delivered = False if row[4] else None
             async with conn.cursor() as c, c.copy(
-                "COPY items (id, batch_pk, seq, rec0, n_records, status, stage, est_usd, size) "
-                "FROM STDIN"
+                "COPY items (id, batch_pk, seq, rec0, n_records, status, stage, est_usd, size, "
+                "ext_id, meta, delivered) FROM STDIN"
             ) as copy:
                 for item_id, it in zip(ids, items, strict=True):
                     await copy.write_row(
                         (item_id, pk, seq, rec, it.n_records, status, token, it.est_usd,
-                         len(it.input))
+                         len(it.input), it.ext_id, it.meta, delivered)
                     )
                     seq += 1
                     rec += it.n_records
@@ -318,17 +321,18 @@ class PostgresStore(Store):
     async def commit_stage(
         self, batch_id: str, stage: str, *, close: bool, now: float,
         idempotency_key: str | None = None, request_hash: str | None = None,
+        tenant_input_limit: int | None = None,
     ) -> str:
-        async def run(conn: Conn) -> str | errors.Conflict:
+        async def run(conn: Conn) -> str | errors.BatchdError:
             cur = await conn.execute(
-                "SELECT pk, tenant_id, status, staging, stop_reason FROM batches "
-                "WHERE id = %s FOR UPDATE",
+                "SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, "
+                "max_input_bytes FROM batches WHERE id = %s FOR UPDATE",
                 (batch_id,),
             )
             b = await cur.fetchone()
             if b is None:
                 raise errors.NotFound("batch not found")
-            pk, tenant_id, status, staging, stop_reason = b
+            pk, tenant_id, status, staging, stop_reason, used, limit = b
             if idempotency_key is not None:
                 cur = await conn.execute(
                     "SELECT id FROM batches WHERE tenant_id = %s AND idempotency_key = %s",
@@ -353,6 +357,21 @@ class PostgresStore(Store):
                     f"{sums} AND status = 'staged' AND stage = %s", (pk, stage)  # type: ignore[arg-type]
                 )
             count, records, est, size = await cur.fetchone()  # type: ignore[misc]
+            tenant_used = 0
+            if tenant_input_limit:
+                cur = await conn.execute(
+                    "SELECT COALESCE(SUM(in_buffer_bytes), 0) FROM batches "
+                    "WHERE tenant_id = %s AND status IN ('open', 'closed')",
+                    (tenant_id,),
+                )
+                tenant_used = int((await cur.fetchone())[0])  # type: ignore[index]
+            full = input_buffer_full(
+                int(size), batch_used=used, batch_limit=limit, tenant_used=tenant_used,
+                tenant_limit=tenant_input_limit,
+            )
+            if full is not None:
+                await _discard(conn, batch_id, stage, bool(staging))
+                return full
             if not staging:
                 await conn.execute(
                     "UPDATE items SET status = 'queued', stage = NULL "
@@ -362,12 +381,13 @@ class PostgresStore(Store):
             await conn.execute(
                 "UPDATE batches SET n_total = n_total + %s, n_queued = n_queued + %s, "
                 "r_total = r_total + %s, est_usd = est_usd + %s, in_bytes = in_bytes + %s, "
+                "in_buffer_bytes = in_buffer_bytes + %s, last_activity_at = %s, "
                 "staging = false, idempotency_key = COALESCE(%s, idempotency_key), "
                 "request_hash = COALESCE(%s, request_hash), "
                 "status = CASE WHEN %s THEN 'closed' ELSE status END, "
                 "closed_at = CASE WHEN %s THEN %s ELSE closed_at END WHERE pk = %s",
-                (count, count, records, est, size, idempotency_key, request_hash, close, close,
-                 now, pk),
+                (count, count, records, est, size, size, now, idempotency_key, request_hash,
+                 close, close, now, pk),
             )
             await ex.add_usage(conn, tenant_id, now, items_submitted=count,
                                records_submitted=records)
@@ -381,8 +401,8 @@ class PostgresStore(Store):
             return batch_id
 
         holder = await self._tx(run)
-        if isinstance(holder, errors.Conflict):
-            raise holder
+        if isinstance(holder, errors.BatchdError):
+            raise holder  # raised only now: inside, it would roll the discard back
         return holder
 
     async def discard_stage(self, batch_id: str, stage: str, *, drop_batch: bool) -> None:
@@ -421,21 +441,43 @@ class PostgresStore(Store):
         args.append(limit)
         return [_batch(r) for r in await self._read(sql, args)]
 
-    async def close_batch(self, batch_id: str, *, now: float) -> bool:
-        async def run(conn: Conn) -> bool:
-            cur = await conn.execute(
-                "UPDATE batches SET status = 'closed', closed_at = %s "
-                "WHERE id = %s AND status = 'open' RETURNING tenant_id",
-                (now, batch_id),
-            )
-            r = await cur.fetchone()
-            if r is None:
-                return False
-            await ex.add_event(conn, r[0], batch_id, "batch.closed", now)
-            await ex.maybe_finish(conn, batch_id, now)
-            return True
+    async def recent_batches(
+        self, *, tenant_id: str, owner: str | None, finished_since: float, limit: int
+    ) -> list[Batch]:
+        sql = (
+            f"{Q_BATCH} WHERE tenant_id = %s AND NOT staging "
+            "AND (status IN ('open', 'closed') OR finished_at >= %s)"
+        )
+        args: list[Any] = [tenant_id, finished_since]
+        if owner is not None:
+            sql += " AND owner = %s"
+            args.append(owner)
+        sql += " ORDER BY pk DESC LIMIT %s"
+        args.append(limit)
+        return [_batch(r) for r in await self._read(sql, args)]
 
-        return await self._tx(run)
+    async def tenant_buffers(self, tenant_id: str) -> tuple[int, int]:
+        rows = await self._read(
+            "SELECT COALESCE(SUM(in_buffer_bytes), 0), COALESCE(SUM(out_buffer_bytes), 0) "
+            "FROM batches WHERE tenant_id = %s AND status IN ('open', 'closed')",
+            (tenant_id,),
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    async def close_batch(self, batch_id: str, *, now: float) -> bool:
+        return await self._tx(lambda conn: ex.close(conn, batch_id, now, reason=None))
+
+    async def take_results(self, batch_id: str, *, limit: int, now: float) -> list[ExportRow]:
+        rows = await self._tx(ex.take_results, batch_id, limit, now)
+        return [
+            ExportRow(
+                rowid=r[0], seq=r[1], rec0=r[2], n_records=r[3], status=r[4], input=bytes(r[5]),
+                output=bytes(r[6]) if r[6] is not None else None,
+                error=orjson.loads(r[7]) if r[7] else None, ext_id=r[8],
+                meta=bytes(r[9]) if r[9] is not None else None, compute_ms=r[10],
+            )
+            for r in rows
+        ]
 
     async def stop_batch(
         self, batch_id: str, *, reason: str, detail: str | None, now: float
@@ -557,6 +599,7 @@ class PostgresStore(Store):
             n = await ex.finish(conn, await ex.expired_leases(conn, now, retry_backoff_max_s),
                                 now)
             await ex.expire_batches(conn, now)
+            await ex.close_idle(conn, now)
             await ex.drop_abandoned_uploads(conn, now - staging_ttl_s)
             return n
 

@@ -60,7 +60,7 @@ async def candidates(
         f"budget_usd IS NOT NULL FROM batches "
         f"WHERE status IN {ACTIVE} AND NOT staging AND stop_reason IS NULL "
         f"AND n_queued > 0 AND n_running < parallelism AND run_after <= %s "
-        f"AND (max_output_bytes IS NULL OR out_bytes < max_output_bytes)",
+        f"AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes)",
         (now,),
     )
     rows = await cur.fetchall()
@@ -198,7 +198,8 @@ async def finish(conn: Conn, outcomes: list[Outcome], now: float) -> int:
     ids = sorted({o.rowid for o in outcomes})
     cur = await conn.execute(
         "SELECT i.id, b.id, i.fence, i.status, i.cancel_requested, i.est_usd, i.n_records, "
-        "b.stop_reason, b.tenant_id FROM items i JOIN batches b ON b.pk = i.batch_pk "
+        "b.stop_reason, b.tenant_id, i.size, b.deliver FROM items i "
+        "JOIN batches b ON b.pk = i.batch_pk "
         "WHERE i.id = ANY(%s) ORDER BY i.id FOR UPDATE OF i",
         (ids,),
     )
@@ -216,14 +217,15 @@ async def finish(conn: Conn, outcomes: list[Outcome], now: float) -> int:
             (list(at), list(errs), list(ids_), list(fences)),
         )
     if plan.finals:
-        st, errs, usages, fin, ids_, fences = zip(*plan.finals, strict=True)
+        st, errs, usages, fin, ms, ids_, fences = zip(*plan.finals, strict=True)
         await conn.execute(
             "UPDATE items i SET status = u.status, error = u.error, usage = u.usage, "
-            "finished_at = u.fin, lease_owner = NULL, lease_expires = NULL "
-            "FROM unnest(%s::text[], %s::bytea[], %s::bytea[], %s::float8[], %s::bigint[], "
-            "%s::bigint[]) AS u(status, error, usage, fin, id, fence) "
+            "finished_at = u.fin, compute_ms = u.ms, lease_owner = NULL, lease_expires = NULL "
+            "FROM unnest(%s::text[], %s::bytea[], %s::bytea[], %s::float8[], %s::float8[], "
+            "%s::bigint[], %s::bigint[]) AS u(status, error, usage, fin, ms, id, fence) "
             "WHERE i.id = u.id AND i.fence = u.fence AND i.status = 'running'",
-            (list(st), list(errs), list(usages), list(fin), list(ids_), list(fences)),
+            (list(st), list(errs), list(usages), list(fin), list(ms), list(ids_),
+             list(fences)),
         )
     if plan.outputs:
         out_ids, datas = zip(*plan.outputs, strict=True)
@@ -278,19 +280,27 @@ async def stop(conn: Conn, batch_id: str, reason: str, detail: str | None, now: 
     tenant_id, pk = row
     cur = await conn.execute(
         "UPDATE items SET status = 'cancelled', error = %s, finished_at = %s "
-        "WHERE batch_pk = %s AND status = 'queued'",
+        "WHERE batch_pk = %s AND status = 'queued' RETURNING size",
         (orjson.dumps(cancelled_error(reason)), now, pk),
     )
-    cancelled = cur.rowcount
+    sizes = await cur.fetchall()
+    cancelled, size = len(sizes), sum(r[0] for r in sizes)
     await conn.execute(
         "UPDATE items SET cancel_requested = true WHERE batch_pk = %s AND status = 'running'",
         (pk,),
     )
     await conn.execute(
-        "UPDATE batches SET n_queued = n_queued - %s, n_cancelled = n_cancelled + %s "
-        "WHERE pk = %s",
-        (cancelled, cancelled, pk),
+        "UPDATE batches SET n_queued = n_queued - %s, n_cancelled = n_cancelled + %s, "
+        "in_buffer_bytes = in_buffer_bytes - %s WHERE pk = %s",
+        (cancelled, cancelled, size, pk),
     )
+    if reason == StopReason.CANCELLED:
+        # Nothing is taken from a cancelled batch: its output buffer is released.
+        await conn.execute(
+            "UPDATE batches SET out_buffer_bytes = 0, n_undelivered = 0, r_undelivered = 0 "
+            "WHERE pk = %s",
+            (pk,),
+        )
     await add_event(conn, tenant_id, batch_id, f"batch.{reason}", now, {"cancelled": cancelled})
     await maybe_finish(conn, batch_id, now)
     return True
@@ -346,6 +356,60 @@ async def expire_batches(conn: Conn, now: float) -> None:
     )
     for (batch_id,) in await cur.fetchall():
         await stop(conn, batch_id, StopReason.EXPIRED, "the batch expired", now)
+
+
+async def close_idle(conn: Conn, now: float) -> None:
+    cur = await conn.execute(
+        "SELECT id FROM batches WHERE status = 'open' AND idle_timeout_s IS NOT NULL "
+        "AND last_activity_at + idle_timeout_s < %s",
+        (now,),
+    )
+    for (batch_id,) in await cur.fetchall():
+        await close(conn, batch_id, now, reason="timeout")
+
+
+async def close(conn: Conn, batch_id: str, now: float, *, reason: str | None) -> bool:
+    cur = await conn.execute(
+        "UPDATE batches SET status = 'closed', closed_at = %s, close_reason = %s "
+        "WHERE id = %s AND status = 'open' RETURNING tenant_id",
+        (now, reason, batch_id),
+    )
+    r = await cur.fetchone()
+    if r is None:
+        return False
+    await add_event(conn, r[0], batch_id, "batch.closed", now,
+                    {"reason": reason} if reason else None)
+    await maybe_finish(conn, batch_id, now)
+    return True
+
+
+async def take_results(conn: Conn, batch_id: str, limit: int, now: float) -> list[Any]:
+    """Finished, undelivered items (oldest first), marked delivered; frees the output buffer."""
+    cur = await conn.execute("SELECT pk FROM batches WHERE id = %s", (batch_id,))
+    b = await cur.fetchone()
+    if b is None:
+        return []
+    cur = await conn.execute(
+        "WITH taken AS ("
+        "  SELECT id FROM items WHERE batch_pk = %s AND delivered = false "
+        "  AND status IN ('succeeded', 'failed') ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED"
+        "), marked AS ("
+        "  UPDATE items i SET delivered = true FROM taken WHERE i.id = taken.id "
+        "  RETURNING i.id, i.seq, i.rec0, i.n_records, i.status, i.error, i.ext_id, i.meta, "
+        "  i.compute_ms"
+        ") SELECT m.id, m.seq, m.rec0, m.n_records, m.status, d.data, o.data, m.error, "
+        "m.ext_id, m.meta, m.compute_ms FROM marked m JOIN item_inputs d ON d.id = m.id "
+        "LEFT JOIN item_outputs o ON o.id = m.id ORDER BY m.seq",
+        (b[0], limit),
+    )
+    rows = await cur.fetchall()
+    await conn.execute(
+        "UPDATE batches SET last_activity_at = %s, "
+        "out_buffer_bytes = GREATEST(0, out_buffer_bytes - %s), "
+        "n_undelivered = n_undelivered - %s, r_undelivered = r_undelivered - %s WHERE pk = %s",
+        (now, sum(len(r[6] or b"") for r in rows), len(rows), sum(r[3] for r in rows), b[0]),
+    )
+    return rows
 
 
 async def drop_abandoned_uploads(conn: Conn, older_than: float) -> None:

@@ -10,6 +10,7 @@ import orjson
 from batchd.core import errors
 from batchd.core.models import ApiKey, Batch, BatchSpec, ClaimedItem, Item, Outcome, Tenant, new_id
 from batchd.core.states import BatchStatus
+from batchd.core.quotas import input_buffer_full
 from batchd.store.base import ExportRow, StagedItem, Store
 from batchd.store.sqlite import execution as ex
 from batchd.store.sqlite.connection import SqliteConnections, sqlite_path
@@ -22,6 +23,7 @@ def _batch(row: sqlite3.Row) -> Batch:
     data["metadata"] = orjson.loads(data["metadata"]) if data["metadata"] else {}
     data["error"] = orjson.loads(data["error"]) if data["error"] else None
     data["fail_fast"] = bool(data["fail_fast"])
+    data["deliver"] = bool(data["deliver"])
     return Batch(**data)
 
 
@@ -149,14 +151,16 @@ class SqliteStore(Store):
                 "INSERT INTO batches (id, tenant_id, owner, task, version, runner, status, "
                 "records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd, "
                 "run_after, item_timeout_s, max_attempts, retry_backoff_s, expires_at, "
-                "max_input_bytes, max_output_bytes, est_usd_per_record, metadata, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "max_input_bytes, max_output_bytes, est_usd_per_record, metadata, created_at, "
+                "deliver, idle_timeout_s, last_activity_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?, ?)",
                 (
                     batch_id, tenant_id, owner, s.task, s.version, s.runner, s.records_per_item,
                     s.priority, s.parallelism, int(s.fail_fast), s.max_error_pct, s.budget_usd,
                     s.run_after, s.item_timeout_s, s.max_attempts, s.retry_backoff_s,
                     s.expires_at, s.max_input_bytes, s.max_output_bytes, s.est_usd_per_record,
-                    orjson.dumps(s.metadata), now,
+                    orjson.dumps(s.metadata), now, int(s.deliver), s.idle_timeout_s, now,
                 ),
             )
         )
@@ -167,7 +171,7 @@ class SqliteStore(Store):
         def run(conn: sqlite3.Connection) -> None:
             row = conn.execute(
                 "UPDATE batches SET next_seq = next_seq + ?, next_rec = next_rec + ? "
-                "WHERE id = ? RETURNING next_seq, next_rec, pk, staging",
+                "WHERE id = ? RETURNING next_seq, next_rec, pk, staging, deliver",
                 (len(items), n_records, batch_id),
             ).fetchone()
             if row is None:
@@ -178,10 +182,12 @@ class SqliteStore(Store):
             status, token = ("queued", None) if row[3] else ("staged", stage)
             # Ids are dealt here (one writer holds the lock) so both tables get them.
             next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM items").fetchone()[0]
+            delivered = 0 if row[4] else None
             rows, data = [], []
             for it in items:
                 rows.append(
-                    (next_id, pk, seq, rec, it.n_records, status, token, it.est_usd, len(it.input))
+                    (next_id, pk, seq, rec, it.n_records, status, token, it.est_usd,
+                     len(it.input), it.ext_id, it.meta, delivered)
                 )
                 data.append((next_id, it.input))
                 next_id += 1
@@ -189,7 +195,7 @@ class SqliteStore(Store):
                 rec += it.n_records
             conn.executemany(
                 "INSERT INTO items (id, batch_pk, seq, rec0, n_records, status, stage, est_usd, "
-                "size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "size, ext_id, meta, delivered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             conn.executemany("INSERT INTO item_inputs (id, data) VALUES (?, ?)", data)
@@ -199,10 +205,12 @@ class SqliteStore(Store):
     async def commit_stage(
         self, batch_id: str, stage: str, *, close: bool, now: float,
         idempotency_key: str | None = None, request_hash: str | None = None,
+        tenant_input_limit: int | None = None,
     ) -> str:
-        def run(conn: sqlite3.Connection) -> str | errors.Conflict:
+        def run(conn: sqlite3.Connection) -> str | errors.BatchdError:
             b = conn.execute(
-                "SELECT pk, tenant_id, status, staging, stop_reason FROM batches WHERE id = ?",
+                "SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, "
+                "max_input_bytes FROM batches WHERE id = ?",
                 (batch_id,),
             ).fetchone()
             if b is None:
@@ -229,6 +237,19 @@ class SqliteStore(Store):
                 count, records, est, size = conn.execute(
                     f"{sums} AND status = 'staged' AND stage = ?", (b["pk"], stage)
                 ).fetchone()
+            tenant_used = conn.execute(
+                "SELECT COALESCE(SUM(in_buffer_bytes), 0) FROM batches "
+                "WHERE tenant_id = ? AND status IN ('open', 'closed')",
+                (b["tenant_id"],),
+            ).fetchone()[0] if tenant_input_limit else 0
+            full = input_buffer_full(
+                size, batch_used=b["in_buffer_bytes"], batch_limit=b["max_input_bytes"],
+                tenant_used=tenant_used, tenant_limit=tenant_input_limit,
+            )
+            if full is not None:
+                _discard(conn, batch_id, stage, drop_batch=bool(b["staging"]))
+                return full
+            if not b["staging"]:
                 conn.execute(
                     "UPDATE items SET status = 'queued', stage = NULL "
                     "WHERE batch_pk = ? AND status = 'staged' AND stage = ?",
@@ -237,12 +258,13 @@ class SqliteStore(Store):
             conn.execute(
                 "UPDATE batches SET n_total = n_total + ?, n_queued = n_queued + ?, "
                 "r_total = r_total + ?, est_usd = est_usd + ?, in_bytes = in_bytes + ?, "
+                "in_buffer_bytes = in_buffer_bytes + ?, last_activity_at = ?, "
                 "staging = 0, idempotency_key = COALESCE(?, idempotency_key), "
                 "request_hash = COALESCE(?, request_hash), "
                 "status = CASE WHEN ? THEN 'closed' ELSE status END, "
                 "closed_at = CASE WHEN ? THEN ? ELSE closed_at END WHERE id = ?",
                 (
-                    count, count, records, est, size, idempotency_key, request_hash,
+                    count, count, records, est, size, size, now, idempotency_key, request_hash,
                     int(close), int(close), now, batch_id,
                 ),
             )
@@ -257,8 +279,8 @@ class SqliteStore(Store):
             return batch_id
 
         holder = await self.db.write(run)
-        if isinstance(holder, errors.Conflict):
-            raise holder
+        if isinstance(holder, errors.BatchdError):
+            raise holder  # raised only now: inside, it would roll the discard back
         return holder
 
     async def discard_stage(self, batch_id: str, stage: str, *, drop_batch: bool) -> None:
@@ -305,20 +327,44 @@ class SqliteStore(Store):
         args.append(limit)
         return await self.db.read(lambda c: [_batch(r) for r in c.execute(sql, args)])
 
-    async def close_batch(self, batch_id: str, *, now: float) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            r = conn.execute(
-                "UPDATE batches SET status = 'closed', closed_at = ? "
-                "WHERE id = ? AND status = 'open' RETURNING tenant_id",
-                (now, batch_id),
-            ).fetchone()
-            if r is None:
-                return False
-            ex.add_event(conn, r["tenant_id"], batch_id, "batch.closed", now)
-            ex.maybe_finish(conn, batch_id, now)
-            return True
+    async def recent_batches(
+        self, *, tenant_id: str, owner: str | None, finished_since: float, limit: int
+    ) -> list[Batch]:
+        sql = (
+            "SELECT * FROM batches WHERE tenant_id = ? AND staging = 0 "
+            "AND (status IN ('open', 'closed') OR finished_at >= ?)"
+        )
+        args: list[Any] = [tenant_id, finished_since]
+        if owner is not None:
+            sql += " AND owner = ?"
+            args.append(owner)
+        sql += " ORDER BY pk DESC LIMIT ?"
+        args.append(limit)
+        return await self.db.read(lambda c: [_batch(r) for r in c.execute(sql, args)])
 
-        return await self.db.write(run)
+    async def tenant_buffers(self, tenant_id: str) -> tuple[int, int]:
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT COALESCE(SUM(in_buffer_bytes), 0), COALESCE(SUM(out_buffer_bytes), 0) "
+                "FROM batches WHERE tenant_id = ? AND status IN ('open', 'closed')",
+                (tenant_id,),
+            ).fetchone()
+        )
+        return int(row[0]), int(row[1])
+
+    async def close_batch(self, batch_id: str, *, now: float) -> bool:
+        return await self.db.write(lambda c: ex.close(c, batch_id, now, reason=None))
+
+    async def take_results(self, batch_id: str, *, limit: int, now: float) -> list[ExportRow]:
+        rows = await self.db.write(ex.take_results, batch_id, limit, now)
+        return [
+            ExportRow(
+                rowid=r[0], seq=r[1], rec0=r[2], n_records=r[3], status=r[4], input=r[5],
+                output=r[6], error=orjson.loads(r[7]) if r[7] else None, ext_id=r[8],
+                meta=r[9], compute_ms=r[10],
+            )
+            for r in rows
+        ]
 
     async def stop_batch(
         self, batch_id: str, *, reason: str, detail: str | None, now: float

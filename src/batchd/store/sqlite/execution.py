@@ -23,7 +23,7 @@ SELECT pk, id, tenant_id, priority, parallelism, n_running, created_at, budget_u
 FROM batches
 WHERE status IN {ACTIVE} AND staging = 0 AND stop_reason IS NULL
   AND n_queued > 0 AND n_running < parallelism AND run_after <= ?
-  AND (max_output_bytes IS NULL OR out_bytes < max_output_bytes)
+  AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes)
 """
 Q_TENANT_RUNNING = f"""
 SELECT tenant_id, SUM(n_running) FROM batches WHERE status IN {ACTIVE} AND n_running > 0
@@ -158,7 +158,8 @@ def finish(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int
         marks = ",".join("?" * len(part))
         for r in cur.execute(
             "SELECT i.id, b.id, i.fence, i.status, i.cancel_requested, i.est_usd, "
-            "i.n_records, b.stop_reason, b.tenant_id FROM items i JOIN batches b "
+            "i.n_records, b.stop_reason, b.tenant_id, i.size, b.deliver FROM items i "
+            "JOIN batches b "
             f"ON b.pk = i.batch_pk WHERE i.id IN ({marks})",
             part,
         ):
@@ -172,7 +173,7 @@ def finish(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int
         )
     if plan.finals:
         conn.executemany(
-            "UPDATE items SET status = ?, error = ?, usage = ?, finished_at = ?, "
+            "UPDATE items SET status = ?, error = ?, usage = ?, finished_at = ?, compute_ms = ?, "
             "lease_owner = NULL, lease_expires = NULL "
             "WHERE id = ? AND fence = ? AND status = 'running'",
             plan.finals,
@@ -222,19 +223,32 @@ def stop(
     ).fetchone()
     if row is None:
         return False
-    cancelled = conn.execute(
+    cancelled, size = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM items "
+        "WHERE batch_pk = ? AND status = 'queued'",
+        (row["pk"],),
+    ).fetchone()
+    conn.execute(
         "UPDATE items SET status = 'cancelled', error = ?, finished_at = ? "
         "WHERE batch_pk = ? AND status = 'queued'",
         (orjson.dumps(cancelled_error(reason)), now, row["pk"]),
-    ).rowcount
+    )
     conn.execute(
         "UPDATE items SET cancel_requested = 1 WHERE batch_pk = ? AND status = 'running'",
         (row["pk"],),
     )
     conn.execute(
-        "UPDATE batches SET n_queued = n_queued - ?, n_cancelled = n_cancelled + ? WHERE id = ?",
-        (cancelled, cancelled, batch_id),
+        "UPDATE batches SET n_queued = n_queued - ?, n_cancelled = n_cancelled + ?, "
+        "in_buffer_bytes = in_buffer_bytes - ? WHERE id = ?",
+        (cancelled, cancelled, size, batch_id),
     )
+    if reason == StopReason.CANCELLED:
+        # Nothing is taken from a cancelled batch: its output buffer is released.
+        conn.execute(
+            "UPDATE batches SET out_buffer_bytes = 0, n_undelivered = 0, r_undelivered = 0 "
+            "WHERE id = ?",
+            (batch_id,),
+        )
     add_event(conn, row["tenant_id"], batch_id, f"batch.{reason}", now, {"cancelled": cancelled})
     maybe_finish(conn, batch_id, now)
     return True
@@ -291,8 +305,55 @@ def reap(
         (now,),
     ).fetchall():
         stop(conn, batch_id, StopReason.EXPIRED, "the batch expired", now)
+    for (batch_id,) in conn.execute(
+        "SELECT id FROM batches WHERE status = 'open' AND idle_timeout_s IS NOT NULL "
+        "AND last_activity_at + idle_timeout_s < ?",
+        (now,),
+    ).fetchall():
+        close(conn, batch_id, now, reason="timeout")
     _drop_abandoned_uploads(conn, now - staging_ttl_s)
     return n
+
+
+def close(conn: sqlite3.Connection, batch_id: str, now: float, *, reason: str | None) -> bool:
+    r = conn.execute(
+        "UPDATE batches SET status = 'closed', closed_at = ?, close_reason = ? "
+        "WHERE id = ? AND status = 'open' RETURNING tenant_id",
+        (now, reason, batch_id),
+    ).fetchone()
+    if r is None:
+        return False
+    add_event(conn, r["tenant_id"], batch_id, "batch.closed", now,
+              {"reason": reason} if reason else None)
+    maybe_finish(conn, batch_id, now)
+    return True
+
+
+def take_results(
+    conn: sqlite3.Connection, batch_id: str, limit: int, now: float
+) -> list[tuple[Any, ...]]:
+    """Finished, undelivered items (oldest first), marked delivered; frees the output buffer."""
+    b = conn.execute("SELECT pk FROM batches WHERE id = ?", (batch_id,)).fetchone()
+    if b is None:
+        return []
+    rows = conn.execute(
+        "SELECT i.id, i.seq, i.rec0, i.n_records, i.status, d.data, o.data, i.error, i.ext_id, "
+        "i.meta, i.compute_ms FROM items i JOIN item_inputs d ON d.id = i.id "
+        "LEFT JOIN item_outputs o ON o.id = i.id "
+        "WHERE i.batch_pk = ? AND i.delivered = 0 AND i.status IN ('succeeded', 'failed') "
+        "ORDER BY i.seq LIMIT ?",
+        (b["pk"], limit),
+    ).fetchall()
+    conn.execute("UPDATE batches SET last_activity_at = ? WHERE pk = ?", (now, b["pk"]))
+    if not rows:
+        return []
+    conn.executemany("UPDATE items SET delivered = 1 WHERE id = ?", [(r[0],) for r in rows])
+    conn.execute(
+        "UPDATE batches SET out_buffer_bytes = MAX(0, out_buffer_bytes - ?), "
+        "n_undelivered = n_undelivered - ?, r_undelivered = r_undelivered - ? WHERE pk = ?",
+        (sum(len(r[6] or b"") for r in rows), len(rows), sum(r[3] for r in rows), b["pk"]),
+    )
+    return [tuple(r) for r in rows]
 
 
 def _drop_abandoned_uploads(conn: sqlite3.Connection, older_than: float) -> None:
