@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import psycopg
 import pytest
 
@@ -32,11 +31,11 @@ from tests.conftest import (
     wait_until,
 )
 from tests.e2e.test_crash import (
+    _worker_up,
     assert_counts_add_up,
     export_rows,
     ndjson_body,
     past,
-    _worker_up,
     start_worker,
 )
 
@@ -143,19 +142,17 @@ class WorkerPool:
         self.moments: list[str] = []
 
     def kill_random(self, moment: str) -> None:
-        """SIGKILL one worker and start another in its place.
+        """SIGKILL a random one of the workers at work; start another in its place.
 
-        The replacement is not waited for: the batch goes on meanwhile, and it may
-        itself be the next one killed, in the middle of starting up.
+        The replacement is not waited for: the batch goes on meanwhile.
         """
-        w = self.rng.choice(self.live)
+        up = wait_until(lambda: [w for w in self.live if _worker_up(w)], timeout_s=30,
+                        what="a worker at work")
+        w = self.rng.choice(up)
         assert w.proc is not None
-        if w.proc.poll() is not None:
-            raise AssertionError(f"worker died by itself: {w.log_path.read_text()[-3000:]}")
-        up = "running" in w.log_path.read_text()
         self.killed_at[w.proc.pid] = time.time()  # before the signal: delays err long
         w.kill()
-        self.moments.append(f"{moment}{'' if up else ', a worker starting up'}")
+        self.moments.append(f"{moment} ({len(up)} at work)")
         self.live.remove(w)
         self.live.append(self.make_server(command="worker", **self.settings))
 
@@ -176,7 +173,11 @@ def test_postgres_crash_workers_killed_lose_and_duplicate_nothing(
     # Each kill can orphan an item at most once, so with this many attempts a kill
     # never turns into a failed item. No retry backoff: a lost lease is not the
     # item's fault, and the recovery bound below is then lease + reaper + claim.
-    params = {"task": "square", "max_attempts": 30, "retry_backoff_s": 0, "parallelism": 1000}
+    # Parallelism well above one worker's claim (256 items): all three take part,
+    # so whichever is killed has items in flight.
+    params: dict[str, Any] = {
+        "task": "square", "max_attempts": 30, "retry_backoff_s": 0, "parallelism": 1000,
+    }
     headers = {"Content-Type": "application/x-ndjson", "Idempotency-Key": "pg-scaleout-crash"}
     with api_a.client() as a:
         r = a.post("/api/batches", params=params, headers=headers, content=ndjson_body(N_ITEMS))
@@ -216,6 +217,13 @@ def test_postgres_crash_workers_killed_lose_and_duplicate_nothing(
         assert {row["item_id"] for row in rows} == set(attempts)
         assert [x["id"] for x in c.get("/api/batches").json()["data"]] == [batch_id]
 
+        # The Idempotency-Key given to A holds on B too: the same upload is a replay.
+        r = c.post("/api/batches", params=params, headers=headers, content=ndjson_body(N_ITEMS))
+        assert r.status_code == 201, r.text
+        assert r.headers.get("Idempotent-Replayed") == "true"
+        assert r.json()["id"] == batch_id
+        assert [x["id"] for x in c.get("/api/batches").json()["data"]] == [batch_id]
+
     # The run log: every item ran; a re-run only followed a kill, and came soon.
     by_item: dict[str, list[Run]] = defaultdict(list)
     for run in read_runs(run_log):
@@ -223,37 +231,51 @@ def test_postgres_crash_workers_killed_lose_and_duplicate_nothing(
     assert set(by_item) == set(attempts), "an item never ran, or something else did"
     killed_at = pool.killed_at
     delays: list[float] = []
-    slow: list[tuple[str, list[Run], float]] = []
-    lost_unrun = 0  # a later attempt was claimed and lost to a kill before it ran
+    slow: list[tuple[str, float]] = []
+    # Claims lost to a kill before they ran leave no line, only a gap in attempts.
+    # Which worker held one is unknown: its recovery is timed from the last kill
+    # before the next run, which can only make that delay look shorter.
+    lost_unrun = 0
+
+    def recovered(item_id: str, delay: float) -> None:
+        delays.append(delay)
+        if delay > LEASE_S + RECOVERY_ALLOWANCE_S:
+            slow.append((item_id, round(delay, 3)))
+
+    def last_kill_before(item_id: str, t: float) -> float:
+        earlier = [k for k in killed_at.values() if k < t]
+        assert earlier, f"{item_id} lost a claim with no kill"
+        return max(earlier)
+
     for item_id, rs in by_item.items():
         rs.sort(key=lambda r: r.attempt)
         tries = [r.attempt for r in rs]
         assert len(set(tries)) == len(tries), f"{item_id} ran twice in one attempt: {rs}"
         # The recorded outcome is the last claim's, and that claim ran.
         assert rs[-1].attempt == attempts[item_id], (item_id, rs, attempts[item_id])
-        for r, nxt in zip(rs, rs[1:], strict=False):
-            assert r.pid in killed_at, f"{item_id} re-ran with no kill: {rs}"
-            if nxt.attempt == r.attempt + 1:
-                delay = nxt.at - killed_at[r.pid]
+        if rs[0].attempt > 1:
+            lost_unrun += rs[0].attempt - 1
+            recovered(item_id, rs[0].at - last_kill_before(item_id, rs[0].at))
+        for run, nxt in zip(rs, rs[1:], strict=False):
+            assert run.pid in killed_at, f"{item_id} re-ran with no kill: {rs}"
+            if nxt.attempt == run.attempt + 1:
+                recovered(item_id, nxt.at - killed_at[run.pid])
             else:
-                lost_unrun += 1
-                delay = nxt.at - max(t for t in killed_at.values() if t < nxt.at)
-            delays.append(delay)
-            if delay > LEASE_S + RECOVERY_ALLOWANCE_S:
-                slow.append((item_id, rs, delay))
+                lost_unrun += nxt.attempt - run.attempt - 1
+                recovered(item_id, nxt.at - last_kill_before(item_id, nxt.at))
 
     rerun = sum(1 for rs in by_item.values() if len(rs) > 1)
     print(f"kills: {len(pool.moments)} ({'; '.join(pool.moments)})")
     print(f"items run more than once: {rerun} of {N_ITEMS} "
-          f"(re-runs: {len(delays)}, of which after a lost unrun claim: {lost_unrun}; "
+          f"(claims lost before they ran: {lost_unrun}; "
           f"max runs of one item: {max(len(rs) for rs in by_item.values())}, "
           f"max attempts: {max(attempts.values())})")
     if delays:
-        print(f"recovery delay after a kill: max {max(delays):.3f} s, "
+        print(f"recovery delay after a kill ({len(delays)} re-runs): max {max(delays):.3f} s, "
               f"median {sorted(delays)[len(delays) // 2]:.3f} s (lease {LEASE_S} s)")
     assert not slow, (
         f"{len(slow)} orphaned items ran again later than lease + {RECOVERY_ALLOWANCE_S} s: "
-        f"{slow[:3]}"
+        f"{slow[:5]}"
     )
     assert len(pool.moments) >= 10
     assert rerun > 0, "no kill interrupted a run: the test exercised nothing"
