@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -52,6 +52,25 @@ class Settings(BaseSettings):
     ingest_flush_items: int = Field(default=5000, ge=1)
     staging_ttl_s: float = Field(default=3600.0, description="Age of abandoned uploads to drop.")
 
+    spark_idle_timeout_s: float = Field(
+        default=1800.0, gt=0, description="Spark batches close after this long without activity."
+    )
+    spark_tenant_max_input_mb: float = Field(
+        default=0.0, ge=0,
+        description="Spark: a tenant's total input buffer over its batches, MB; 0 = no limit.",
+    )
+    spark_tenant_max_output_mb: float = Field(
+        default=0.0, ge=0,
+        description="Spark: a tenant's total output buffer; new chunks wait while it is full.",
+    )
+
+    tier_limits: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Overrides of the tiers' limits, {tier: {limit: value}} with limits "
+        "max_batch_size, api_calls, items, cost_usd (per month; -1 = unlimited), e.g. "
+        '{"free": {"api_calls": 500}}.',
+    )
+
     db_pool_min: int = Field(default=2, ge=1, description="PostgreSQL pool: idle connections.")
     db_pool_max: int = Field(default=10, ge=1, description="PostgreSQL pool: most connections.")
 
@@ -73,6 +92,14 @@ class Settings(BaseSettings):
         if path:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @field_validator("tier_limits")
+    @classmethod
+    def _known_tiers(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        from batchd.core import quotas
+
+        quotas.tier_table(value)  # raises ValueError naming an unknown tier or limit
+        return value
 
     def task_modules(self) -> list[str]:
         return [m.strip() for m in self.tasks.split(",") if m.strip()]

@@ -19,9 +19,10 @@ from typing import Any
 import orjson
 import pytest
 
-from batchd.core import errors
+from batchd.core import errors, quotas
 from batchd.core.models import Batch, BatchSpec, ClaimedItem, Outcome, new_id
-from batchd.store.base import StagedItem, Store
+from batchd.core.quotas import Metering, Quota
+from batchd.store.base import BatchQuery, StagedItem, Store
 
 NOW = 1_700_000_000.0  # 2023-11-14, UTC
 PERIOD = "2023-11"
@@ -707,6 +708,41 @@ async def test_cancel_stops_queued_now_and_flags_running(
     assert await store.cancel_requests(owner="w1") == []
 
 
+async def test_cancel_sparing_running_items_lets_them_finish(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    batch = await make_batch(items=5, parallelism=3)
+    a, b, c = await claim(store, owner="w1")
+
+    assert await store.stop_batch(
+        batch.id, reason="cancelled", detail="enough", now=NOW + 1, cancel_running=False
+    )
+
+    stopped = await fetch(store, batch.id)
+    assert stopped.status == "cancelled"
+    assert counts(stopped) == {
+        "total": 5, "queued": 0, "running": 3, "succeeded": 0, "failed": 0, "cancelled": 2,
+    }
+    assert await store.cancel_requests(owner="w1") == []  # nothing tells the worker to stop
+    assert await claim(store, now=NOW + 2) == []
+
+    retry = Outcome(rowid=c.rowid, fence=c.fence, status="queued", retry_at=NOW + 3)
+    await store.finish_items([ok(a, cost_usd=0.5), failed(b), retry], now=NOW + 3)
+
+    items = {i.rowid: i for i in await store.list_items(
+        batch.id, status=None, after_seq=-1, limit=10
+    )}
+    assert items[a.rowid].status == "succeeded"
+    assert items[b.rowid].status == "failed"  # its own outcome, not a cancel
+    assert items[c.rowid].status == "cancelled"  # but never retried after the cancel
+    done = await fetch(store, batch.id)
+    assert counts(done) == {
+        "total": 5, "queued": 0, "running": 0, "succeeded": 1, "failed": 1, "cancelled": 3,
+    }
+    assert (done.status, done.finished_at) == ("cancelled", NOW + 3)
+    assert done.actual_usd == pytest.approx(0.5)
+
+
 async def test_cancel_of_idle_batch_finishes_it(store: Store, make_batch: MakeBatch) -> None:
     batch = await make_batch(items=2, close=False)
 
@@ -1015,3 +1051,359 @@ async def test_events_record_lifecycle(store: Store, make_batch: MakeBatch) -> N
 
 async def test_ping(store: Store) -> None:
     await store.ping()
+
+
+# tiers, quotas and metering
+
+DECEMBER = datetime(2023, 12, 2, tzinfo=UTC).timestamp()
+
+
+def calls(tenant_id: str, limit: float, **extra: Quota) -> Metering:
+    """One API call, within ``limit`` calls a period."""
+    return Metering(
+        tenant_id=tenant_id, add={"api_calls": 1},
+        quotas=(Quota("api_calls", "api_calls", limit), *extra.values()),
+    )
+
+
+async def test_key_keeps_its_limit_overrides(store: Store) -> None:
+    t = await store.ensure_tenant("acme", tier="free", now=NOW)
+    await store.create_key(
+        key_id="key_a", tenant_id=t.id, key_hash="hash-a", prefix="bd_a", role="user",
+        tier="pro", owner="alice", now=NOW, limits={"api_calls": 10, "cost_usd": 2.5},
+    )
+    await store.create_key(
+        key_id="key_b", tenant_id=t.id, key_hash="hash-b", prefix="bd_b", role="user",
+        tier="free", owner="bob", now=NOW,
+    )
+
+    found = await store.key_by_hash("hash-a")
+    assert found is not None and found[0].limits == {"api_calls": 10, "cost_usd": 2.5}
+    plain = await store.key_by_hash("hash-b")
+    assert plain is not None and plain[0].limits is None
+    assert {k.id: k.limits for k in await store.list_keys(t.id)} == {
+        "key_a": {"api_calls": 10, "cost_usd": 2.5}, "key_b": None,
+    }
+
+
+async def test_meter_counts_until_the_quota_then_refuses_adding_nothing(store: Store) -> None:
+    t = await store.ensure_tenant("acme", tier="free", now=NOW)
+
+    await store.meter(calls(t.id, 2), now=NOW)
+    await store.meter(calls(t.id, 2), now=NOW + 1)
+    with pytest.raises(errors.QuotaExceeded) as refused:
+        await store.meter(calls(t.id, 2), now=NOW + 2)
+
+    assert refused.value.quota == "api_calls"
+    assert (await store.usage(t.id, PERIOD))["api_calls"] == 2
+    await store.meter(calls(t.id, -1), now=NOW + 3)  # unlimited
+    await store.meter(calls(t.id, 2), now=DECEMBER)  # a new period starts from zero
+    assert await store.usage_since(t.id, PERIOD) == {
+        PERIOD: {"api_calls": 3}, "2023-12": {"api_calls": 1},
+    }
+    assert await store.usage_since(t.id, "2023-12") == {"2023-12": {"api_calls": 1}}
+    other = await store.ensure_tenant("globex", tier="free", now=NOW)
+    assert await store.usage_since(other.id, PERIOD) == {}
+
+
+async def test_meter_checks_cost_with_the_pending_estimate(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    batch = await make_batch(items=1)
+    [a] = await claim(store)
+    await store.finish_items([ok(a, cost_usd=0.5)], now=NOW + 1)
+
+    fits = Quota("cost_usd", "cost_usd", 1.0, pending=0.5)
+    await store.meter(calls(batch.tenant_id, 10, cost=fits), now=NOW + 2)
+    too_much = Quota("cost_usd", "cost_usd", 1.0, pending=0.6)
+    with pytest.raises(errors.QuotaExceeded) as refused:
+        await store.meter(calls(batch.tenant_id, 10, cost=too_much), now=NOW + 2)
+    assert refused.value.quota == "cost_usd"
+    assert (await store.usage(batch.tenant_id, PERIOD))["api_calls"] == 1
+
+
+async def test_commit_stage_meters_and_checks_quotas_with_the_items(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    first = await make_batch(items=3)
+    tenant_id = first.tenant_id
+    items = Quota("items", "items_submitted", 5)
+
+    async def submit(n: int) -> str:
+        batch_id = new_id("bat")
+        await store.create_batch(
+            batch_id=batch_id, tenant_id=tenant_id, owner="alice",
+            spec=BatchSpec(task="echo", version="1.0.0"), now=NOW,
+        )
+        stage = stage_token(NOW)
+        await store.stage_items(batch_id, stage, [StagedItem(1, b'{"n": 1}', 0.1)] * n)
+        try:
+            await store.commit_stage(
+                batch_id, stage, close=True, now=NOW, metering=calls(tenant_id, 10, items=items)
+            )
+        except errors.QuotaExceeded:
+            await store.discard_stage(batch_id, stage, drop_batch=True)
+            raise
+        return batch_id
+
+    with pytest.raises(errors.QuotaExceeded) as refused:
+        await submit(3)  # 6 items of 5
+    assert refused.value.quota == "items"
+    usage = await store.usage(tenant_id, PERIOD)
+    assert usage["items_submitted"] == 3 and "api_calls" not in usage
+    listed, total = await store.query_batches(
+        BatchQuery(tenant_id=tenant_id), offset=0, limit=10
+    )
+    assert ([b.id for b in listed], total) == ([first.id], 1)
+
+    second = await submit(2)
+    assert (await fetch(store, second)).n_total == 2
+    usage = await store.usage(tenant_id, PERIOD)
+    assert (usage["items_submitted"], usage["api_calls"]) == (5, 1)
+
+
+async def test_stop_batch_meters_in_its_transaction(store: Store, make_batch: MakeBatch) -> None:
+    batch = await make_batch(items=2)
+    other = await make_batch(items=2)
+    metering = calls(batch.tenant_id, 2)
+
+    assert await store.stop_batch(
+        batch.id, reason="cancelled", detail=None, now=NOW + 1, metering=metering
+    )
+    # A batch that no longer stops still counts the request.
+    assert not await store.stop_batch(
+        batch.id, reason="cancelled", detail=None, now=NOW + 1, metering=metering
+    )
+    assert (await store.usage(batch.tenant_id, PERIOD))["api_calls"] == 2
+    with pytest.raises(errors.QuotaExceeded):
+        await store.stop_batch(
+            other.id, reason="cancelled", detail=None, now=NOW + 1, metering=metering
+        )
+
+    assert (await fetch(store, other.id)).status == "closed"  # nothing stopped
+    assert (await store.usage(batch.tenant_id, PERIOD))["api_calls"] == 2
+
+
+# pages and summaries of batches
+
+async def test_query_batches_pages_filters_and_counts(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    a = await make_batch(items=1)
+    b = await make_batch(items=2, priority=90)
+    c = await make_batch(items=3, owner="bob")
+    await make_batch("globex", items=1)
+    [started] = await claim(store, limit=1)
+    assert started.batch_id == b.id
+    await store.stop_batch(c.id, reason="cancelled", detail=None, now=NOW + 1)
+
+    async def ids(offset: int = 0, limit: int = 10, **filters: Any) -> tuple[list[str], int]:
+        rows, total = await store.query_batches(
+            BatchQuery(tenant_id=a.tenant_id, **filters), offset=offset, limit=limit
+        )
+        return [r.id for r in rows], total
+
+    assert await ids(limit=2) == ([c.id, b.id], 3)
+    assert await ids(offset=2, limit=2) == ([a.id], 3)
+    assert await ids(owner="alice") == ([b.id, a.id], 2)
+    assert await ids(statuses=("open", "closed"), started=True) == ([b.id], 1)
+    assert await ids(statuses=("open", "closed"), started=False) == ([a.id], 1)
+    assert await ids(statuses=("cancelled",)) == ([c.id], 1)
+    assert await ids(statuses=()) == ([], 0)
+    assert await ids(task="echo") == ([c.id, b.id, a.id], 3)
+    assert await ids(task="other") == ([], 0)
+
+
+async def test_batch_totals_sum_by_status_and_start(store: Store, make_batch: MakeBatch) -> None:
+    a = await make_batch(items=1)
+    b = await make_batch(items=2, priority=90)
+    c = await make_batch(items=3, owner="bob")
+    await make_batch("globex", items=4)
+    [started] = await claim(store, limit=1)
+    await store.finish_items([ok(started, cost_usd=0.25, tokens_in=3, tokens_out=4)], now=NOW + 1)
+    await store.stop_batch(c.id, reason="cancelled", detail=None, now=NOW + 1)
+
+    def table(totals: list[Any]) -> dict[tuple[str, bool], tuple[int, int, float, int]]:
+        return {(t.status, t.started): (t.batches, t.items, t.cost_usd, t.tokens) for t in totals}
+
+    assert table(await store.batch_totals(BatchQuery(tenant_id=a.tenant_id))) == {
+        ("closed", False): (1, 1, 0.0, 0),
+        ("closed", True): (1, 2, 0.25, 7),
+        ("cancelled", False): (1, 3, 0.0, 0),
+    }
+    assert table(await store.batch_totals(BatchQuery(tenant_id=a.tenant_id, owner="bob"))) == {
+        ("cancelled", False): (1, 3, 0.0, 0),
+    }
+    assert b.id == started.batch_id
+
+
+# pull-style delivery: buffers, take_results, idle timeout
+
+async def make_chunked(
+    store: Store, chunks: list[list[dict[str, Any]]], *, tenant: str = "acme",
+    now: float = NOW, **settings: Any,
+) -> Batch:
+    """An open ``deliver`` batch of whole chunks, as the Spark dialect makes them."""
+    t = await store.ensure_tenant(tenant, tier="free", now=now)
+    batch_id = new_id("bat")
+    await store.create_batch(
+        batch_id=batch_id, tenant_id=t.id, owner="alice",
+        spec=BatchSpec(task="echo", version="1.0.0", records_per_item=0, close=False,
+                       deliver=True, **settings),
+        now=now,
+    )
+    stage = stage_token(now)
+    staged = [
+        StagedItem(len(c), orjson.dumps(c), 0.0, ext_id=f"chunk-{i}",
+                   meta=orjson.dumps({"i": i}))
+        for i, c in enumerate(chunks)
+    ]
+    if staged:
+        await store.stage_items(batch_id, stage, staged)
+    await store.commit_stage(batch_id, stage, close=False, now=now)
+    return await fetch(store, batch_id)
+
+
+def records(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"n": start + i} for i in range(n)]
+
+
+async def test_take_results_hands_out_finished_chunks_once(store: Store) -> None:
+    batch = await make_chunked(store, [records(2), records(3, 2), records(1, 5)])
+    a, b, c = await claim(store)
+    out_a = orjson.dumps([{"n": 0}, None])
+    done_a = Outcome(
+        rowid=a.rowid, fence=a.fence, status="succeeded", output=out_a,
+        error={"code": "record_errors", "records": [None, {"code": "x", "message": "bad"}]},
+        records_succeeded=1, records_failed=1, finished_at=NOW + 1, compute_ms=4.0,
+    )
+    await store.finish_items([done_a, failed(b, compute_ms=2.0)], now=NOW + 1)
+
+    waiting = await fetch(store, batch.id)
+    assert (waiting.n_undelivered, waiting.r_undelivered) == (2, 5)
+    assert waiting.out_buffer_bytes == len(out_a)
+    assert waiting.compute_ms == pytest.approx(6.0)
+    assert waiting.in_buffer_bytes == len(orjson.dumps(records(1, 5)))  # c still runs
+
+    [first] = await store.take_results(batch.id, limit=1, now=NOW + 2)
+    assert (first.rowid, first.ext_id, first.status, first.n_records) == (
+        a.rowid, "chunk-0", "succeeded", 2)
+    assert orjson.loads(first.input) == records(2)
+    assert first.output is not None and orjson.loads(first.output) == [{"n": 0}, None]
+    assert first.error is not None and first.error["records"][1]["code"] == "x"
+    assert first.meta is not None and orjson.loads(first.meta) == {"i": 0}
+    assert first.compute_ms == pytest.approx(4.0)
+    after = await fetch(store, batch.id)
+    assert (after.n_undelivered, after.r_undelivered, after.out_buffer_bytes) == (1, 3, 0)
+    assert after.last_activity_at == NOW + 2
+
+    [second] = await store.take_results(batch.id, limit=10, now=NOW + 3)
+    assert (second.ext_id, second.status, second.output) == ("chunk-1", "failed", None)
+    assert second.error == {"code": "handler_error", "message": "boom"}
+    assert await store.take_results(batch.id, limit=10, now=NOW + 4) == []  # c is not done
+
+    await store.finish_items([ok(c)], now=NOW + 5)
+    [third] = await store.take_results(batch.id, limit=10, now=NOW + 6)
+    assert third.ext_id == "chunk-2"
+    drained = await fetch(store, batch.id)
+    assert (drained.n_undelivered, drained.r_undelivered, drained.out_buffer_bytes,
+            drained.in_buffer_bytes) == (0, 0, 0, 0)
+
+
+async def test_cancel_releases_the_output_buffer(store: Store) -> None:
+    batch = await make_chunked(store, [records(2), records(2, 2)], parallelism=1)
+    [a] = await claim(store)
+    await store.finish_items([ok(a)], now=NOW + 1)
+    assert (await fetch(store, batch.id)).n_undelivered == 1
+
+    await store.stop_batch(batch.id, reason="cancelled", detail=None, now=NOW + 2)
+    cancelled = await fetch(store, batch.id)
+    assert (cancelled.n_undelivered, cancelled.r_undelivered, cancelled.out_buffer_bytes,
+            cancelled.in_buffer_bytes) == (0, 0, 0, 0)
+    assert await store.tenant_buffers(cancelled.tenant_id) == (0, 0)
+
+
+async def test_input_buffer_full_rejects_the_whole_upload(store: Store) -> None:
+    chunk = records(3)
+    size = len(orjson.dumps(chunk))
+    batch = await make_chunked(store, [chunk], max_input_bytes=2 * size + 1)
+    assert batch.in_buffer_bytes == size
+
+    stage = stage_token(NOW)
+    await store.stage_items(batch.id, stage, [
+        StagedItem(3, orjson.dumps(chunk), 0.0, ext_id="x1"),
+        StagedItem(3, orjson.dumps(chunk), 0.0, ext_id="x2"),
+    ])
+    with pytest.raises(quotas.InputBufferFull):
+        await store.commit_stage(batch.id, stage, close=False, now=NOW + 1)
+    full = await fetch(store, batch.id)
+    assert (full.n_total, full.r_total, full.in_buffer_bytes) == (1, 3, size)
+    assert len(await store.list_items(batch.id, status=None, after_seq=-1, limit=10)) == 1
+
+    # one chunk fits; once it ran, its bytes leave the buffer
+    stage = stage_token(NOW)
+    await store.stage_items(batch.id, stage, [StagedItem(3, orjson.dumps(chunk), 0.0)])
+    await store.commit_stage(batch.id, stage, close=False, now=NOW + 2)
+    assert (await fetch(store, batch.id)).in_buffer_bytes == 2 * size
+    assert await store.tenant_buffers(batch.tenant_id) == (2 * size, 0)
+    for item in await claim(store):
+        await store.finish_items([ok(item)], now=NOW + 3)
+    assert (await fetch(store, batch.id)).in_buffer_bytes == 0
+
+
+async def test_tenant_input_limit_spans_the_tenants_batches(store: Store) -> None:
+    chunk = records(3)
+    size = len(orjson.dumps(chunk))
+    first = await make_chunked(store, [chunk])
+    other = await make_chunked(store, [])
+    elsewhere = await make_chunked(store, [], tenant="globex")
+
+    for batch_id, expect_full in ((other.id, True), (elsewhere.id, False)):
+        stage = stage_token(NOW)
+        await store.stage_items(batch_id, stage, [StagedItem(3, orjson.dumps(chunk), 0.0)])
+        commit = store.commit_stage(batch_id, stage, close=False, now=NOW + 1,
+                                    tenant_input_limit=2 * size - 1)
+        if expect_full:
+            with pytest.raises(quotas.InputBufferFull):
+                await commit
+        else:
+            await commit
+    assert (await fetch(store, other.id)).n_total == 0
+    assert (await fetch(store, elsewhere.id)).n_total == 1
+    assert await store.tenant_buffers(first.tenant_id) == (size, 0)
+
+
+async def test_full_output_buffer_pauses_dispatch_until_taken(store: Store) -> None:
+    batch = await make_chunked(store, [records(1), records(1, 1), records(1, 2)],
+                               max_output_bytes=10)
+    [a] = await claim(store, limit=1)
+    await store.finish_items([ok(a, output=orjson.dumps([{"n": "0123456789"}]))], now=NOW + 1)
+    paused = await fetch(store, batch.id)
+    assert paused.out_buffer_bytes >= 10 and paused.n_queued == 2
+    assert await claim(store) == []
+
+    assert len(await store.take_results(batch.id, limit=10, now=NOW + 2)) == 1
+    resumed = await claim(store)
+    assert len(resumed) == 2  # room again: both remaining chunks may run
+
+
+async def test_idle_timeout_closes_an_open_batch(store: Store) -> None:
+    batch = await make_chunked(store, [records(2)], idle_timeout_s=60)
+    [a] = await claim(store)
+    await store.finish_items([ok(a)], now=NOW + 1)
+    quiet = await make_chunked(store, [], idle_timeout_s=60)
+    no_timeout = await make_chunked(store, [])
+
+    await store.reap(now=NOW + 59, retry_backoff_max_s=60, staging_ttl_s=3600)
+    assert (await fetch(store, batch.id)).status == "open"
+    await store.take_results(batch.id, limit=1, now=NOW + 50)  # a pull is activity
+    await store.reap(now=NOW + 61, retry_backoff_max_s=60, staging_ttl_s=3600)
+    assert (await fetch(store, batch.id)).status == "open"
+    closed_quiet = await fetch(store, quiet.id)
+    assert (closed_quiet.status, closed_quiet.close_reason) == ("completed", "timeout")
+
+    await store.reap(now=NOW + 111, retry_backoff_max_s=60, staging_ttl_s=3600)
+    timed_out = await fetch(store, batch.id)
+    assert (timed_out.status, timed_out.close_reason) == ("completed", "timeout")
+    assert timed_out.closed_at == NOW + 111
+    assert (await fetch(store, no_timeout.id)).status == "open"

@@ -60,3 +60,11 @@ def cpu_sum(records: list[dict[str, Any]], ctx: TaskContext) -> list[dict[str, A
     """CPU-bound work in the process pool; reports the pid that ran it."""
     ctx.report_usage(tokens_in=len(records), cost_usd=0.5)
     return [{"sum": sum(range(int(r["n"]))), "pid": os.getpid()} for r in records]
+
+
+@task("overrun", version="1.0.0", mode="async", cost=0.01)
+async def overrun(record: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """A simulation template estimated at $0.01 that costs what it is told (``cost_usd``)."""
+    cost = float(record.get("cost_usd", 0.01))
+    ctx.report_usage(tokens_out=100, cost_usd=cost)
+    return {"cost_usd": cost}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,8 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from batchd import __version__
 from batchd.api import errors as api_errors
-from batchd.api import native
+from batchd.api import native, simulations, spark
 from batchd.api.responses import JsonResponse
+from batchd.core import quotas
 from batchd.core.manager import BatchManager
 from batchd.exec.local import LocalExecutor
 from batchd.exec.worker import Worker
@@ -26,8 +28,14 @@ from batchd.tasks.registry import load_tasks
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; the store opens and the worker starts when the app starts."""
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], float] = time.time
+) -> FastAPI:
+    """Build the app; the store opens and the worker starts when the app starts.
+
+    ``clock`` (seconds since the epoch) is the time of the manager and the worker;
+    tests inject one to move across billing periods.
+    """
     settings = settings or Settings()
     registry = load_tasks(
         settings.task_modules(), examples=settings.load_example_tasks,
@@ -41,12 +49,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store=store, registry=registry,
             executor=LocalExecutor(threads=settings.worker_threads,
                                    processes=settings.worker_processes),
-            settings=settings, metrics=metrics,
+            settings=settings, metrics=metrics, clock=clock,
         )
     manager = BatchManager(
         store=store, registry=registry, on_new_work=worker.wake if worker else None,
         ingest_flush_items=settings.ingest_flush_items,
-        max_items_per_request=settings.max_items_per_request,
+        max_items_per_request=settings.max_items_per_request, clock=clock,
+        tiers=quotas.tier_table(settings.tier_limits),
     )
 
     @asynccontextmanager
@@ -79,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     api_errors.install(app)
     app.include_router(native.router)
+    app.include_router(spark.router)
+    app.include_router(simulations.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, Any]:

@@ -212,11 +212,17 @@ def keys_create(
     role: Annotated[str, typer.Option(help="user, supervisor or admin.")] = "user",
     tier: Annotated[str | None, typer.Option(help="free, basic, pro or enterprise.")] = None,
     owner: Annotated[str | None, typer.Option(help="Owner id recorded on batches.")] = None,
+    limits: Annotated[str | None, typer.Option(
+        help='JSON overrides of the tier\'s limits, e.g. \'{"api_calls": 500}\'.')] = None,
 ) -> None:
     """Create an API key; the key alone is printed on the last line."""
+    try:
+        overrides = orjson.loads(limits) if limits else None
+    except orjson.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--limits") from None
     with _client() as c:
         try:
-            k = c.create_key(tenant, role=role, tier=tier, owner=owner)
+            k = c.create_key(tenant, role=role, tier=tier, owner=owner, limits=overrides)
         except Exception as exc:
             _fail(exc)
     err.print(f"key {k['id']} for tenant {k['tenant']} (role {k['role']}, tier {k['tier']})")

@@ -110,6 +110,7 @@ class Client:
         return n
 
     def create_key(self, tenant: str, *, role: str = "user", tier: str | None = None,
-                   owner: str | None = None) -> dict[str, Any]:
-        body = {"tenant": tenant, "role": role, "tier": tier, "owner": owner}
+                   owner: str | None = None,
+                   limits: dict[str, float] | None = None) -> dict[str, Any]:
+        body = {"tenant": tenant, "role": role, "tier": tier, "owner": owner, "limits": limits}
         return self._json("POST", "/api/keys", json={k: v for k, v in body.items() if v})

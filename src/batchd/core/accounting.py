@@ -109,13 +109,18 @@ class GroupCommit:
         for batch_id, d in self.deltas.items():
             u = usage.setdefault(self.tenants[batch_id], dict.fromkeys(USAGE_METRICS, 0))
             u["items_processed"] += d.n_succeeded + d.n_failed + d.n_cancelled
+            u["items_succeeded"] += d.n_succeeded
+            u["items_failed"] += d.n_failed
             u["records_processed"] += d.r_succeeded + d.r_failed
             u["cost_usd"] += d.actual_usd
             u["tokens"] += d.tokens_in + d.tokens_out
         return usage
 
 
-USAGE_METRICS = ("items_processed", "records_processed", "cost_usd", "tokens")
+USAGE_METRICS = (
+    "items_processed", "items_succeeded", "items_failed", "records_processed", "cost_usd",
+    "tokens",
+)
 
 
 def plan_group_commit(
@@ -133,6 +138,10 @@ def plan_group_commit(
          size, deliver) = row
         if cancel_requested:
             settle(o, cancel_reason=stop_reason or StopReason.CANCELLED)
+        elif stop_reason and o.status == ItemStatus.QUEUED:
+            # A stopped batch dispatches nothing more: an attempt it left running (a
+            # cancel that spares running items) ends with it, never to be retried.
+            settle(o, cancel_reason=stop_reason)
         if batch_id not in plan.deltas:
             plan.deltas[batch_id] = BatchDelta()
             plan.tenants[batch_id] = tenant_id

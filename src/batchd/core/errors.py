@@ -59,3 +59,38 @@ class Busy(BatchdError):
 class StoreError(BatchdError):
     code = "store_error"
     http_status = 503
+
+
+class QuotaExceeded(BatchdError):
+    """A monthly quota of the caller's tier (or key) would be passed; nothing was done.
+
+    ``quota`` names it: ``api_calls``, ``items`` or ``cost_usd``.
+    """
+
+    code = "quota_exceeded"
+    http_status = 429
+
+    def __init__(self, message: str, *, quota: str) -> None:
+        super().__init__(message)
+        self.quota = quota
+
+
+class BatchTooLarge(BatchdError):
+    """More items in one batch than the caller's tier allows."""
+
+    code = "batch_too_large"
+    http_status = 400
+
+
+class OverBudget(BatchdError):
+    """A batch's estimated cost is above its own budget cap."""
+
+    code = "over_budget"
+    http_status = 400
+
+
+class UnknownTask(InvalidInput):
+    """A request names a task (a template, a job type) that is not registered."""
+
+    code = "unknown_task"
+    http_status = 400

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from batchd.core import codec, errors, keys
+from batchd.core import codec, errors, keys, quotas
 from batchd.core.models import (
     ApiKey,
     Batch,
@@ -24,8 +24,9 @@ from batchd.core.models import (
     item_rowid,
     new_id,
 )
+from batchd.core.quotas import Limits, Metering
 from batchd.core.states import StopReason
-from batchd.store.base import ExportRow, StagedItem, Store
+from batchd.store.base import BatchQuery, BatchTotals, ExportRow, StagedItem, Store
 from batchd.tasks.registry import TaskDef, TaskRegistry
 
 Clock = Callable[[], float]
@@ -64,16 +65,18 @@ class BatchManager:
         registry: the tasks batches may use.
         clock: seconds since the epoch (injected in tests).
         on_new_work: called after items become runnable (wakes a local worker).
+        tiers: the limits of each tier (:data:`batchd.core.quotas.DEFAULT_TIERS` if None).
     """
 
     def __init__(
         self, *, store: Store, registry: TaskRegistry, clock: Clock = time.time,
         on_new_work: Callable[[], None] | None = None, ingest_flush_items: int = 5000,
-        max_items_per_request: int = 10_000_000,
+        max_items_per_request: int = 10_000_000, tiers: Mapping[str, Limits] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.clock = clock
+        self.tiers = dict(tiers or quotas.DEFAULT_TIERS)
         self.on_new_work = on_new_work
         self.ingest_flush_items = ingest_flush_items
         self.max_items_per_request = max_items_per_request
@@ -108,7 +111,7 @@ class BatchManager:
         k = found[0]
         return Principal(
             key_id=k.id, tenant_id=k.tenant_id, tenant_name=k.tenant_name, role=k.role,
-            tier=k.tier, owner=k.owner,
+            tier=k.tier, owner=k.owner, limits=k.limits,
         )
 
     async def create_tenant(self, admin: Principal, name: str, *, tier: str) -> Any:
@@ -116,7 +119,8 @@ class BatchManager:
         return await self.store.ensure_tenant(name, tier=tier, now=self.clock())
 
     async def create_key(
-        self, admin: Principal, *, tenant: str, role: str, tier: str | None, owner: str | None
+        self, admin: Principal, *, tenant: str, role: str, tier: str | None, owner: str | None,
+        limits: dict[str, float] | None = None,
     ) -> tuple[ApiKey, str]:
         _require_admin(admin)
         t = await self.store.ensure_tenant(tenant, tier=tier or Tier.FREE, now=self.clock())
@@ -125,10 +129,11 @@ class BatchManager:
         key = ApiKey(
             id=key_id, tenant_id=t.id, tenant_name=t.name, role=role, tier=tier or t.tier,
             owner=owner or key_id, prefix=keys.display_prefix(raw), created_at=self.clock(),
+            limits=limits or None,
         )
         await self.store.create_key(
             key_id=key.id, tenant_id=t.id, key_hash=keys.hash_key(raw), prefix=key.prefix,
-            role=role, tier=key.tier, owner=key.owner, now=key.created_at,
+            role=role, tier=key.tier, owner=key.owner, now=key.created_at, limits=key.limits,
         )
         return key, raw
 
@@ -164,10 +169,12 @@ class BatchManager:
         self, principal: Principal, spec: BatchSpec, records: AsyncIterator[list[Any]], *,
         idempotency_key: str | None = None,
         request_hash: str | Callable[[], str] | None = None,
+        metering: Metering | None = None,
     ) -> Created:
         """Create a batch and ingest its records; nothing is visible unless all succeed.
 
         ``request_hash`` may be a function, called once the records are consumed.
+        ``metering`` is applied, and its quotas checked, in the transaction that commits.
         """
         spec = self.resolve_spec(spec)
         task = self.registry.get(spec.task, spec.version)
@@ -185,7 +192,7 @@ class BatchManager:
                 request_hash = request_hash()
             holder = await self.store.commit_stage(
                 batch_id, stage, close=spec.close, now=self.clock(),
-                idempotency_key=idempotency_key, request_hash=request_hash,
+                idempotency_key=idempotency_key, request_hash=request_hash, metering=metering,
             )
         except BaseException:
             await asyncio.shield(self.store.discard_stage(batch_id, stage, drop_batch=True))
@@ -423,13 +430,50 @@ class BatchManager:
         await self.store.close_batch(batch_id, now=self.clock())
         return await self._get(principal, batch_id)
 
-    async def cancel_batch(self, principal: Principal, batch_id: str, reason: str | None) -> Batch:
+    async def cancel_batch(
+        self, principal: Principal, batch_id: str, reason: str | None, *,
+        cancel_running: bool = True, metering: Metering | None = None,
+    ) -> Batch:
+        """Cancel queued items now and, with ``cancel_running``, the running ones too.
+
+        ``metering`` is applied in the same transaction, even if the batch had ended.
+        """
         batch = await self._get(principal, batch_id)
-        if not batch.is_terminal:
+        if not batch.is_terminal or metering is not None:
             await self.store.stop_batch(
-                batch_id, reason=StopReason.CANCELLED, detail=reason, now=self.clock()
+                batch_id, reason=StopReason.CANCELLED, detail=reason, now=self.clock(),
+                cancel_running=cancel_running, metering=metering,
             )
         return await self._get(principal, batch_id)
+
+    async def batch_for(
+        self, principal: Principal, batch_id: str, *, task: str | None = None
+    ) -> Batch:
+        """The batch, for dialects that tell "not yours" (Forbidden) from "missing".
+
+        Another tenant's batch, or one of another task than ``task``, is missing.
+        """
+        batch = await self.store.get_batch(batch_id, tenant_id=principal.tenant_id)
+        if batch is None or (task is not None and batch.task != task):
+            raise errors.NotFound(f"batch {batch_id} not found")
+        if not _may_see(principal, batch):
+            raise errors.Forbidden(f"batch {batch_id} belongs to another user")
+        return batch
+
+    def batch_query(self, principal: Principal, **filters: Any) -> BatchQuery:
+        """A query over the batches ``principal`` may see, narrowed by ``filters``."""
+        owner = None if principal.sees_all_of_tenant else principal.owner
+        return BatchQuery(tenant_id=principal.tenant_id, owner=owner, **filters)
+
+    async def page_batches(
+        self, principal: Principal, *, offset: int, limit: int, **filters: Any
+    ) -> tuple[list[Batch], int]:
+        return await self.store.query_batches(
+            self.batch_query(principal, **filters), offset=offset, limit=limit
+        )
+
+    async def batch_totals(self, principal: Principal, **filters: Any) -> list[BatchTotals]:
+        return await self.store.batch_totals(self.batch_query(principal, **filters))
 
     async def list_items(
         self, principal: Principal, batch_id: str, *, status: str | None, cursor: str | None,
@@ -443,6 +487,12 @@ class BatchManager:
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (f"s{rows[-1].seq}" if more and rows else None)
+
+    async def items_of(self, batch: Batch) -> list[Item]:
+        """Every item of a batch the caller was given (a small one: all in one read)."""
+        return await self.store.list_items(
+            batch.id, status=None, after_seq=-1, limit=max(1, batch.n_total)
+        )
 
     async def get_item(self, principal: Principal, batch_id: str, item_id: str) -> Item:
         await self._get(principal, batch_id)
@@ -487,6 +537,26 @@ class BatchManager:
 
     async def usage(self, principal: Principal, period: str) -> dict[str, float]:
         return await self.store.usage(principal.tenant_id, period)
+
+    async def usage_by_period(
+        self, principal: Principal, periods: list[str]
+    ) -> dict[str, dict[str, float]]:
+        """The tenant's usage in each of ``periods`` (empty where nothing was used)."""
+        found = await self.store.usage_since(principal.tenant_id, min(periods))
+        return {p: found.get(p, {}) for p in periods}
+
+    # tiers and quotas
+    def limits_for(self, principal: Principal) -> Limits:
+        """The caller's limits: its key's tier, then the key's own overrides."""
+        return quotas.limits_for(principal.tier, principal.limits, tiers=self.tiers)
+
+    async def meter(self, metering: Metering) -> None:
+        """Count a request that changes nothing else, checking its quotas first.
+
+        Raises:
+            errors.QuotaExceeded: a quota would be passed; nothing was counted.
+        """
+        await self.store.meter(metering, now=self.clock())
 
 
 def _records_of(row: ExportRow, multi: bool) -> list[RecordRow]:

@@ -67,6 +67,8 @@ class ApiKey:
     prefix: str
     created_at: float
     revoked_at: float | None = None
+    # Per-key overrides of the tier's limits ({"api_calls": 50, …}); None = the tier's.
+    limits: dict[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class Principal:
     role: str
     tier: str
     owner: str
+    limits: dict[str, float] | None = field(default=None, compare=False)
 
     @property
     def sees_all_of_tenant(self) -> bool:

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,12 +42,14 @@ class Worker:
         registry: the tasks this worker can run.
         executor: how handlers are run.
         settings: concurrency, lease and commit settings.
+        clock: seconds since the epoch, for leases and recorded times (injected in tests).
     """
 
     def __init__(
         self, *, store: Store, registry: TaskRegistry, executor: Executor, settings: Settings,
-        metrics: Any = None,
+        metrics: Any = None, clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock
         self.store = store
         self.registry = registry
         self.executor = executor
@@ -71,8 +74,9 @@ class Worker:
 
     async def start(self) -> None:
         await self.store.subscribe_work(self.wake)
+        now = self.clock()
         await self.store.heartbeat(
-            owner=self.owner, now=time.time(), lease_until=time.time() + self.settings.lease_s,
+            owner=self.owner, now=now, lease_until=now + self.settings.lease_s,
             info={"host": socket.gethostname(), "pid": os.getpid()},
         )
         for coro in (self._claim_loop(), self._lease_loop(), self._reap_loop(),
@@ -113,7 +117,7 @@ class Worker:
             if free >= low_water or (free > 0 and not self._running):
                 try:
                     items = await self.store.claim_items(
-                        owner=self.owner, limit=free, now=time.time(), lease_s=s.lease_s,
+                        owner=self.owner, limit=free, now=self.clock(), lease_s=s.lease_s,
                         tenant_cap=s.tenant_max_running,
                     )
                 except Exception:  # the loop must outlive any one failure
@@ -149,7 +153,7 @@ class Worker:
             )
             task = self._task_or_none(item.task, item.version)
             if task is not None and task.mode == "inline":
-                started = time.time()
+                started = self.clock()
                 self._finish(self._run_inline(item, ctx), started)
                 if time.monotonic() > budget_end:
                     await asyncio.sleep(0)  # let the API breathe between long runs
@@ -183,7 +187,7 @@ class Worker:
         return _success(item, outputs, ctx)
 
     def _finish(self, outcome: Outcome, started: float) -> None:
-        outcome.finished_at = outcome.finished_at or time.time()
+        outcome.finished_at = outcome.finished_at or self.clock()
         outcome.compute_ms = (outcome.finished_at - started) * 1000.0
         if self.metrics is not None:
             self.metrics.observe(outcome, outcome.finished_at - started)
@@ -191,7 +195,7 @@ class Worker:
 
     async def _run(self, running: _Running) -> None:
         item, ctx = running.item, running.ctx
-        started = time.time()
+        started = self.clock()
         try:
             outcome = await self._attempt(item, ctx)
         except asyncio.CancelledError:
@@ -200,7 +204,7 @@ class Worker:
                 outcome = Outcome(
                     rowid=item.rowid, fence=item.fence, status=ItemStatus.QUEUED,
                     error={"code": "worker_shutdown", "message": "worker stopped"},
-                    retry_at=time.time(),
+                    retry_at=self.clock(),
                 )
             else:
                 outcome = _cancelled(item)
@@ -208,6 +212,10 @@ class Worker:
             self._running.pop(item.rowid, None)
             self._slot_free.set()
         self._finish(outcome, started)
+        if not self._running and not self._stopping:
+            # Nothing else in flight could join the group: commit now, not after the
+            # window, so the batch's freed slots can be claimed again at once.
+            self._spawn(self._flush())
 
     async def _attempt(self, item: ClaimedItem, ctx: TaskContext) -> Outcome:
         try:
@@ -242,7 +250,7 @@ class Worker:
             )
             return Outcome(
                 rowid=item.rowid, fence=item.fence, status=ItemStatus.QUEUED, error=error,
-                retry_at=time.time() + delay,
+                retry_at=self.clock() + delay,
             )
         return _failure(item, error, final=True)
 
@@ -272,10 +280,15 @@ class Worker:
                 del self._outcomes[: len(batch)]
                 self._flushing = batch
                 try:
-                    await self.store.finish_items(batch, now=time.time())
+                    await self.store.finish_items(batch, now=self.clock())
                 except Exception:
-                    # Not recorded: the leases will expire and the items run again.
-                    log.exception("could not record %d outcomes", len(batch))
+                    # Keep them (their leases stay renewed) and try again shortly; a stale
+                    # one is refused by its fencing token, so retrying is always safe.
+                    log.exception("could not record %d outcomes; retrying", len(batch))
+                    self._outcomes[:0] = batch
+                    self._flush_handle = asyncio.get_running_loop().call_later(
+                        1.0, lambda: self._spawn(self._flush())
+                    )
                     return
                 finally:
                     self._flushing = []
@@ -287,7 +300,7 @@ class Worker:
         info = {"host": socket.gethostname(), "pid": os.getpid()}
         while True:
             await asyncio.sleep(interval)
-            now = time.time()
+            now = self.clock()
             tracked = [*self._running, *(o.rowid for o in (*self._outcomes, *self._flushing))]
             try:
                 await self.store.heartbeat(
@@ -301,7 +314,7 @@ class Worker:
         while True:
             try:
                 await self.store.reap(
-                    now=time.time(), retry_backoff_max_s=self.settings.retry_backoff_max_s,
+                    now=self.clock(), retry_backoff_max_s=self.settings.retry_backoff_max_s,
                     staging_ttl_s=self.settings.staging_ttl_s,
                 )
             except errors.BatchdError:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchd.core.models import ApiKey, Batch, BatchSpec, ClaimedItem, Item, Outcome, Tenant
+from batchd.core.quotas import Metering
 
 
 @dataclass(slots=True)
@@ -32,6 +33,29 @@ class ExportRow:
     ext_id: str | None = None
     meta: bytes | None = None
     compute_ms: float | None = None
+
+
+@dataclass(slots=True)
+class BatchQuery:
+    """Which of a tenant's batches a page or a summary covers."""
+
+    tenant_id: str
+    owner: str | None = None  # None: every owner's
+    task: str | None = None
+    statuses: tuple[str, ...] | None = None
+    started: bool | None = None  # True: dispatch has begun (started_at set); False: not yet
+
+
+@dataclass(slots=True)
+class BatchTotals:
+    """The batches of one status (started or not): how many, their items, cost, tokens."""
+
+    status: str
+    started: bool
+    batches: int
+    items: int
+    cost_usd: float
+    tokens: int
 
 
 class Store(ABC):
@@ -59,8 +83,9 @@ class Store(ABC):
     @abstractmethod
     async def create_key(
         self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: str,
-        tier: str, owner: str, now: float,
-    ) -> None: ...
+        tier: str, owner: str, now: float, limits: dict[str, float] | None = None,
+    ) -> None:
+        """Store a key; ``limits`` overrides some of its tier's limits."""
 
     @abstractmethod
     async def key_by_hash(self, key_hash: str) -> tuple[ApiKey, str] | None:
@@ -90,9 +115,13 @@ class Store(ABC):
     async def commit_stage(
         self, batch_id: str, stage: str, *, close: bool, now: float,
         idempotency_key: str | None = None, request_hash: str | None = None,
-        tenant_input_limit: int | None = None,
+        tenant_input_limit: int | None = None, metering: Metering | None = None,
     ) -> str:
         """Make staged items runnable and count them, in one transaction.
+
+        ``metering`` is added to the usage in the same transaction, after the items,
+        and its quotas checked; if one is passed, nothing is committed and
+        :class:`batchd.core.errors.QuotaExceeded` raised (the stage stays, to discard).
 
         The upload must fit the batch's input buffer (``max_input_bytes``) and the
         tenant's (``tenant_input_limit`` over its active batches); if it does not, it is
@@ -137,9 +166,26 @@ class Store(ABC):
 
     @abstractmethod
     async def stop_batch(
-        self, batch_id: str, *, reason: str, detail: str | None, now: float
+        self, batch_id: str, *, reason: str, detail: str | None, now: float,
+        cancel_running: bool = True, metering: Metering | None = None,
     ) -> bool:
-        """Cancel queued items at once, flag running ones; ``reason`` is a StopReason."""
+        """Cancel queued items at once, flag running ones; ``reason`` is a StopReason.
+
+        With ``cancel_running`` false, running items are not flagged: they finish and
+        keep their outcome, but one that would be retried is cancelled instead.
+        ``metering`` is applied in the same transaction, whether or not the batch could
+        still be stopped; a passed quota raises QuotaExceeded and stops nothing.
+        """
+
+    @abstractmethod
+    async def query_batches(
+        self, query: BatchQuery, *, offset: int, limit: int
+    ) -> tuple[list[Batch], int]:
+        """A page of the matching batches, newest first, and how many match in all."""
+
+    @abstractmethod
+    async def batch_totals(self, query: BatchQuery) -> list[BatchTotals]:
+        """The matching batches summed by status and by whether they started."""
 
     @abstractmethod
     async def take_results(self, batch_id: str, *, limit: int, now: float) -> list[ExportRow]:
@@ -193,6 +239,15 @@ class Store(ABC):
     # usage and events
     @abstractmethod
     async def usage(self, tenant_id: str, period: str) -> dict[str, float]: ...
+
+    @abstractmethod
+    async def usage_since(self, tenant_id: str, first_period: str) -> dict[str, dict[str, float]]:
+        """``{period: {metric: value}}`` of every period from ``first_period`` on."""
+
+    @abstractmethod
+    async def meter(self, metering: Metering, *, now: float) -> None:
+        """Add a request's usage to the period of ``now`` and check its quotas, in one
+        transaction; raises QuotaExceeded, having added nothing, if one is passed."""
 
     @abstractmethod
     async def events(self, batch_id: str, *, after_id: int, limit: int) -> list[dict[str, Any]]: ...

@@ -253,4 +253,8 @@ def load_tasks(
                 log.exception("could not load task entry point %s", ep.name)
     registry = TaskRegistry()
     registry.merge(default_registry)
+    from batchd.tasks import dispatch  # imports this module
+
+    # Mixed batches (the Simulations dialect's templates) run through a dispatcher.
+    registry.add(dispatch.dispatcher(registry))
     return registry

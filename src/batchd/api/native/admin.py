@@ -24,6 +24,7 @@ def key_json(k: ApiKey) -> dict[str, Any]:
         "prefix": k.prefix,
         "created_at": iso(k.created_at),
         "revoked_at": iso(k.revoked_at),
+        "limits": k.limits,
     }
 
 
@@ -36,7 +37,8 @@ async def create_tenant(body: TenantCreate, caller: Caller, mgr: Manager) -> dic
 @router.post("/keys", status_code=201)
 async def create_key(body: KeyCreate, caller: Caller, mgr: Manager) -> dict[str, Any]:
     key, raw = await mgr.create_key(
-        caller, tenant=body.tenant, role=body.role, tier=body.tier, owner=body.owner
+        caller, tenant=body.tenant, role=body.role, tier=body.tier, owner=body.owner,
+        limits=body.limits,
     )
     return {**key_json(key), "key": raw}
 

@@ -100,6 +100,18 @@ class KeyCreate(BaseModel):
     role: Literal["user", "supervisor", "admin"] = "user"
     tier: Literal["free", "basic", "pro", "enterprise"] | None = None
     owner: Text | None = Field(default=None, min_length=1, max_length=200)
+    limits: dict[str, float] | None = Field(
+        default=None,
+        description="Overrides of the tier's limits for this key: max_batch_size, "
+        "api_calls, items, cost_usd (per month; -1 = unlimited).",
+    )
+
+    @field_validator("limits")
+    @classmethod
+    def _known_limits(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from batchd.core import quotas
+
+        return None if value is None else quotas.check_overrides(value)
 
 
 def batch_json(b: Batch) -> dict[str, Any]:

@@ -29,11 +29,13 @@ from batchd.core.models import (
     Tenant,
     new_id,
 )
-from batchd.core.quotas import input_buffer_full
+from batchd.core.quotas import Metering, input_buffer_full
 from batchd.core.scheduling import claim_plan
 from batchd.core.states import BatchStatus
-from batchd.store.base import ExportRow, StagedItem, Store
+from batchd.store.base import BatchQuery, BatchTotals, ExportRow, StagedItem, Store
 from batchd.store.postgres import execution as ex
+from batchd.store.postgres import listing
+from batchd.store.postgres import usage as metering_
 from batchd.store.postgres.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ Q_ITEM = (
 )
 Q_KEYS = (
     "SELECT k.id, k.tenant_id, t.name, k.role, k.tier, k.owner, k.prefix, k.created_at, "
-    "k.revoked_at, k.key_hash FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+    "k.revoked_at, k.key_hash, k.limits FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
 )
 RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
              pg_errors.LockNotAvailable)
@@ -81,6 +83,7 @@ def _key(r: tuple[Any, ...]) -> ApiKey:
     return ApiKey(
         id=r[0], tenant_id=r[1], tenant_name=r[2], role=r[3], tier=r[4], owner=r[5],
         prefix=r[6], created_at=r[7], revoked_at=r[8],
+        limits=orjson.loads(r[10]) if r[10] else None,
     )
 
 
@@ -209,14 +212,15 @@ class PostgresStore(Store):
 
     async def create_key(
         self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: str,
-        tier: str, owner: str, now: float,
+        tier: str, owner: str, now: float, limits: dict[str, float] | None = None,
     ) -> None:
         async def run(conn: Conn) -> None:
             await conn.execute(
                 "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, role, tier, owner, "
-                "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "created_at, limits) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (key_hash) DO NOTHING",
-                (key_id, tenant_id, key_hash, prefix, role, tier, owner, now),
+                (key_id, tenant_id, key_hash, prefix, role, tier, owner, now,
+                 orjson.dumps(limits) if limits else None),
             )
 
         await self._tx(run)
@@ -321,7 +325,7 @@ class PostgresStore(Store):
     async def commit_stage(
         self, batch_id: str, stage: str, *, close: bool, now: float,
         idempotency_key: str | None = None, request_hash: str | None = None,
-        tenant_input_limit: int | None = None,
+        tenant_input_limit: int | None = None, metering: Metering | None = None,
     ) -> str:
         async def run(conn: Conn) -> str | errors.BatchdError:
             cur = await conn.execute(
@@ -391,6 +395,8 @@ class PostgresStore(Store):
             )
             await ex.add_usage(conn, tenant_id, now, items_submitted=count,
                                records_submitted=records)
+            if metering is not None:
+                await metering_.meter(conn, metering, now)  # raises (rolls back) past a quota
             kind = "batch.created" if staging else "batch.items_added"
             await ex.add_event(conn, tenant_id, batch_id, kind, now, {"items": int(count)})
             if close:
@@ -480,9 +486,29 @@ class PostgresStore(Store):
         ]
 
     async def stop_batch(
-        self, batch_id: str, *, reason: str, detail: str | None, now: float
+        self, batch_id: str, *, reason: str, detail: str | None, now: float,
+        cancel_running: bool = True, metering: Metering | None = None,
     ) -> bool:
-        return await self._tx(ex.stop, batch_id, reason, detail, now)
+        async def run(conn: Conn) -> bool:
+            stopped = await ex.stop(
+                conn, batch_id, reason, detail, now, cancel_running=cancel_running
+            )
+            if metering is not None:  # after the batch row: the lock order of every writer
+                await metering_.meter(conn, metering, now)
+            return stopped
+
+        return await self._tx(run)
+
+    async def query_batches(
+        self, query: BatchQuery, *, offset: int, limit: int
+    ) -> tuple[list[Batch], int]:
+        rows, total = await self._tx(
+            listing.page, query, ", ".join(BATCH_COLUMNS), offset, limit
+        )
+        return [_batch(r) for r in rows], total
+
+    async def batch_totals(self, query: BatchQuery) -> list[BatchTotals]:
+        return await self._tx(listing.totals, query)
 
     async def list_items(
         self, batch_id: str, *, status: str | None, after_seq: int, limit: int
@@ -544,11 +570,18 @@ class PostgresStore(Store):
             while True:
                 # One transaction per batch: a claim never holds two batch locks.
                 take = ex.claim_from_batch if c.batch_id in budgeted else ex.claim_unbudgeted
-                got = await self._tx(
-                    lambda conn, c=c, want=want, take=take: take(
-                        conn, c, want, owner=owner, now=now, lease_s=lease_s
+                try:
+                    got = await self._tx(
+                        lambda conn, c=c, want=want, take=take: take(
+                            conn, c, want, owner=owner, now=now, lease_s=lease_s
+                        )
                     )
-                )
+                except errors.BatchdError:
+                    if not claimed:
+                        raise
+                    # Items leased by earlier transactions of this claim must still run.
+                    log.warning("claim from batch %s failed", c.batch_id, exc_info=True)
+                    return claimed
                 claimed.extend(got)
                 c, want = plan.send(len(got))
         except StopIteration:
@@ -611,6 +644,12 @@ class PostgresStore(Store):
             (tenant_id, period),
         )
         return {m: v for m, v in rows}
+
+    async def usage_since(self, tenant_id: str, first_period: str) -> dict[str, dict[str, float]]:
+        return await self._tx(metering_.usage_since, tenant_id, first_period)
+
+    async def meter(self, metering: Metering, *, now: float) -> None:
+        await self._tx(metering_.meter, metering, now)
 
     async def events(self, batch_id: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
         rows = await self._read(

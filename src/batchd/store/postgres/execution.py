@@ -256,8 +256,11 @@ async def _fail_fast(conn: Conn, batch_id: str) -> bool:
     return row is not None and bool(row[0]) and row[1] is None
 
 
-async def stop(conn: Conn, batch_id: str, reason: str, detail: str | None, now: float) -> bool:
-    """Stop dispatching ``batch_id``: cancel queued items, flag running ones."""
+async def stop(
+    conn: Conn, batch_id: str, reason: str, detail: str | None, now: float, *,
+    cancel_running: bool = True,
+) -> bool:
+    """Stop dispatching ``batch_id``: cancel queued items, flag running ones (if asked)."""
     if reason == StopReason.CANCELLED:
         target = BatchStatus.CANCELLED
     elif reason == StopReason.EXPIRED:
@@ -285,10 +288,12 @@ async def stop(conn: Conn, batch_id: str, reason: str, detail: str | None, now: 
     )
     sizes = await cur.fetchall()
     cancelled, size = len(sizes), sum(r[0] for r in sizes)
-    await conn.execute(
-        "UPDATE items SET cancel_requested = true WHERE batch_pk = %s AND status = 'running'",
-        (pk,),
-    )
+    if cancel_running:
+        await conn.execute(
+            "UPDATE items SET cancel_requested = true WHERE batch_pk = %s "
+            "AND status = 'running'",
+            (pk,),
+        )
     await conn.execute(
         "UPDATE batches SET n_queued = n_queued - %s, n_cancelled = n_cancelled + %s, "
         "in_buffer_bytes = in_buffer_bytes - %s WHERE pk = %s",

@@ -148,3 +148,10 @@ MIGRATIONS.append(
         WHERE status = 'open' AND idle_timeout_s IS NOT NULL;
     """
 )
+
+# 3: per-key overrides of the tier's limits (JSON).
+MIGRATIONS.append(
+    """
+    ALTER TABLE api_keys ADD COLUMN limits bytea;
+    """
+)

@@ -9,10 +9,12 @@ import orjson
 
 from batchd.core import errors
 from batchd.core.models import ApiKey, Batch, BatchSpec, ClaimedItem, Item, Outcome, Tenant, new_id
+from batchd.core.quotas import Metering, input_buffer_full
 from batchd.core.states import BatchStatus
-from batchd.core.quotas import input_buffer_full
-from batchd.store.base import ExportRow, StagedItem, Store
+from batchd.store.base import BatchQuery, BatchTotals, ExportRow, StagedItem, Store
 from batchd.store.sqlite import execution as ex
+from batchd.store.sqlite import listing
+from batchd.store.sqlite import usage as metering_
 from batchd.store.sqlite.connection import SqliteConnections, sqlite_path
 
 _BATCH_FIELDS = {f for f in Batch.__dataclass_fields__}
@@ -43,6 +45,7 @@ def _key(row: sqlite3.Row) -> ApiKey:
         id=row["id"], tenant_id=row["tenant_id"], tenant_name=row["tenant_name"],
         role=row["role"], tier=row["tier"], owner=row["owner"], prefix=row["prefix"],
         created_at=row["created_at"], revoked_at=row["revoked_at"],
+        limits=orjson.loads(row["limits"]) if row["limits"] else None,
     )
 
 
@@ -93,13 +96,15 @@ class SqliteStore(Store):
 
     async def create_key(
         self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: str,
-        tier: str, owner: str, now: float,
+        tier: str, owner: str, now: float, limits: dict[str, float] | None = None,
     ) -> None:
         await self.db.write(
             lambda c: c.execute(
                 "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, role, tier, owner, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
-                (key_id, tenant_id, key_hash, prefix, role, tier, owner, now),
+                "created_at, limits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (key_hash) DO NOTHING",
+                (key_id, tenant_id, key_hash, prefix, role, tier, owner, now,
+                 orjson.dumps(limits) if limits else None),
             )
         )
 
@@ -205,7 +210,7 @@ class SqliteStore(Store):
     async def commit_stage(
         self, batch_id: str, stage: str, *, close: bool, now: float,
         idempotency_key: str | None = None, request_hash: str | None = None,
-        tenant_input_limit: int | None = None,
+        tenant_input_limit: int | None = None, metering: Metering | None = None,
     ) -> str:
         def run(conn: sqlite3.Connection) -> str | errors.BatchdError:
             b = conn.execute(
@@ -271,6 +276,8 @@ class SqliteStore(Store):
             ex.add_usage(
                 conn, b["tenant_id"], now, items_submitted=count, records_submitted=records
             )
+            if metering is not None:
+                metering_.meter(conn, metering, now)  # raises (rolls back) past a quota
             kind = "batch.created" if b["staging"] else "batch.items_added"
             ex.add_event(conn, b["tenant_id"], batch_id, kind, now, {"items": count})
             if close:
@@ -367,9 +374,24 @@ class SqliteStore(Store):
         ]
 
     async def stop_batch(
-        self, batch_id: str, *, reason: str, detail: str | None, now: float
+        self, batch_id: str, *, reason: str, detail: str | None, now: float,
+        cancel_running: bool = True, metering: Metering | None = None,
     ) -> bool:
-        return await self.db.write(ex.stop, batch_id, reason, detail, now)
+        def run(conn: sqlite3.Connection) -> bool:
+            if metering is not None:
+                metering_.meter(conn, metering, now)
+            return ex.stop(conn, batch_id, reason, detail, now, cancel_running=cancel_running)
+
+        return await self.db.write(run)
+
+    async def query_batches(
+        self, query: BatchQuery, *, offset: int, limit: int
+    ) -> tuple[list[Batch], int]:
+        rows, total = await self.db.read(listing.page, query, offset, limit)
+        return [_batch(r) for r in rows], total
+
+    async def batch_totals(self, query: BatchQuery) -> list[BatchTotals]:
+        return await self.db.read(listing.totals, query)
 
     async def list_items(
         self, batch_id: str, *, status: str | None, after_seq: int, limit: int
@@ -478,6 +500,12 @@ class SqliteStore(Store):
                 )
             }
         )
+
+    async def usage_since(self, tenant_id: str, first_period: str) -> dict[str, dict[str, float]]:
+        return await self.db.read(metering_.usage_since, tenant_id, first_period)
+
+    async def meter(self, metering: Metering, *, now: float) -> None:
+        await self.db.write(metering_.meter, metering, now)
 
     async def events(self, batch_id: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
         return await self.db.read(

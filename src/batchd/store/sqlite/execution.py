@@ -201,9 +201,10 @@ def _fail_fast(conn: sqlite3.Connection, batch_id: str) -> bool:
 
 
 def stop(
-    conn: sqlite3.Connection, batch_id: str, reason: str, detail: str | None, now: float
+    conn: sqlite3.Connection, batch_id: str, reason: str, detail: str | None, now: float,
+    *, cancel_running: bool = True,
 ) -> bool:
-    """Stop dispatching ``batch_id``: cancel queued items, flag running ones."""
+    """Stop dispatching ``batch_id``: cancel queued items, flag running ones (if asked)."""
     if reason == StopReason.CANCELLED:
         target = BatchStatus.CANCELLED
     elif reason == StopReason.EXPIRED:
@@ -233,10 +234,11 @@ def stop(
         "WHERE batch_pk = ? AND status = 'queued'",
         (orjson.dumps(cancelled_error(reason)), now, row["pk"]),
     )
-    conn.execute(
-        "UPDATE items SET cancel_requested = 1 WHERE batch_pk = ? AND status = 'running'",
-        (row["pk"],),
-    )
+    if cancel_running:
+        conn.execute(
+            "UPDATE items SET cancel_requested = 1 WHERE batch_pk = ? AND status = 'running'",
+            (row["pk"],),
+        )
     conn.execute(
         "UPDATE batches SET n_queued = n_queued - ?, n_cancelled = n_cancelled + ?, "
         "in_buffer_bytes = in_buffer_bytes - ? WHERE id = ?",

@@ -1,0 +1,181 @@
+"""``/simulations/batch…`` and ``/health``: the Simulations batch API over the engine."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from batchd import __version__
+from batchd.api.deps import Config, Manager, read_body
+from batchd.api.responses import JsonResponse
+from batchd.api.simulations import errors as wire
+from batchd.api.simulations import schemas, states, templates, views
+from batchd.api.simulations.calls import Call, Caller
+from batchd.core import errors, quotas, usage
+from batchd.core.ingest import json_array_records
+from batchd.core.models import Batch, BatchSpec
+from batchd.tasks.dispatch import SIMULATION
+
+router = APIRouter(tags=["simulations"], dependencies=[Depends(wire.bind)])
+QueryText = Annotated[str | None, Query()]
+
+
+def body_doc(model: type[BaseModel], *, required: bool) -> dict[str, Any]:
+    # Bodies are parsed in the route (so a bad one is still a metered call); documented here.
+    return {"requestBody": {"required": required, "content": {
+        "application/json": {"schema": model.model_json_schema()}}}}
+
+
+def respond(request: Request, body: dict[str, Any], status_code: int = 200) -> Response:
+    return JsonResponse(
+        body, status_code=status_code, headers={"X-Request-ID": wire.request_id(request)}
+    )
+
+
+def int_param(name: str, value: str | None, *, default: int, low: int, high: int) -> int:
+    # Checked here rather than by FastAPI so a bad value is still a metered call.
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise errors.InvalidInput(f"{name}: must be an integer, not {value!r}") from None
+    if not low <= number <= high:
+        raise errors.InvalidInput(f"{name}: must be between {low} and {high}")
+    return number
+
+
+async def batch_view(call: Call, batch: Batch) -> dict[str, Any]:
+    return views.batch_json(batch, await call.mgr.items_of(batch))
+
+
+@router.get("/health")
+async def health(request: Request, mgr: Manager) -> Response:
+    """Liveness, with a round trip to the database."""
+    await mgr.store.ping()
+    return respond(request, {"status": "healthy", "version": __version__})
+
+
+@router.post("/simulations/batch", status_code=202,
+             openapi_extra=body_doc(schemas.BatchCreate, required=True))
+async def create_batch(request: Request, call: Caller, cfg: Config) -> Response:
+    """Submit simulations; returns at once with the batch (202)."""
+    async with call.change():
+        body = schemas.parse(schemas.BatchCreate, await read_body(request, cfg.max_body_bytes))
+        size, most = len(body.simulations), call.limits.max_batch_size
+        if quotas.is_limited(most) and size > most:
+            raise errors.BatchTooLarge(
+                f"a batch holds at most {most} simulations for this key "
+                f"({call.principal.tier} tier); this one has {size}"
+            )
+        records, est = templates.records(call.mgr, body.simulations)
+        cap = body.budget_cap_usd
+        if cap is not None and est > cap + 1e-9:
+            raise errors.OverBudget(
+                f"the estimated cost of the batch, ${est:.6g}, is above its budget_cap_usd "
+                f"of ${cap:.6g}"
+            )
+        spec = BatchSpec(
+            task=SIMULATION, version="", priority=body.priority,
+            parallelism=body.parallel_jobs, fail_fast=body.fail_fast, budget_usd=cap,
+            metadata=body.metadata or {}, max_attempts=cfg.default_max_attempts,
+            retry_backoff_s=cfg.retry_backoff_s,
+        )
+        created = await call.mgr.create_batch(
+            call.principal, spec, json_array_records(records),
+            metering=call.metering(items=True, est_usd=est),
+        )
+    return respond(request, await batch_view(call, created.batch), 202)
+
+
+@router.get("/simulations/batch")
+async def list_batches(
+    request: Request, call: Caller, status: QueryText = None, status_filter: QueryText = None,
+    page: QueryText = None, page_size: QueryText = None,
+) -> Response:
+    """Your batches, newest first; ``status`` (or ``status_filter``) in any letter case."""
+    await call.read()
+    number = int_param("page", page, default=1, low=1, high=1_000_000)
+    size = int_param("page_size", page_size, default=20, low=1, high=100)
+    wanted = status or status_filter
+    found = states.parse_filter(wanted) if wanted else None
+    rows, total = await call.mgr.page_batches(
+        call.principal, offset=(number - 1) * size, limit=size, task=SIMULATION,
+        statuses=found.statuses if found else None, started=found.started if found else None,
+    )
+    return respond(request, {
+        "batches": [await batch_view(call, b) for b in rows],
+        "total": total, "page": number, "page_size": size,
+    })
+
+
+@router.get("/simulations/batch/stats")
+async def stats(request: Request, call: Caller) -> Response:
+    await call.read()
+    totals = await call.mgr.batch_totals(call.principal, task=SIMULATION)
+    return respond(request, views.stats_json(totals))
+
+
+@router.get("/simulations/batch/usage")
+async def current_usage(request: Request, call: Caller) -> Response:
+    """Usage and quotas of this billing period (answered even past the call quota)."""
+    await call.read(enforce=False)
+    now = call.mgr.clock()
+    used = await call.mgr.usage(call.principal, usage.period_of(now))
+    return respond(request, views.usage_json(call.principal, call.limits, used, now=now))
+
+
+@router.get("/simulations/batch/usage/history")
+async def usage_history(request: Request, call: Caller, periods: QueryText = None) -> Response:
+    await call.read(enforce=False)
+    n = int_param("periods", periods, default=6, low=1, high=120)
+    now = call.mgr.clock()
+    current = usage.period_of(now)
+    past = usage.previous_periods(current, n)
+    found = await call.mgr.usage_by_period(call.principal, [current, *past])
+    return respond(request, {
+        "current": views.usage_json(call.principal, call.limits, found[current], now=now),
+        "history": [views.period_json(p, found[p]) for p in past],
+    })
+
+
+@router.get("/simulations/batch/{batch_id}")
+async def get_batch(batch_id: str, request: Request, call: Caller) -> Response:
+    await call.read()
+    batch = await call.mgr.batch_for(call.principal, batch_id, task=SIMULATION)
+    return respond(request, await batch_view(call, batch))
+
+
+@router.get("/simulations/batch/{batch_id}/jobs")
+async def get_jobs(batch_id: str, request: Request, call: Caller) -> Response:
+    await call.read()
+    batch = await call.mgr.batch_for(call.principal, batch_id, task=SIMULATION)
+    items = await call.mgr.items_of(batch)
+    return respond(request, {
+        "batch": views.batch_json(batch, items),
+        "jobs": [views.job_json(i, batch) for i in items],
+    })
+
+
+@router.post("/simulations/batch/{batch_id}/cancel",
+             openapi_extra=body_doc(schemas.CancelBody, required=False))
+async def cancel_batch(batch_id: str, request: Request, call: Caller, cfg: Config) -> Response:
+    """Cancel pending jobs and, unless ``cancel_running`` is false, running ones."""
+    async with call.change():
+        body = schemas.parse(
+            schemas.CancelBody, await read_body(request, cfg.max_body_bytes), empty_ok=True
+        )
+        batch = await call.mgr.batch_for(call.principal, batch_id, task=SIMULATION)
+        if batch.is_terminal and batch.status != "cancelled":
+            raise errors.Conflict(
+                f"batch {batch_id} has already ended "
+                f"({states.batch_status(batch.status, started=True)})"
+            )
+        batch = await call.mgr.cancel_batch(
+            call.principal, batch_id, body.reason, cancel_running=body.cancel_running,
+            metering=call.metering(),
+        )
+    return respond(request, await batch_view(call, batch))
