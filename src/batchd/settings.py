@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -71,6 +71,87 @@ class Settings(BaseSettings):
         '{"free": {"api_calls": 500}}.',
     )
 
+    # AI job queue (seed 003): providers, prices, automatic flush and poll.
+    aibatch_provider: Literal["local", "anthropic", "openai"] = Field(
+        default="local", description="Where flushes go: the engine itself, or a provider."
+    )
+    aibatch_anthropic_api_key: str | None = None
+    aibatch_anthropic_base_url: str | None = Field(
+        default=None, description="Another Anthropic endpoint (a proxy, a test server)."
+    )
+    aibatch_anthropic_model: str = "claude-haiku-4-5"
+    aibatch_openai_api_key: str | None = None
+    aibatch_openai_base_url: str | None = Field(
+        default=None, description="Another OpenAI endpoint, ending in /v1."
+    )
+    aibatch_openai_model: str = "gpt-4o-mini"
+    aibatch_max_tokens: int = Field(default=1024, ge=1, description="Answer cap per job.")
+    aibatch_local_model: str = Field(
+        default="local", description="The price-table row the local provider's jobs use."
+    )
+    aibatch_prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="USD per million tokens by model, merged over the defaults: "
+        '{"model": {"input": 3, "output": 15, "batch_input": 1.5, "batch_output": 7.5}} '
+        "(batch rates default to half).",
+    )
+    aibatch_auto_flush_count: int = Field(
+        default=0, ge=0, description="Flush a tenant once this many jobs are ready; 0 = off."
+    )
+    aibatch_auto_flush_age_s: float = Field(
+        default=0.0, ge=0, description="Flush a tenant once a ready job waited this long; 0 = off."
+    )
+    aibatch_auto_flush_max_jobs: int = Field(default=10_000, ge=1, le=10_000)
+    aibatch_auto_poll_interval_s: float = Field(
+        default=0.0, ge=0, description="Poll unfinished provider batches this often; 0 = off."
+    )
+    aibatch_loop_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the auto-flush loop looks at the queue."
+    )
+    aibatch_submit_timeout_s: float = Field(
+        default=600.0, gt=0,
+        description="Jobs of a flush whose provider never answered go back to pending after this.",
+    )
+
+    # Outbound requests (webhooks, HTTP tasks), webhooks and the LLM task kind.
+    outbound_allow: str = Field(
+        default="",
+        description="Address kinds outbound URLs may resolve to beyond public ones: a comma "
+        "list of loopback, private, link_local and CIDR networks (e.g. 'loopback').",
+    )
+    webhook_delivery: bool = Field(default=True, description="Workers deliver webhooks.")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="One delivery attempt.")
+    webhook_retry_base_s: float = Field(
+        default=5.0, gt=0, description="Delay after the first failed attempt; doubles."
+    )
+    webhook_retry_max_s: float = Field(
+        default=10800.0, gt=0, description="Longest delay between two attempts."
+    )
+    webhook_retry_window_s: float = Field(
+        default=86400.0, gt=0,
+        description="Failed deliveries are retried until this long after the event.",
+    )
+    webhook_lease_s: float = Field(
+        default=60.0, gt=0,
+        description="A claimed delivery is tried again after this long if its attempt was "
+        "never recorded (its process died); keep it above webhook_timeout_s.",
+    )
+    webhook_poll_interval_s: float = Field(default=1.0, gt=0)
+    webhook_concurrency: int = Field(default=16, ge=1, description="Deliveries at once.")
+    llm_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        description="OpenAI-compatible endpoint of llm tasks (…/chat/completions is appended).",
+    )
+    llm_api_key: str | None = None
+    llm_model: str = Field(default="gpt-4o-mini", description="Model when neither the run's "
+                           "runner nor the task names one.")
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    llm_prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="USD per million tokens by model for llm tasks' cost: "
+        '{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}.',
+    )
+
     db_pool_min: int = Field(default=2, ge=1, description="PostgreSQL pool: idle connections.")
     db_pool_max: int = Field(default=10, ge=1, description="PostgreSQL pool: most connections.")
 
@@ -101,6 +182,28 @@ class Settings(BaseSettings):
         quotas.tier_table(value)  # raises ValueError naming an unknown tier or limit
         return value
 
+    @field_validator("aibatch_prices")
+    @classmethod
+    def _known_price_fields(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        from batchd.core import pricing
+
+        pricing.price_table(value)  # raises ValueError naming a bad field
+        return value
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _outbound_allow(cls, value: str) -> str:
+        from batchd.netguard import OutboundPolicy
+
+        OutboundPolicy.parse(value)  # raises ValueError naming a bad entry
+        return value
+
+    def outbound_policy(self) -> Any:
+        """The :class:`batchd.netguard.OutboundPolicy` of ``outbound_allow``."""
+        from batchd.netguard import OutboundPolicy
+
+        return OutboundPolicy.parse(self.outbound_allow)
+
     def task_modules(self) -> list[str]:
         return [m.strip() for m in self.tasks.split(",") if m.strip()]
 
@@ -110,4 +213,7 @@ class Settings(BaseSettings):
         return {"min_connections": self.db_pool_min, "max_connections": self.db_pool_max}
 
     def public(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"admin_key"})
+        return self.model_dump(
+            exclude={"admin_key", "aibatch_anthropic_api_key", "aibatch_openai_api_key",
+                     "llm_api_key"}
+        )

@@ -32,6 +32,7 @@ def registry() -> TaskRegistry:
         return [len(r) for r in records]
 
     reg.add(dispatch.dispatcher(reg))
+    reg.add(dispatch.dispatcher(reg, name="other", key="kind"))
     return reg
 
 
@@ -65,6 +66,8 @@ async def test_dispatcher_fails_records_it_cannot_run_for_good(registry: TaskReg
         await sim.handler({"n": 1}, ctx())
     with pytest.raises(RecordError, match="itself"):
         await sim.handler({"template_id": dispatch.SIMULATION}, ctx())
+    with pytest.raises(RecordError, match="dispatcher"):
+        await sim.handler({"template_id": "other", "kind": "double", "n": 1}, ctx())
 
 
 def test_target_names_unknown_tasks(registry: TaskRegistry) -> None:

@@ -13,16 +13,21 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from batchd import __version__
+from batchd.api import aibatch, native, simulations, spark, taskruns
 from batchd.api import errors as api_errors
-from batchd.api import native, simulations, spark
 from batchd.api.responses import JsonResponse
-from batchd.core import quotas
+from batchd.core import pricing, quotas
+from batchd.core.jobqueue import JobQueue
 from batchd.core.manager import BatchManager
 from batchd.exec.local import LocalExecutor
+from batchd.exec.queue_loops import QueueLoops
 from batchd.exec.worker import Worker
 from batchd.metrics import Metrics
+from batchd.providers import Providers
 from batchd.settings import Settings
 from batchd.store import open_store
+from batchd.store.jobqueue import job_queue_store
+from batchd.tasks.catalog import TaskCatalog
 from batchd.tasks.registry import load_tasks
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,7 @@ def create_app(
         entry_points=settings.load_entry_points,
     )
     store = open_store(settings.database_url, **settings.store_options())
+    catalog = TaskCatalog(store=store, registry=registry, settings=settings)
     metrics = Metrics()
     worker: Worker | None = None
     if settings.run_worker:
@@ -49,18 +55,26 @@ def create_app(
             store=store, registry=registry,
             executor=LocalExecutor(threads=settings.worker_threads,
                                    processes=settings.worker_processes),
-            settings=settings, metrics=metrics, clock=clock,
+            settings=settings, metrics=metrics, clock=clock, catalog=catalog,
         )
     manager = BatchManager(
         store=store, registry=registry, on_new_work=worker.wake if worker else None,
         ingest_flush_items=settings.ingest_flush_items,
         max_items_per_request=settings.max_items_per_request, clock=clock,
-        tiers=quotas.tier_table(settings.tier_limits),
+        tiers=quotas.tier_table(settings.tier_limits), catalog=catalog,
     )
+    providers = Providers(settings=settings, manager=manager)
+    job_queue = JobQueue(
+        store=job_queue_store(store), registry=registry, providers=providers,
+        prices=pricing.price_table(settings.aibatch_prices), clock=clock,
+        submit_timeout_s=settings.aibatch_submit_timeout_s,
+    )
+    queue_loops = QueueLoops(queue=job_queue, settings=settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
+        await catalog.sync()
         new_key = await manager.bootstrap_admin(settings.admin_key)
         if new_key:
             print(
@@ -69,12 +83,15 @@ def create_app(
             )
         if worker is not None:
             await worker.start()
+        queue_loops.start()
         try:
             yield
         finally:
+            await queue_loops.stop()
             if worker is not None:
                 await worker.stop()
                 worker.executor.close()
+            await providers.close()
             await store.close()
 
     app = FastAPI(
@@ -86,10 +103,14 @@ def create_app(
     app.state.manager = manager
     app.state.worker = worker
     app.state.metrics = metrics
+    app.state.job_queue = job_queue
     api_errors.install(app)
+    # First: routes are matched in order, and the queue's enqueue is the hot path.
+    app.include_router(aibatch.router)
     app.include_router(native.router)
     app.include_router(spark.router)
     app.include_router(simulations.router)
+    app.include_router(taskruns.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, Any]:

@@ -94,3 +94,17 @@ class UnknownTask(InvalidInput):
 
     code = "unknown_task"
     http_status = 400
+
+
+class InvalidRecord(InvalidInput):
+    """One record of a request is invalid: ``index`` is its position, ``field`` what is wrong
+    (``input`` for a schema error, ``runner``, ``webhook``), ``problem`` the error."""
+
+    def __init__(
+        self, message: str, *, index: int, problem: str, field: str = "input",
+        details: Any = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.index = index
+        self.problem = problem
+        self.field = field

@@ -26,7 +26,16 @@ from batchd.core.models import (
 )
 from batchd.core.quotas import Limits, Metering
 from batchd.core.states import StopReason
-from batchd.store.base import BatchQuery, BatchTotals, ExportRow, StagedItem, Store
+from batchd.store.base import (
+    BatchQuery,
+    BatchTotals,
+    ExportPage,
+    ExportRow,
+    StagedItem,
+    Store,
+)
+from batchd.store.webhooks import WebhookAttempt, WebhookMessage
+from batchd.tasks.catalog import TaskCatalog
 from batchd.tasks.registry import TaskDef, TaskRegistry
 
 Clock = Callable[[], float]
@@ -45,6 +54,15 @@ class Chunk:
     records: list[Any]
     ext_id: str | None = None  # the client's id for the chunk, returned with its result
     meta: Any = None  # JSON data the dialect keeps with the chunk (returned with the result)
+
+
+@dataclass(slots=True)
+class Run:
+    """One record with its own runner and webhook, as job-style dialects submit them."""
+
+    input: Any
+    runner: str | None = None  # overrides the batch's runner for this record
+    webhook_url: str | None = None  # notified once this record's item has ended
 
 
 RecordRow = dict[str, Any]
@@ -66,15 +84,18 @@ class BatchManager:
         clock: seconds since the epoch (injected in tests).
         on_new_work: called after items become runnable (wakes a local worker).
         tiers: the limits of each tier (:data:`batchd.core.quotas.DEFAULT_TIERS` if None).
+        catalog: tasks defined over the API, looked up when ``registry`` lacks a name.
     """
 
     def __init__(
         self, *, store: Store, registry: TaskRegistry, clock: Clock = time.time,
         on_new_work: Callable[[], None] | None = None, ingest_flush_items: int = 5000,
         max_items_per_request: int = 10_000_000, tiers: Mapping[str, Limits] | None = None,
+        catalog: TaskCatalog | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
+        self.catalog = catalog
         self.clock = clock
         self.tiers = dict(tiers or quotas.DEFAULT_TIERS)
         self.on_new_work = on_new_work
@@ -150,6 +171,19 @@ class BatchManager:
     def task(self, name: str, version: str | None = None) -> TaskDef:
         return self.registry.get(name, version)
 
+    async def find_task(self, name: str, version: str | None = None) -> TaskDef:
+        """The task, including one defined over the API through another server."""
+        if self.catalog is None:
+            return self.registry.get(name, version)
+        return await self.catalog.get(name, version)
+
+    async def define_task(self, principal: Principal, data: dict[str, Any]) -> TaskDef:
+        """Store and register a task of kind ``python``, ``http`` or ``llm`` (admin only)."""
+        _require_admin(principal)
+        if self.catalog is None:
+            raise errors.Conflict("this server keeps no task definitions")
+        return await self.catalog.create(data, tenant_id=principal.tenant_id, now=self.clock())
+
     # batches
     def resolve_spec(self, spec: BatchSpec) -> BatchSpec:
         """Fill a spec's defaults from its task; raises NotFound / InvalidInput."""
@@ -201,6 +235,63 @@ class BatchManager:
             return await self._replay(principal, holder, request_hash)
         self._notify()
         return Created(batch=await self._get(principal, batch_id))
+
+    async def create_runs(
+        self, principal: Principal, spec: BatchSpec, runs: list[Run], *,
+        webhook_event: str | None = None, idempotency_key: str | None = None,
+        request_hash: str | None = None, metering: Metering | None = None,
+    ) -> Created:
+        """Create a closed batch of one item per run, each with its own runner and webhook
+        (an event of type ``webhook_event``); every run is checked before anything is stored.
+
+        Raises:
+            errors.InvalidRecord: a run's input fails the task's schema, or it names an
+                unknown runner (``index`` says which run).
+        """
+        spec = self.resolve_spec(spec)
+        task = self.registry.get(spec.task, spec.version)
+        self._check_records(task, [r.input for r in runs], 0)
+        spec.records_per_item, spec.close = 1, True
+        spec.est_usd_per_record = task.cost_for(spec.runner).per_record_usd
+        items = [self._run_item(task, spec, i, r, webhook_event) for i, r in enumerate(runs)]
+        batch_id = new_id("bat")
+        await self.store.create_batch(
+            batch_id=batch_id, tenant_id=principal.tenant_id, owner=principal.owner, spec=spec,
+            now=self.clock(),
+        )
+        stage = self._stage_token()
+        try:
+            for start in range(0, len(items), self.ingest_flush_items):
+                await self.store.stage_items(
+                    batch_id, stage, items[start : start + self.ingest_flush_items]
+                )
+            holder = await self.store.commit_stage(
+                batch_id, stage, close=True, now=self.clock(), idempotency_key=idempotency_key,
+                request_hash=request_hash, metering=metering,
+            )
+        except BaseException:
+            await asyncio.shield(self.store.discard_stage(batch_id, stage, drop_batch=True))
+            raise
+        if holder != batch_id:
+            return await self._replay(principal, holder, request_hash)
+        self._notify()
+        return Created(batch=await self._get(principal, batch_id))
+
+    @staticmethod
+    def _run_item(
+        task: TaskDef, spec: BatchSpec, index: int, run: Run, webhook_event: str | None
+    ) -> StagedItem:
+        if run.runner is not None and run.runner not in task.runners:
+            problem = (f"task {task.name!r} has no runner {run.runner!r}; "
+                       f"known: {sorted(task.runners)}")
+            raise errors.InvalidRecord(f"run {index}: {problem}", index=index, problem=problem,
+                                       field="runner")
+        cost = task.cost_for(run.runner or spec.runner)
+        return StagedItem(
+            1, codec.dumps(run.input), cost.estimate_item([run.input]), runner=run.runner,
+            webhook_url=run.webhook_url,
+            webhook_event=webhook_event if run.webhook_url is not None else None,
+        )
 
     async def replay_if_known(
         self, principal: Principal, idempotency_key: str, request_hash: str
@@ -388,8 +479,8 @@ class BatchManager:
             problem = task.input_errors(rec)
             if problem:
                 where = index + offset
-                raise errors.InvalidInput(
-                    f"item {where}: {problem}",
+                raise errors.InvalidRecord(
+                    f"item {where}: {problem}", index=where, problem=problem,
                     details=[{"loc": ["body", "items", where], "msg": problem,
                               "type": "schema_error"}],
                 )
@@ -519,6 +610,63 @@ class BatchManager:
             if len(rows) < page:
                 return
 
+    async def item_at(self, principal: Principal, item_id: str) -> tuple[Batch, Item]:
+        """An item found by its id alone, with its batch."""
+        rowid = item_rowid(item_id)
+        batch_id = (
+            await self.store.item_batch(rowid, tenant_id=principal.tenant_id)
+            if rowid is not None else None
+        )
+        if batch_id is None:
+            raise errors.NotFound(f"item {item_id} not found")
+        batch = await self._get(principal, batch_id)
+        return batch, await self.get_item(principal, batch_id, item_id)
+
+    async def item_ids_by_status(
+        self, batch: Batch, statuses: tuple[str, ...], *, page: int = 5000
+    ) -> AsyncIterator[list[str]]:
+        """The public ids of a batch's items in ``statuses``, in order, a page at a time."""
+        after = -1
+        while True:
+            keys = await self.store.item_keys(batch.id, statuses=statuses, after_seq=after,
+                                              limit=page)
+            if keys:
+                yield [item_public_id(rowid) for _, rowid in keys]
+            if len(keys) < page:
+                return
+            after = keys[-1][0]
+
+    async def iter_export_pages(
+        self, batch: Batch, *, status: str, page: int = 2000
+    ) -> AsyncIterator[ExportPage]:
+        """A batch's items in ``status``, in order, a page at a time.
+
+        The next page is read while the caller works on this one (the store reads in
+        another thread, or on the database server).
+        """
+        async def read(after: int) -> ExportPage | None:
+            return await self.store.export_page(batch.id, status=status, after_seq=after,
+                                                limit=page)
+
+        pending = asyncio.ensure_future(read(-1))
+        try:
+            while True:
+                found = await pending
+                if found is None:
+                    return
+                if found.count == page:
+                    pending = asyncio.ensure_future(read(found.last_seq))
+                    # Let the read start (reach its thread or socket) before the caller
+                    # works on this page without yielding to the loop.
+                    await asyncio.sleep(0)
+                yield found
+                if found.count < page:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
     async def watch(
         self, principal: Principal, batch_id: str, *, interval_s: float = 0.5
     ) -> AsyncIterator[Batch]:
@@ -544,6 +692,44 @@ class BatchManager:
         """The tenant's usage in each of ``periods`` (empty where nothing was used)."""
         found = await self.store.usage_since(principal.tenant_id, min(periods))
         return {p: found.get(p, {}) for p in periods}
+
+    # webhooks
+    async def webhook_messages(
+        self, principal: Principal, *, batch_id: str | None, status: str | None,
+        cursor: str | None, limit: int,
+    ) -> tuple[list[WebhookMessage], str | None]:
+        """The outbox's messages the caller may see, newest first."""
+        if batch_id is not None:
+            await self._get(principal, batch_id)
+        rows = await self.store.list_webhooks(
+            tenant_id=principal.tenant_id,
+            owner=None if principal.sees_all_of_tenant else principal.owner,
+            batch_id=batch_id, status=status, before_pk=_decode_cursor(cursor, "w"),
+            limit=limit + 1,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (f"w{rows[-1].pk}" if more and rows else None)
+
+    async def webhook_message(
+        self, principal: Principal, message_id: str
+    ) -> tuple[WebhookMessage, list[WebhookAttempt]]:
+        """A message and its delivery log."""
+        message = await self.store.get_webhook(
+            message_id, tenant_id=principal.tenant_id,
+            owner=None if principal.sees_all_of_tenant else principal.owner,
+        )
+        if message is None:
+            raise errors.NotFound(f"webhook message {message_id} not found")
+        return message, await self.store.webhook_attempts(message.pk)
+
+    async def webhook_secret(self, principal: Principal, *, candidate: str,
+                             rotate: bool = False) -> str:
+        """The tenant's signing secret (made on first use); rotating needs a supervisor."""
+        if rotate and not principal.sees_all_of_tenant:
+            raise errors.Forbidden("rotating the webhook secret needs a supervisor or admin key")
+        return await self.store.webhook_secret(principal.tenant_id, candidate=candidate,
+                                               rotate=rotate)
 
     # tiers and quotas
     def limits_for(self, principal: Principal) -> Limits:

@@ -115,6 +115,9 @@ class BatchSpec:
     deliver: bool = False
     # Close the batch after this long without uploads or pulls.
     idle_timeout_s: float | None = None
+    # Notify this URL (an event of type ``webhook_event``) once the batch has finished.
+    webhook_url: str | None = None
+    webhook_event: str | None = None
 
 
 @dataclass(slots=True)
@@ -173,6 +176,8 @@ class Batch:
     idle_timeout_s: float | None = None
     last_activity_at: float | None = None
     close_reason: str | None = None
+    webhook_url: str | None = None
+    webhook_event: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -194,6 +199,7 @@ class Item:
     usage: dict[str, Any] | None
     started_at: float | None
     finished_at: float | None
+    runner: str | None = None  # the item's own runner, overriding its batch's
 
     @property
     def id(self) -> str:

@@ -17,10 +17,12 @@ from batchd.core import codec, errors
 from batchd.core.models import ClaimedItem, Outcome, item_public_id, new_id
 from batchd.core.scheduling import retry_delay_s
 from batchd.core.states import ItemStatus
+from batchd.events.webhooks.delivery import WebhookDeliverer
 from batchd.exec.base import Executor
 from batchd.exec.local import run_sync as _run_sync
 from batchd.settings import Settings
 from batchd.store.base import Store
+from batchd.tasks.catalog import TaskCatalog
 from batchd.tasks.context import RecordError, TaskContext
 from batchd.tasks.registry import TaskDef, TaskRegistry
 
@@ -43,13 +45,21 @@ class Worker:
         executor: how handlers are run.
         settings: concurrency, lease and commit settings.
         clock: seconds since the epoch, for leases and recorded times (injected in tests).
+        catalog: tasks defined over the API (one on ``store`` when omitted).
     """
 
     def __init__(
         self, *, store: Store, registry: TaskRegistry, executor: Executor, settings: Settings,
         metrics: Any = None, clock: Callable[[], float] = time.time,
+        catalog: TaskCatalog | None = None,
     ) -> None:
         self.clock = clock
+        self.catalog = catalog or TaskCatalog(store=store, registry=registry, settings=settings)
+        # Webhooks of recorded outcomes are delivered from this process too.
+        self.webhooks = (
+            WebhookDeliverer(store=store, settings=settings, clock=clock)
+            if settings.webhook_delivery else None
+        )
         self.store = store
         self.registry = registry
         self.executor = executor
@@ -79,9 +89,12 @@ class Worker:
             owner=self.owner, now=now, lease_until=now + self.settings.lease_s,
             info={"host": socket.gethostname(), "pid": os.getpid()},
         )
+        await self.catalog.sync()
         for coro in (self._claim_loop(), self._lease_loop(), self._reap_loop(),
                      self._cancel_loop()):
             self._tasks.append(asyncio.create_task(coro))
+        if self.webhooks is not None:
+            self._tasks.append(asyncio.create_task(self.webhooks.run()))
 
     async def stop(self, *, grace_s: float = 5.0) -> None:
         self._stopping = True
@@ -219,7 +232,7 @@ class Worker:
 
     async def _attempt(self, item: ClaimedItem, ctx: TaskContext) -> Outcome:
         try:
-            task = self.registry.get(item.task, item.version)
+            task = await self.catalog.get(item.task, item.version)  # defined over the API too
         except errors.NotFound as exc:
             return _failure(item, {"code": "unknown_task", "message": exc.message}, final=True)
         timeout = task.timeout_for(item.runner, item.item_timeout_s)
@@ -292,6 +305,8 @@ class Worker:
                     return
                 finally:
                     self._flushing = []
+                if self.webhooks is not None:
+                    self.webhooks.wake()  # the outcomes' webhooks are in the outbox now
             self._wake.set()
 
     # housekeeping

@@ -9,6 +9,8 @@ from typing import Any
 
 from batchd.core.models import ApiKey, Batch, BatchSpec, ClaimedItem, Item, Outcome, Tenant
 from batchd.core.quotas import Metering
+from batchd.store.taskdefs import TaskDefStore
+from batchd.store.webhooks import WebhookStore
 
 
 @dataclass(slots=True)
@@ -18,6 +20,10 @@ class StagedItem:
     est_usd: float
     ext_id: str | None = None  # the client's own id for the item (a Spark chunk id)
     meta: bytes | None = None  # dialect data kept with the item, returned with its result
+    runner: str | None = None  # the item's own runner, overriding its batch's
+    # Notified (an event of type ``webhook_event``) once the item has ended.
+    webhook_url: str | None = None
+    webhook_event: str | None = None
 
 
 @dataclass(slots=True)
@@ -33,6 +39,21 @@ class ExportRow:
     ext_id: str | None = None
     meta: bytes | None = None
     compute_ms: float | None = None
+
+
+@dataclass(slots=True)
+class ExportPage:
+    """Items of a batch, column by column: ``inputs`` / ``outputs`` are JSON arrays of the
+    items' JSON (``null`` for no output), ``*_lengths`` each one's length in bytes."""
+
+    count: int
+    last_seq: int
+    ids: list[int]
+    runners: list[str | None]
+    inputs: bytes
+    input_lengths: list[int]
+    outputs: bytes
+    output_lengths: list[int]
 
 
 @dataclass(slots=True)
@@ -58,8 +79,8 @@ class BatchTotals:
     tokens: int
 
 
-class Store(ABC):
-    """Durable state of tenants, keys, batches and items.
+class Store(WebhookStore, TaskDefStore, ABC):
+    """Durable state of tenants, keys, batches and items (and webhooks, task definitions).
 
     Every write is one transaction; every state change is guarded by the
     transition table in :mod:`batchd.core.states`; item outcomes are written only
@@ -206,6 +227,24 @@ class Store(ABC):
     @abstractmethod
     async def export_rows(self, batch_id: str, *, after_seq: int, limit: int) -> list[ExportRow]:
         """Finished items in seq order, for streaming export."""
+
+    @abstractmethod
+    async def export_page(
+        self, batch_id: str, *, status: str, after_seq: int, limit: int
+    ) -> ExportPage | None:
+        """Up to ``limit`` items in ``status`` after ``after_seq``, in seq order, as one
+        :class:`ExportPage` (None when there are none): the bulk export's hot path, which
+        the database assembles so that no Python object is made per row."""
+
+    @abstractmethod
+    async def item_keys(
+        self, batch_id: str, *, statuses: tuple[str, ...], after_seq: int, limit: int
+    ) -> list[tuple[int, int]]:
+        """``(seq, rowid)`` of the items in ``statuses``, in seq order (no payloads)."""
+
+    @abstractmethod
+    async def item_batch(self, rowid: int, *, tenant_id: str) -> str | None:
+        """The id of the batch holding item ``rowid``, if it is the tenant's and visible."""
 
     # execution
     @abstractmethod

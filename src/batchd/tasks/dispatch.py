@@ -21,12 +21,18 @@ from batchd.tasks.registry import TaskDef, TaskRegistry
 SIMULATION = "simulation"
 """The dispatcher of the Simulations dialect: records carry ``template_id``."""
 TEMPLATE_KEY = "template_id"
+KIND = "dispatch"  # a dispatcher's TaskDef.kind: never the target of another dispatcher
+AIBATCH = "aibatch"
+"""The dispatcher of the AI job queue's local provider: ``{job_type, payload, custom_id}``."""
 
 
-def split(record: Any, key: str) -> tuple[str, dict[str, Any]]:
-    """The task a record names, and the record without that name (the task's input)."""
+def split(record: Any, key: str, params_key: str | None = None) -> tuple[str, Any]:
+    """The task a record names, and the task's input: the record without that name, or
+    the record's ``params_key`` field when given."""
     if not isinstance(record, dict) or not isinstance(record.get(key), str):
         raise RecordError(f"the record needs {key!r}, a task name", code="invalid_input")
+    if params_key is not None:
+        return record[key], record.get(params_key)
     params = {k: v for k, v in record.items() if k != key}
     return record[key], params
 
@@ -36,16 +42,20 @@ def target(registry: TaskRegistry, name: str, *, dispatcher: str) -> TaskDef:
     if name == dispatcher:
         raise errors.UnknownTask(f"{name!r} cannot run inside itself")
     try:
-        return registry.get(name)
+        task = registry.get(name)
     except errors.NotFound:
         raise errors.UnknownTask(f"task {name!r} is not registered") from None
+    if task.kind == KIND:
+        raise errors.UnknownTask(f"{name!r} is a dispatcher, not a task to run")
+    return task
 
 
 def dispatcher(
     registry: TaskRegistry, *, name: str = SIMULATION, key: str = TEMPLATE_KEY,
-    version: str = "1.0.0",
+    version: str = "1.0.0", params_key: str | None = None,
 ) -> TaskDef:
-    """A task ``name`` running, for each record, the task named by ``record[key]``.
+    """A task ``name`` running, for each record, the task named by ``record[key]``
+    (with ``record[params_key]`` as its input when ``params_key`` is given).
 
     Tasks are looked up in ``registry`` at run time (their newest version). Sync
     handlers run in a thread (process-mode ones too), async ones on the loop.
@@ -53,14 +63,14 @@ def dispatcher(
 
     def estimate(record: Any) -> float:
         try:
-            task_name, params = split(record, key)
+            task_name, params = split(record, key, params_key)
             task = target(registry, task_name, dispatcher=name)
         except (RecordError, errors.BatchdError):
             return 0.0  # refused at run time; nothing to reserve
         return task.cost.estimate_item([params])
 
     async def handler(record: Any, ctx: TaskContext) -> Any:
-        task_name, params = split(record, key)
+        task_name, params = split(record, key, params_key)
         try:
             task = target(registry, task_name, dispatcher=name)
         except errors.UnknownTask as exc:
@@ -72,19 +82,20 @@ def dispatcher(
         return await (asyncio.wait_for(run, task.timeout_s) if task.timeout_s else run)
 
     return TaskDef(
-        name=name, version=version, handler=handler, mode="async",
-        description=f"Runs, for each record, the task named by its {key!r} with the rest of it.",
+        name=name, version=version, handler=handler, mode="async", kind=KIND,
+        description=f"Runs, for each record, the task named by its {key!r} with "
+        + (f"its {params_key!r}." if params_key else "the rest of it."),
         input_schema={"type": "object", "required": [key], "properties": {key: {"type": "string"}}},
         cost=CostModel(per_record=estimate),
     )
 
 
-def _call(task: TaskDef, params: dict[str, Any], ctx: TaskContext) -> Any:
+def _call(task: TaskDef, params: Any, ctx: TaskContext) -> Any:
     arg = [params] if task.vectorised else params
     return task.handler(arg, ctx) if task.takes_context else task.handler(arg)
 
 
-async def _run(task: TaskDef, params: dict[str, Any], ctx: TaskContext) -> Any:
+async def _run(task: TaskDef, params: Any, ctx: TaskContext) -> Any:
     if task.mode == "async" or inspect.iscoroutinefunction(task.handler):
         out = await _call(task, params, ctx)
     elif task.mode == "inline":

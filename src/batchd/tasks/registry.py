@@ -257,4 +257,8 @@ def load_tasks(
 
     # Mixed batches (the Simulations dialect's templates) run through a dispatcher.
     registry.add(dispatch.dispatcher(registry))
+    # The AI job queue's local provider runs a flush's mixed job types through one too.
+    registry.add(dispatch.dispatcher(
+        registry, name=dispatch.AIBATCH, key="job_type", params_key="payload"
+    ))
     return registry

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
+from batchd import netguard
 from batchd.api.deps import Caller, Config, Manager, limited_stream, read_body
 from batchd.api.native.schemas import (
     BatchCreate,
@@ -76,9 +77,16 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _spec(mgr: BatchManager, cfg: Settings, s: BatchSettings, where: str) -> Any:
+async def _spec(mgr: BatchManager, cfg: Settings, s: BatchSettings, where: str) -> Any:
+    if s.webhook_url is not None:
+        refused = await netguard.refusals([s.webhook_url], cfg.outbound_policy())
+        if refused:
+            message = refused[s.webhook_url]
+            raise errors.InvalidInput(message, details=[
+                {"loc": [where, "webhook_url"], "msg": message, "type": "unsafe_url"}
+            ])
     try:
-        task = mgr.task(s.task, s.version)
+        task = await mgr.find_task(s.task, s.version)
     except errors.NotFound as exc:
         raise errors.InvalidInput(
             exc.message,
@@ -125,7 +133,7 @@ async def create_batch(
                 replay = await mgr.replay_if_known(caller, idempotency_key, hasher.hexdigest())
                 return _created(mgr, replay)
         records = _stream_records(request, cfg, hasher)
-        spec = _spec(mgr, cfg, settings_, "query")
+        spec = await _spec(mgr, cfg, settings_, "query")
         created = await mgr.create_batch(
             caller, spec, records, idempotency_key=idempotency_key,
             request_hash=hasher.hexdigest,  # complete once the body is consumed
@@ -154,7 +162,7 @@ async def create_batch(
             "items must be a list",
             details=[{"loc": ["body", "items"], "msg": "expected a list", "type": "list_type"}],
         )
-    spec = _spec(mgr, cfg, settings_, "body")
+    spec = await _spec(mgr, cfg, settings_, "body")
     created = await mgr.create_batch(
         caller, spec, json_array_records(items or []), idempotency_key=idempotency_key,
         request_hash=request_hash,

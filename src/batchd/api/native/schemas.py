@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from batchd.core.models import Batch, BatchSpec, Item, iso
 
 MAX_METADATA_BYTES = 16 * 1024
+BATCH_FINISHED = "batch.finished"  # the event a batch's webhook_url is sent
 
 
 def _no_nul(value: str) -> str:
@@ -44,6 +45,10 @@ class BatchSettings(BaseModel):
     expires_after_s: float | None = Field(default=None, gt=0, le=365 * 86400)
     metadata: dict[str, Any] = Field(default_factory=dict)
     close: bool = True
+    webhook_url: Text | None = Field(
+        default=None, max_length=4096,
+        description="Sent a signed batch.finished event once the batch has ended.",
+    )
 
     @field_validator("metadata")
     @classmethod
@@ -75,7 +80,8 @@ class BatchSettings(BaseModel):
                 default_backoff_s if self.retry_backoff_s is None else self.retry_backoff_s
             ),
             expires_at=now + self.expires_after_s if self.expires_after_s else None,
-            metadata=self.metadata, close=self.close,
+            metadata=self.metadata, close=self.close, webhook_url=self.webhook_url,
+            webhook_event=BATCH_FINISHED if self.webhook_url else None,
         )
 
 
@@ -154,6 +160,7 @@ def batch_json(b: Batch) -> dict[str, Any]:
         "finished_at": iso(b.finished_at),
         "metadata": b.metadata,
         "error": b.error,
+        "webhook_url": b.webhook_url,
     }
 
 

@@ -4,20 +4,47 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+import orjson
+from fastapi import APIRouter, Request
 
-from batchd.api.deps import Caller, Manager
+from batchd.api.deps import Caller, Manager, read_body
+from batchd.core import errors
 
 router = APIRouter(tags=["tasks"])
+MAX_DEFINITION_BYTES = 1024 * 1024
 
 
 @router.get("/tasks")
 async def list_tasks(caller: Caller, mgr: Manager) -> dict[str, Any]:
+    if mgr.catalog is not None:
+        await mgr.catalog.sync()  # tasks defined through other servers too
     reg = mgr.registry
     return {"data": [t.describe(reg.versions(t.name)) for t in reg.all_latest()]}
 
 
+@router.post("/tasks", status_code=201)
+async def define_task(request: Request, caller: Caller, mgr: Manager) -> Any:
+    """Define a task of kind ``python``, ``http`` or ``llm`` (admin keys): ``{name,
+    version?, kind, description?, input_schema?, output_schema?, runners?, cost?,
+    timeout_s?, max_attempts?, config}``. Kept in the database for every server and
+    worker; a version cannot be changed once defined (the same body again is fine)."""
+    try:
+        data = orjson.loads(await read_body(request, MAX_DEFINITION_BYTES) or b"null")
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidInput(
+            "body is not valid JSON",
+            details=[{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json_invalid"}],
+        ) from None
+    if not isinstance(data, dict):
+        raise errors.InvalidInput(
+            "body must be a JSON object",
+            details=[{"loc": ["body"], "msg": "expected an object", "type": "dict_type"}],
+        )
+    task = await mgr.define_task(caller, data)
+    return task.describe(mgr.registry.versions(task.name))
+
+
 @router.get("/tasks/{name}")
 async def get_task(name: str, caller: Caller, mgr: Manager, version: str | None = None) -> Any:
-    task = mgr.task(name, version)
+    task = await mgr.find_task(name, version)
     return task.describe(mgr.registry.versions(name))

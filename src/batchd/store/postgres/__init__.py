@@ -32,11 +32,21 @@ from batchd.core.models import (
 from batchd.core.quotas import Metering, input_buffer_full
 from batchd.core.scheduling import claim_plan
 from batchd.core.states import BatchStatus
-from batchd.store.base import BatchQuery, BatchTotals, ExportRow, StagedItem, Store
+from batchd.store.base import (
+    BatchQuery,
+    BatchTotals,
+    ExportPage,
+    ExportRow,
+    StagedItem,
+    Store,
+)
 from batchd.store.postgres import execution as ex
 from batchd.store.postgres import listing
 from batchd.store.postgres import usage as metering_
+from batchd.store.postgres.jobqueue import PostgresJobQueue
 from batchd.store.postgres.schema import MIGRATIONS
+from batchd.store.postgres.taskdefs import PostgresTaskDefs
+from batchd.store.postgres.webhooks import PostgresWebhooks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,7 +59,7 @@ BATCH_COLUMNS = [f for f in Batch.__dataclass_fields__]
 Q_BATCH = f"SELECT {', '.join(BATCH_COLUMNS)} FROM batches"
 ITEM_COLUMNS = (
     "i.id, i.seq, i.rec0, i.n_records, i.status, i.attempts, d.data, o.data, i.error, i.usage, "
-    "i.started_at, i.finished_at"
+    "i.started_at, i.finished_at, i.runner"
 )
 Q_ITEM = (
     f"SELECT {ITEM_COLUMNS} FROM items i JOIN item_inputs d ON d.id = i.id "
@@ -59,6 +69,20 @@ Q_KEYS = (
     "SELECT k.id, k.tenant_id, t.name, k.role, k.tier, k.owner, k.prefix, k.created_at, "
     "k.revoked_at, k.key_hash, k.limits FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
 )
+# A page of the bulk export, assembled by the database in one row.
+Q_EXPORT_PAGE = """
+SELECT count(*), max(s.seq), json_agg(s.id ORDER BY s.seq)::text,
+       json_agg(s.runner ORDER BY s.seq)::text,
+       '['::bytea || string_agg(s.din, ','::bytea ORDER BY s.seq) || ']'::bytea,
+       json_agg(length(s.din) ORDER BY s.seq)::text,
+       '['::bytea || string_agg(COALESCE(s.dout, 'null'::bytea), ','::bytea ORDER BY s.seq)
+           || ']'::bytea,
+       json_agg(COALESCE(length(s.dout), 4) ORDER BY s.seq)::text
+FROM (SELECT i.id, i.seq, i.runner, d.data AS din, o.data AS dout FROM items i
+      JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
+      WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = %s) AND i.seq > %s
+        AND i.status = %s ORDER BY i.seq LIMIT %s) s
+"""
 RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
              pg_errors.LockNotAvailable)
 
@@ -75,7 +99,7 @@ def _item(r: tuple[Any, ...], batch_id: str) -> Item:
         rowid=r[0], batch_id=batch_id, seq=r[1], rec0=r[2], n_records=r[3], status=r[4],
         attempts=r[5], input=bytes(r[6]), output=bytes(r[7]) if r[7] is not None else None,
         error=orjson.loads(r[8]) if r[8] else None, usage=orjson.loads(r[9]) if r[9] else None,
-        started_at=r[10], finished_at=r[11],
+        started_at=r[10], finished_at=r[11], runner=r[12],
     )
 
 
@@ -108,7 +132,7 @@ def _message(exc: psycopg.Error) -> str:
     return exc.diag.message_primary or str(exc)
 
 
-class PostgresStore(Store):
+class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store):
     """Store on PostgreSQL, shared by any number of servers and workers.
 
     Args:
@@ -268,15 +292,16 @@ class PostgresStore(Store):
                 "records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd, "
                 "run_after, item_timeout_s, max_attempts, retry_backoff_s, expires_at, "
                 "max_input_bytes, max_output_bytes, est_usd_per_record, metadata, created_at, "
-                "deliver, idle_timeout_s, last_activity_at) "
+                "deliver, idle_timeout_s, last_activity_at, webhook_url, webhook_event) "
                 "VALUES (%s, %s, %s, %s, %s, %s, 'open', %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     batch_id, tenant_id, owner, s.task, s.version, s.runner, s.records_per_item,
                     s.priority, s.parallelism, s.fail_fast, s.max_error_pct, s.budget_usd,
                     s.run_after, s.item_timeout_s, s.max_attempts, s.retry_backoff_s,
                     s.expires_at, s.max_input_bytes, s.max_output_bytes, s.est_usd_per_record,
                     orjson.dumps(s.metadata), now, s.deliver, s.idle_timeout_s, now,
+                    s.webhook_url, s.webhook_event,
                 ),
             )
 
@@ -305,12 +330,13 @@ class PostgresStore(Store):
             delivered = False if row[4] else None
             async with conn.cursor() as c, c.copy(
                 "COPY items (id, batch_pk, seq, rec0, n_records, status, stage, est_usd, size, "
-                "ext_id, meta, delivered) FROM STDIN"
+                "ext_id, meta, delivered, runner, webhook_url, webhook_event) FROM STDIN"
             ) as copy:
                 for item_id, it in zip(ids, items, strict=True):
                     await copy.write_row(
                         (item_id, pk, seq, rec, it.n_records, status, token, it.est_usd,
-                         len(it.input), it.ext_id, it.meta, delivered)
+                         len(it.input), it.ext_id, it.meta, delivered, it.runner,
+                         it.webhook_url, it.webhook_event)
                     )
                     seq += 1
                     rec += it.n_records
@@ -550,6 +576,44 @@ class PostgresStore(Store):
             )
             for r in rows
         ]
+
+    async def export_page(
+        self, batch_id: str, *, status: str, after_seq: int, limit: int
+    ) -> ExportPage | None:
+        try:
+            async with self.pool.connection() as conn:
+                # Binary results: bytea arrives as bytes, without hex decoding.
+                cur = conn.cursor(binary=True)
+                await cur.execute(Q_EXPORT_PAGE, (batch_id, after_seq, status, limit))
+                row = await cur.fetchone()
+        except (psycopg.Error, ValueError) as exc:
+            raise translate(exc) from exc
+        if row is None or not row[0]:
+            return None
+        loads = orjson.loads
+        return ExportPage(
+            count=row[0], last_seq=row[1], ids=loads(row[2]), runners=loads(row[3]),
+            inputs=bytes(row[4]), input_lengths=loads(row[5]), outputs=bytes(row[6]),
+            output_lengths=loads(row[7]),
+        )
+
+    async def item_keys(
+        self, batch_id: str, *, statuses: tuple[str, ...], after_seq: int, limit: int
+    ) -> list[tuple[int, int]]:
+        rows = await self._read(
+            "SELECT seq, id FROM items WHERE batch_pk = (SELECT pk FROM batches WHERE id = %s) "
+            "AND seq > %s AND status = ANY(%s) ORDER BY seq LIMIT %s",
+            (batch_id, after_seq, list(statuses), limit),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def item_batch(self, rowid: int, *, tenant_id: str) -> str | None:
+        rows = await self._read(
+            "SELECT b.id FROM items i JOIN batches b ON b.pk = i.batch_pk "
+            "WHERE i.id = %s AND b.tenant_id = %s AND NOT b.staging AND i.status != 'staged'",
+            (rowid, tenant_id),
+        )
+        return str(rows[0][0]) if rows else None
 
     # execution
     async def claim_items(

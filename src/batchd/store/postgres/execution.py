@@ -19,6 +19,7 @@ from batchd.core.accounting import BatchDelta, cancelled_error, plan_group_commi
 from batchd.core.models import ClaimedItem, Outcome
 from batchd.core.scheduling import Candidate, retry_delay_s
 from batchd.core.states import BatchStatus, StopReason
+from batchd.store.postgres import webhooks
 
 Conn = AsyncConnection[Any]
 ACTIVE = "('open', 'closed')"
@@ -95,7 +96,7 @@ WITH b AS (
     UPDATE items i SET status = 'running', attempts = attempts + 1, fence = fence + 1,
         lease_owner = %(owner)s, lease_expires = %(until)s, started_at = %(now)s
     FROM picked WHERE i.id = picked.id
-    RETURNING i.id, i.seq, i.n_records, i.attempts, i.fence, i.est_usd
+    RETURNING i.id, i.seq, i.n_records, i.attempts, i.fence, i.est_usd, i.runner
 ), counted AS (
     UPDATE batches SET n_running = n_running + (SELECT COUNT(*) FROM leased),
         n_queued = n_queued - (SELECT COUNT(*) FROM leased),
@@ -104,7 +105,8 @@ WITH b AS (
     WHERE pk = (SELECT pk FROM b)
 )
 SELECT l.id, l.seq, l.n_records, l.attempts, l.fence, l.est_usd, d.data, b.task, b.version,
-       b.runner, b.item_timeout_s, b.max_attempts, b.retry_backoff_s, b.records_per_item
+       COALESCE(l.runner, b.runner), b.item_timeout_s, b.max_attempts, b.retry_backoff_s,
+       b.records_per_item
 FROM leased l JOIN item_inputs d ON d.id = l.id CROSS JOIN b
 """
 
@@ -170,7 +172,7 @@ async def claim_from_batch(
         "UPDATE items SET status = 'running', attempts = attempts + 1, fence = fence + 1, "
         "lease_owner = %s, lease_expires = %s, started_at = %s "
         "WHERE id = ANY(%s) AND status = 'queued' "
-        "RETURNING id, seq, n_records, attempts, fence, est_usd",
+        "RETURNING id, seq, n_records, attempts, fence, est_usd, runner",
         (owner, now + lease_s, now, ids),
     )
     got = await cur.fetchall()
@@ -185,7 +187,7 @@ async def claim_from_batch(
         ClaimedItem(
             rowid=r[0], batch_id=c.batch_id, tenant_id=c.tenant_id, seq=r[1], n_records=r[2],
             records_per_item=rpi, attempts=r[3], fence=r[4], input=bytes(inputs[r[0]]),
-            task=task, version=version, runner=runner, item_timeout_s=timeout_s,
+            task=task, version=version, runner=r[6] or runner, item_timeout_s=timeout_s,
             max_attempts=max_attempts, retry_backoff_s=backoff_s, est_usd=r[5],
         )
         for r in got
@@ -198,12 +200,17 @@ async def finish(conn: Conn, outcomes: list[Outcome], now: float) -> int:
     ids = sorted({o.rowid for o in outcomes})
     cur = await conn.execute(
         "SELECT i.id, b.id, i.fence, i.status, i.cancel_requested, i.est_usd, i.n_records, "
-        "b.stop_reason, b.tenant_id, i.size, b.deliver FROM items i "
-        "JOIN batches b ON b.pk = i.batch_pk "
+        "b.stop_reason, b.tenant_id, i.size, b.deliver, i.webhook_url, i.webhook_event "
+        "FROM items i JOIN batches b ON b.pk = i.batch_pk "
         "WHERE i.id = ANY(%s) ORDER BY i.id FOR UPDATE OF i",
         (ids,),
     )
-    current = {r[0]: r for r in await cur.fetchall()}
+    current: dict[int, tuple[Any, ...]] = {}
+    hooks: dict[int, webhooks.Hook] = {}
+    for r in await cur.fetchall():
+        current[r[0]] = r[:11]
+        if r[11] is not None:
+            hooks[r[0]] = (r[8], r[1], r[0], r[12], r[11])
     plan = plan_group_commit(outcomes, current, now=now)
     # One statement per kind of change, whatever the group's size (arrays, not rows).
     if plan.retries:
@@ -234,6 +241,11 @@ async def finish(conn: Conn, outcomes: list[Outcome], now: float) -> int:
             "SELECT * FROM unnest(%s::bigint[], %s::bytea[]) "
             "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
             (list(out_ids), list(datas)),
+        )
+    if hooks:
+        # The outbox message commits with the outcome it announces, or neither does.
+        await webhooks.enqueue(
+            conn, [hooks[f[5]] for f in plan.finals if f[5] in hooks], now
         )
     for batch_id in sorted(plan.deltas):  # sorted: one lock order for every finisher
         d = plan.deltas[batch_id]
@@ -283,11 +295,15 @@ async def stop(
     tenant_id, pk = row
     cur = await conn.execute(
         "UPDATE items SET status = 'cancelled', error = %s, finished_at = %s "
-        "WHERE batch_pk = %s AND status = 'queued' RETURNING size",
+        "WHERE batch_pk = %s AND status = 'queued' "
+        "RETURNING size, id, webhook_url, webhook_event",
         (orjson.dumps(cancelled_error(reason)), now, pk),
     )
     sizes = await cur.fetchall()
     cancelled, size = len(sizes), sum(r[0] for r in sizes)
+    await webhooks.enqueue(
+        conn, [(tenant_id, batch_id, r[1], r[3], r[2]) for r in sizes if r[2] is not None], now
+    )
     if cancel_running:
         await conn.execute(
             "UPDATE items SET cancel_requested = true WHERE batch_pk = %s "
@@ -314,8 +330,8 @@ async def stop(
 async def maybe_finish(conn: Conn, batch_id: str, now: float) -> None:
     cur = await conn.execute(
         "SELECT finished_at, staging, n_queued, n_running, status, n_total, n_succeeded, "
-        "n_failed, n_cancelled, r_total, r_failed, stop_reason, max_error_pct, tenant_id "
-        "FROM batches WHERE id = %s",
+        "n_failed, n_cancelled, r_total, r_failed, stop_reason, max_error_pct, tenant_id, "
+        "webhook_url, webhook_event FROM batches WHERE id = %s",
         (batch_id,),
     )
     b = await cur.fetchone()
@@ -332,6 +348,8 @@ async def maybe_finish(conn: Conn, batch_id: str, now: float) -> None:
         "UPDATE batches SET status = %s, finished_at = %s WHERE id = %s", (status, now, batch_id)
     )
     await add_event(conn, b[13], batch_id, "batch.finished", now, {"status": status})
+    if b[14] is not None:
+        await webhooks.enqueue(conn, [(b[13], batch_id, None, b[15], b[14])], now)
 
 
 async def expired_leases(conn: Conn, now: float, retry_backoff_max_s: float) -> list[Outcome]:

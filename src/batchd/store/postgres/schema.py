@@ -155,3 +155,107 @@ MIGRATIONS.append(
     ALTER TABLE api_keys ADD COLUMN limits bytea;
     """
 )
+
+# AI job queue (seed 003): jobs waiting for a flush, and the provider batches they went to.
+MIGRATIONS.append(
+    """
+    CREATE TABLE aibatch_batches (
+        pk bigserial PRIMARY KEY,
+        tenant_id text NOT NULL,
+        provider text NOT NULL,
+        provider_batch_id text,
+        model text,
+        status text NOT NULL,
+        n_jobs integer NOT NULL,
+        created_at double precision NOT NULL,
+        submitted_at double precision,
+        ended_at double precision
+    );
+    CREATE INDEX aibatch_batches_provider_id ON aibatch_batches(provider_batch_id);
+    CREATE INDEX aibatch_batches_open ON aibatch_batches(status) WHERE status != 'ended';
+    CREATE TABLE aibatch_jobs (
+        pk bigserial PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        tenant_id text NOT NULL,
+        owner text NOT NULL,
+        job_type text NOT NULL,
+        status text NOT NULL,
+        priority integer NOT NULL,
+        custom_id text NOT NULL,
+        idempotency_key text,
+        run_after double precision,
+        batch_pk bigint,
+        payload bytea NOT NULL,
+        result bytea,
+        error_message text,
+        tokens_in bigint NOT NULL DEFAULT 0,
+        tokens_out bigint NOT NULL DEFAULT 0,
+        cost_usd double precision NOT NULL DEFAULT 0,
+        savings_usd double precision NOT NULL DEFAULT 0,
+        created_at double precision NOT NULL,
+        updated_at double precision NOT NULL,
+        completed_at double precision,
+        polled_at double precision
+    );
+    CREATE UNIQUE INDEX aibatch_jobs_idem ON aibatch_jobs(tenant_id, owner, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX aibatch_jobs_owner ON aibatch_jobs(tenant_id, owner, status);
+    CREATE INDEX aibatch_jobs_tenant ON aibatch_jobs(tenant_id, pk);
+    CREATE INDEX aibatch_jobs_ready ON aibatch_jobs(tenant_id, priority DESC, pk)
+        WHERE status = 'pending';
+    CREATE INDEX aibatch_jobs_batch ON aibatch_jobs(batch_pk) WHERE batch_pk IS NOT NULL;
+    """
+)
+
+# Webhooks (a durable outbox written with the outcomes, and its delivery log), per-item
+# runners and webhooks, tenants' signing secrets, and tasks defined over the API.
+MIGRATIONS.append(
+    """
+    ALTER TABLE items ADD COLUMN runner text;
+    ALTER TABLE items ADD COLUMN webhook_url text;
+    ALTER TABLE items ADD COLUMN webhook_event text;
+    ALTER TABLE batches ADD COLUMN webhook_url text;
+    ALTER TABLE batches ADD COLUMN webhook_event text;
+    ALTER TABLE tenants ADD COLUMN webhook_secret text;
+    CREATE TABLE webhook_outbox (
+        pk bigserial PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        tenant_id text NOT NULL,
+        batch_id text NOT NULL,
+        item_id bigint,
+        event text NOT NULL,
+        url text NOT NULL,
+        status text NOT NULL DEFAULT 'pending',
+        attempts integer NOT NULL DEFAULT 0,
+        created_at double precision NOT NULL,
+        next_attempt_at double precision,
+        last_attempt_at double precision,
+        delivered_at double precision,
+        last_status integer,
+        last_error text
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox(next_attempt_at) WHERE status = 'pending';
+    CREATE INDEX webhook_outbox_batch ON webhook_outbox(batch_id, pk);
+    CREATE INDEX webhook_outbox_tenant ON webhook_outbox(tenant_id, pk);
+    CREATE TABLE webhook_attempts (
+        id bigserial PRIMARY KEY,
+        message_pk bigint NOT NULL,
+        attempt integer NOT NULL,
+        at double precision NOT NULL,
+        status_code integer,
+        error text,
+        duration_ms double precision NOT NULL DEFAULT 0
+    );
+    CREATE INDEX webhook_attempts_message ON webhook_attempts(message_pk, id);
+    CREATE TABLE task_defs (
+        pk bigserial PRIMARY KEY,
+        name text NOT NULL,
+        version text NOT NULL,
+        kind text NOT NULL,
+        spec bytea NOT NULL,
+        tenant_id text,
+        created_at double precision NOT NULL,
+        UNIQUE (name, version)
+    );
+    """
+)

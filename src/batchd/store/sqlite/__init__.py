@@ -11,11 +11,21 @@ from batchd.core import errors
 from batchd.core.models import ApiKey, Batch, BatchSpec, ClaimedItem, Item, Outcome, Tenant, new_id
 from batchd.core.quotas import Metering, input_buffer_full
 from batchd.core.states import BatchStatus
-from batchd.store.base import BatchQuery, BatchTotals, ExportRow, StagedItem, Store
+from batchd.store.base import (
+    BatchQuery,
+    BatchTotals,
+    ExportPage,
+    ExportRow,
+    StagedItem,
+    Store,
+)
 from batchd.store.sqlite import execution as ex
 from batchd.store.sqlite import listing
 from batchd.store.sqlite import usage as metering_
 from batchd.store.sqlite.connection import SqliteConnections, sqlite_path
+from batchd.store.sqlite.jobqueue import SqliteJobQueue
+from batchd.store.sqlite.taskdefs import SqliteTaskDefs
+from batchd.store.sqlite.webhooks import SqliteWebhooks
 
 _BATCH_FIELDS = {f for f in Batch.__dataclass_fields__}
 
@@ -36,7 +46,7 @@ def _item(row: sqlite3.Row, batch_id: str) -> Item:
         input=row["input"], output=row["output"],
         error=orjson.loads(row["error"]) if row["error"] else None,
         usage=orjson.loads(row["usage"]) if row["usage"] else None,
-        started_at=row["started_at"], finished_at=row["finished_at"],
+        started_at=row["started_at"], finished_at=row["finished_at"], runner=row["runner"],
     )
 
 
@@ -56,9 +66,23 @@ Q_ITEM = (
 Q_KEYS = (
     "SELECT k.*, t.name AS tenant_name FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
 )
+# A page of the bulk export, assembled by SQLite in one row: the reading thread then
+# needs the GIL a few times per page rather than for every row. The aggregates see the
+# subquery's rows in its (seq) order, all of them in the same one.
+Q_EXPORT_PAGE = """
+SELECT count(*), max(seq), json_group_array(id), json_group_array(runner),
+       CAST('[' || group_concat(CAST(din AS TEXT), ',') || ']' AS BLOB),
+       json_group_array(length(din)),
+       CAST('[' || group_concat(COALESCE(CAST(dout AS TEXT), 'null'), ',') || ']' AS BLOB),
+       json_group_array(COALESCE(length(dout), 4))
+FROM (SELECT i.id, i.seq, i.runner, d.data AS din, o.data AS dout FROM items i
+      JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
+      WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = ?) AND i.seq > ? AND i.status = ?
+      ORDER BY i.seq LIMIT ?)
+"""
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteJobQueue, SqliteWebhooks, SqliteTaskDefs, Store):
     """Store on one SQLite file, shared safely by several processes."""
 
     def __init__(self, database_url: str, *, readers: int = 4) -> None:
@@ -157,15 +181,16 @@ class SqliteStore(Store):
                 "records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd, "
                 "run_after, item_timeout_s, max_attempts, retry_backoff_s, expires_at, "
                 "max_input_bytes, max_output_bytes, est_usd_per_record, metadata, created_at, "
-                "deliver, idle_timeout_s, last_activity_at) "
+                "deliver, idle_timeout_s, last_activity_at, webhook_url, webhook_event) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?, ?)",
+                "?, ?, ?, ?, ?)",
                 (
                     batch_id, tenant_id, owner, s.task, s.version, s.runner, s.records_per_item,
                     s.priority, s.parallelism, int(s.fail_fast), s.max_error_pct, s.budget_usd,
                     s.run_after, s.item_timeout_s, s.max_attempts, s.retry_backoff_s,
                     s.expires_at, s.max_input_bytes, s.max_output_bytes, s.est_usd_per_record,
                     orjson.dumps(s.metadata), now, int(s.deliver), s.idle_timeout_s, now,
+                    s.webhook_url, s.webhook_event,
                 ),
             )
         )
@@ -192,7 +217,8 @@ class SqliteStore(Store):
             for it in items:
                 rows.append(
                     (next_id, pk, seq, rec, it.n_records, status, token, it.est_usd,
-                     len(it.input), it.ext_id, it.meta, delivered)
+                     len(it.input), it.ext_id, it.meta, delivered, it.runner, it.webhook_url,
+                     it.webhook_event)
                 )
                 data.append((next_id, it.input))
                 next_id += 1
@@ -200,7 +226,8 @@ class SqliteStore(Store):
                 rec += it.n_records
             conn.executemany(
                 "INSERT INTO items (id, batch_pk, seq, rec0, n_records, status, stage, est_usd, "
-                "size, ext_id, meta, delivered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "size, ext_id, meta, delivered, runner, webhook_url, webhook_event) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             conn.executemany("INSERT INTO item_inputs (id, data) VALUES (?, ?)", data)
@@ -441,6 +468,49 @@ class SqliteStore(Store):
             )
 
         return await self.db.read(run)
+
+    async def export_page(
+        self, batch_id: str, *, status: str, after_seq: int, limit: int
+    ) -> ExportPage | None:
+        def run(conn: sqlite3.Connection) -> tuple[Any, ...]:
+            return tuple(conn.execute(Q_EXPORT_PAGE, (batch_id, after_seq, status, limit))
+                         .fetchone())
+
+        row = await self.db.read(run)
+        if not row[0]:
+            return None
+        loads = orjson.loads
+        return ExportPage(
+            count=row[0], last_seq=row[1], ids=loads(row[2]), runners=loads(row[3]),
+            inputs=row[4], input_lengths=loads(row[5]), outputs=row[6],
+            output_lengths=loads(row[7]),
+        )
+
+    async def item_keys(
+        self, batch_id: str, *, statuses: tuple[str, ...], after_seq: int, limit: int
+    ) -> list[tuple[int, int]]:
+        marks = ",".join("?" * len(statuses))
+        return await self.db.read(
+            lambda c: [
+                (r[0], r[1])
+                for r in c.execute(
+                    "SELECT seq, id FROM items "
+                    "WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?) AND seq > ? "
+                    f"AND status IN ({marks}) ORDER BY seq LIMIT ?",
+                    (batch_id, after_seq, *statuses, limit),
+                )
+            ]
+        )
+
+    async def item_batch(self, rowid: int, *, tenant_id: str) -> str | None:
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT b.id FROM items i JOIN batches b ON b.pk = i.batch_pk "
+                "WHERE i.id = ? AND b.tenant_id = ? AND b.staging = 0 AND i.status != 'staged'",
+                (rowid, tenant_id),
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
 
     # execution
     async def claim_items(

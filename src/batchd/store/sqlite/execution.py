@@ -13,6 +13,7 @@ from batchd.core.accounting import BatchDelta, cancelled_error, plan_group_commi
 from batchd.core.models import ClaimedItem, Outcome
 from batchd.core.scheduling import Candidate, plan_claims, retry_delay_s
 from batchd.core.states import BatchStatus, ItemStatus, StopReason
+from batchd.store.sqlite import webhooks
 
 ACTIVE = "('open', 'closed')"
 
@@ -88,7 +89,7 @@ def claim(
             f"UPDATE items SET status = 'running', attempts = attempts + 1, fence = fence + 1, "
             f"lease_owner = ?, lease_expires = ?, started_at = ? "
             f"WHERE id IN ({marks}) AND status IN {_sources(ItemStatus.RUNNING)} "
-            f"RETURNING id, seq, n_records, attempts, fence, est_usd",
+            f"RETURNING id, seq, n_records, attempts, fence, est_usd, runner",
             (owner, lease_until, now, *[r[0] for r in ready]),
         ).fetchall()
         inputs = dict(
@@ -108,7 +109,7 @@ def claim(
                     rowid=r["id"], batch_id=c.batch_id, tenant_id=c.tenant_id, seq=r["seq"],
                     n_records=r["n_records"], records_per_item=b["records_per_item"],
                     attempts=r["attempts"], fence=r["fence"], input=inputs[r["id"]],
-                    task=b["task"], version=b["version"], runner=b["runner"],
+                    task=b["task"], version=b["version"], runner=r["runner"] or b["runner"],
                     item_timeout_s=b["item_timeout_s"], max_attempts=b["max_attempts"],
                     retry_backoff_s=b["retry_backoff_s"], est_usd=r["est_usd"],
                 )
@@ -153,17 +154,20 @@ def finish(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int
     cur = conn.cursor()
     cur.row_factory = None
     current: dict[int, tuple[Any, ...]] = {}
+    hooks: dict[int, webhooks.Hook] = {}
     for start in range(0, len(ids), 900):
         part = ids[start : start + 900]
         marks = ",".join("?" * len(part))
         for r in cur.execute(
             "SELECT i.id, b.id, i.fence, i.status, i.cancel_requested, i.est_usd, "
-            "i.n_records, b.stop_reason, b.tenant_id, i.size, b.deliver FROM items i "
-            "JOIN batches b "
+            "i.n_records, b.stop_reason, b.tenant_id, i.size, b.deliver, i.webhook_url, "
+            f"i.webhook_event FROM items i JOIN batches b "
             f"ON b.pk = i.batch_pk WHERE i.id IN ({marks})",
             part,
         ):
-            current[r[0]] = r
+            current[r[0]] = r[:11]
+            if r[11] is not None:
+                hooks[r[0]] = (r[8], r[1], r[0], r[12], r[11])
     plan = plan_group_commit(outcomes, current, now=now)
     if plan.retries:
         conn.executemany(
@@ -182,6 +186,9 @@ def finish(conn: sqlite3.Connection, outcomes: list[Outcome], now: float) -> int
         conn.executemany(
             "INSERT OR REPLACE INTO item_outputs (id, data) VALUES (?, ?)", plan.outputs
         )
+    if hooks:
+        # The outbox message commits with the outcome it announces, or neither does.
+        webhooks.enqueue(conn, (hooks[f[5]] for f in plan.finals if f[5] in hooks), now)
     for batch_id, d in plan.deltas.items():
         conn.execute(f"UPDATE batches SET {Q_DELTA} WHERE id = ?", (*d.values(), batch_id))
     for tenant_id, metrics in plan.usage_by_tenant().items():
@@ -229,6 +236,14 @@ def stop(
         "WHERE batch_pk = ? AND status = 'queued'",
         (row["pk"],),
     ).fetchone()
+    webhooks.enqueue(conn, (
+        (row["tenant_id"], batch_id, r[0], r[2], r[1])
+        for r in conn.execute(
+            "SELECT id, webhook_url, webhook_event FROM items WHERE batch_pk = ? "
+            "AND status = 'queued' AND webhook_url IS NOT NULL",
+            (row["pk"],),
+        ).fetchall()
+    ), now)
     conn.execute(
         "UPDATE items SET status = 'cancelled', error = ?, finished_at = ? "
         "WHERE batch_pk = ? AND status = 'queued'",
@@ -274,6 +289,10 @@ def maybe_finish(conn: sqlite3.Connection, batch_id: str, now: float) -> None:
         "UPDATE batches SET status = ?, finished_at = ? WHERE id = ?", (status, now, batch_id)
     )
     add_event(conn, b["tenant_id"], batch_id, "batch.finished", now, {"status": status})
+    if b["webhook_url"] is not None:
+        webhooks.enqueue(
+            conn, [(b["tenant_id"], batch_id, None, b["webhook_event"], b["webhook_url"])], now
+        )
 
 
 def reap(

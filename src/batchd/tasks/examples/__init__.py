@@ -1,8 +1,9 @@
 """Example tasks, loaded by default: sales, echo, sleep, fail, the simulation
 templates board_meeting and crisis_response, and the Spark sample service
-myfolder/SalesExample."""
+myfolder/SalesExample, and the AI job queue's job types (ai_jobs)."""
 
 from batchd.tasks.examples import (
+    ai_jobs,
     board_meeting,
     crisis_response,
     echo,
@@ -13,5 +14,6 @@ from batchd.tasks.examples import (
 )
 
 __all__ = [
-    "board_meeting", "crisis_response", "echo", "fail", "sales", "sales_example", "sleep",
+    "ai_jobs", "board_meeting", "crisis_response", "echo", "fail", "sales", "sales_example",
+    "sleep",
 ]
