@@ -149,18 +149,6 @@ async def resolve(url: str, policy: OutboundPolicy) -> Target:
     return Target(url=url, host=host, address=addresses[0])
 
 
-async def post_json(
-    client: httpx.AsyncClient, target: Target, body: bytes, *, headers: dict[str, str],
-    timeout_s: float,
-) -> httpx.Response:
-    """POST ``body`` to the checked address of ``target``; redirects are never followed."""
-    return await client.post(
-        target.request_url(), content=body,
-        headers={**target.headers(), "Content-Type": "application/json", **headers},
-        extensions=target.extensions(), timeout=timeout_s, follow_redirects=False,
-    )
-
-
 async def refusals(urls: list[str], policy: OutboundPolicy) -> dict[str, str]:
     """The URLs of ``urls`` that may not be called, each with why (hosts resolved once)."""
     refused: dict[str, str] = {}

@@ -656,8 +656,8 @@ class BatchManager:
                     return
                 if found.count == page:
                     pending = asyncio.ensure_future(read(found.last_seq))
-                    # Let the read start (reach its thread or socket) before the caller
-                    # works on this page without yielding to the loop.
+                    # Let the read start (reach its thread) before the caller works on
+                    # this page without yielding to the loop.
                     await asyncio.sleep(0)
                 yield found
                 if found.count < page:

@@ -81,7 +81,7 @@ class WebhookDeliverer:
                         if await self.deliver_due() >= self.limit:
                             continue  # more may be due
                         due = await self.store.next_webhook_at()
-                except errors.BatchdError:
+                except Exception:  # the loop must outlive any one failure
                     log.warning("webhook delivery failed; retrying", exc_info=True)
                     due = None
                 wait = self.poll_s if due is None else min(self.poll_s, due - self.clock())
@@ -114,6 +114,9 @@ class WebhookDeliverer:
             error = exc.message
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except Exception as exc:  # a bug must cost an attempt, never the delivery loop
+            log.exception("webhook %s: attempt failed", message.id)
+            error = f"{type(exc).__name__}: {exc}"
         now = self.clock()
         status, next_at = self._verdict(message, status_code, final, now)
         if status_code is not None and not 200 <= status_code < 300 and status_code != 410:
