@@ -31,7 +31,7 @@ from openai.types import Batch, FileObject
 from openai.types.chat import ChatCompletion
 from pydantic import TypeAdapter
 
-from tests.conftest import free_port
+from tests.conftest import local_socket
 
 FAIL_MARK = "please-fail"
 ANTHROPIC_REQUEST = TypeAdapter(AnthropicRequest)
@@ -71,10 +71,13 @@ class FakeProviders:
         self.calls: list[str] = []
         self.refuse_next = False
         self._ids = itertools.count(1)
-        self.port = free_port()
+        self._sock = local_socket()
+        self.port = int(self._sock.getsockname()[1])
         self.app = self._build()
-        self._server = uvicorn.Server(uvicorn.Config(self.app, port=self.port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
 
     @property
     def url(self) -> str:

@@ -55,10 +55,18 @@ def serve(
     if no_worker:
         overrides["run_worker"] = False
     settings = Settings(**overrides)
-    err.print(f"batchd serving on http://{settings.host}:{settings.port} "
-              f"({settings.database_url.split('://')[0]})")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="warning", timeout_graceful_shutdown=10)
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+                            log_level="warning", timeout_graceful_shutdown=10)
+    # Bound here so the message names the real port (BATCHD_PORT=0 lets the system pick).
+    sock = config.bind_socket()
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    err.print(f"batchd serving on http://{shown_host}:{bound_port} "
+              f"({settings.database_url.split('://')[0]})", soft_wrap=True)
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:
+        raise typer.Exit(3)
 
 
 @app.command()
