@@ -130,10 +130,12 @@ def plan_group_commit(
     plan = GroupCommit()
     dumps = orjson.dumps
     for o in outcomes:
-        # pop: a second outcome for the same item in this group must not count again.
-        row = current.pop(o.rowid, None)
+        row = current.get(o.rowid)
         if row is None or row[2] != o.fence or row[3] != ItemStatus.RUNNING:
             continue  # lease lost: a newer attempt owns this item
+        # Applied: a second outcome for the same item and fence must not count again,
+        # while a stale one ahead of it (an older fence) has just been passed over.
+        del current[o.rowid]
         (_, batch_id, _, _, cancel_requested, est_usd, n_records, stop_reason, tenant_id,
          size, deliver) = row
         if cancel_requested:

@@ -27,6 +27,9 @@ from batchd.tasks.context import RecordError, TaskContext
 from batchd.tasks.registry import TaskDef, TaskRegistry
 
 log = logging.getLogger(__name__)
+# A group commit that failed is tried again after this long, doubling up to the max.
+FLUSH_RETRY_MIN_S = 0.1
+FLUSH_RETRY_MAX_S = 1.0
 
 
 @dataclass(slots=True)
@@ -71,6 +74,7 @@ class Worker:
         self._flushing: list[Outcome] = []
         self._flush_lock = asyncio.Lock()
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_retry_s = FLUSH_RETRY_MIN_S
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = False
@@ -133,6 +137,8 @@ class Worker:
                         owner=self.owner, limit=free, now=self.clock(), lease_s=s.lease_s,
                         tenant_cap=s.tenant_max_running,
                     )
+                except errors.StoreError as exc:  # the database comes back by itself
+                    log.warning("claim failed (%s); retrying", exc.message)
                 except Exception:  # the loop must outlive any one failure
                     log.exception("claim failed; retrying")
             if items:
@@ -235,6 +241,8 @@ class Worker:
             task = await self.catalog.get(item.task, item.version)  # defined over the API too
         except errors.NotFound as exc:
             return _failure(item, {"code": "unknown_task", "message": exc.message}, final=True)
+        except errors.StoreError as exc:  # could not look the task up: not the item's fault
+            return self._retry_or_fail(item, {"code": "store_unavailable", "message": exc.message})
         timeout = task.timeout_for(item.runner, item.item_timeout_s)
         try:
             outputs = await asyncio.wait_for(
@@ -294,17 +302,25 @@ class Worker:
                 self._flushing = batch
                 try:
                     await self.store.finish_items(batch, now=self.clock())
-                except Exception:
+                except Exception as exc:
                     # Keep them (their leases stay renewed) and try again shortly; a stale
-                    # one is refused by its fencing token, so retrying is always safe.
-                    log.exception("could not record %d outcomes; retrying", len(batch))
+                    # one is refused by its fencing token, so retrying is always safe, even
+                    # when the failed attempt did commit.
+                    if isinstance(exc, errors.StoreError):
+                        log.warning("could not record %d outcomes (%s); retrying",
+                                    len(batch), exc.message)
+                    else:
+                        log.exception("could not record %d outcomes; retrying", len(batch))
                     self._outcomes[:0] = batch
+                    # Soon, and sooner than the leases run out once the database is back.
                     self._flush_handle = asyncio.get_running_loop().call_later(
-                        1.0, lambda: self._spawn(self._flush())
+                        self._flush_retry_s, lambda: self._spawn(self._flush())
                     )
+                    self._flush_retry_s = min(self._flush_retry_s * 2, FLUSH_RETRY_MAX_S)
                     return
                 finally:
                     self._flushing = []
+                self._flush_retry_s = FLUSH_RETRY_MIN_S
                 if self.webhooks is not None:
                     self.webhooks.wake()  # the outcomes' webhooks are in the outbox now
             self._wake.set()
@@ -322,8 +338,10 @@ class Worker:
                     owner=self.owner, now=now, lease_until=now + self.settings.lease_s,
                     info=info, item_ids=tracked,
                 )
-            except errors.BatchdError:
-                log.warning("heartbeat failed", exc_info=True)
+            except errors.BatchdError as exc:
+                log.warning("heartbeat failed (%s)", exc.message)
+            except Exception:  # a dead lease loop would let every lease run out
+                log.exception("heartbeat failed")
 
     async def _reap_loop(self) -> None:
         while True:
@@ -332,8 +350,10 @@ class Worker:
                     now=self.clock(), retry_backoff_max_s=self.settings.retry_backoff_max_s,
                     staging_ttl_s=self.settings.staging_ttl_s,
                 )
-            except errors.BatchdError:
-                log.warning("reaper failed", exc_info=True)
+            except errors.BatchdError as exc:
+                log.warning("reaper failed (%s)", exc.message)
+            except Exception:  # the loop must outlive any one failure
+                log.exception("reaper failed")
             await asyncio.sleep(self.settings.reap_interval_s)
 
     async def _cancel_loop(self) -> None:
@@ -344,6 +364,9 @@ class Worker:
             try:
                 ids = await self.store.cancel_requests(owner=self.owner)
             except errors.BatchdError:
+                continue  # asked again in a moment
+            except Exception:
+                log.exception("could not read cancel requests")
                 continue
             for rowid in ids:
                 running = self._running.get(rowid)

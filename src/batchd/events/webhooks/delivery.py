@@ -81,13 +81,19 @@ class WebhookDeliverer:
                         if await self.deliver_due() >= self.limit:
                             continue  # more may be due
                         due = await self.store.next_webhook_at()
+                except errors.StoreError as exc:  # the database comes back by itself
+                    log.warning("webhook delivery paused (%s); retrying", exc.message)
+                    due = None
                 except Exception:  # the loop must outlive any one failure
                     log.warning("webhook delivery failed; retrying", exc_info=True)
                     due = None
                 wait = self.poll_s if due is None else min(self.poll_s, due - self.clock())
                 if wait > 0:
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancel that lands with the wake-up, and the loop would never stop.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), wait)
+                        async with asyncio.timeout(wait):
+                            await self._wake.wait()
         finally:
             with contextlib.suppress(Exception):
                 await self._client.aclose()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import PoolTimeout
 
 from batchd.core import errors
 from batchd.core.models import (
@@ -43,6 +44,7 @@ from batchd.store.base import (
 from batchd.store.postgres import execution as ex
 from batchd.store.postgres import listing
 from batchd.store.postgres import usage as metering_
+from batchd.store.postgres.connection import PgConnections, connection_lost
 from batchd.store.postgres.jobqueue import PostgresJobQueue
 from batchd.store.postgres.schema import MIGRATIONS
 from batchd.store.postgres.taskdefs import PostgresTaskDefs
@@ -85,6 +87,9 @@ FROM (SELECT i.id, i.seq, i.runner, d.data AS din, o.data AS dout FROM items i
 """
 RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
              pg_errors.LockNotAvailable)
+# A connection that died while idle in the pool fails its first statement: the work
+# goes to a fresh connection (up to this many times) before the caller hears of it.
+STALE_RETRIES = 2
 
 
 def _batch(row: tuple[Any, ...]) -> Batch:
@@ -115,6 +120,11 @@ def translate(exc: Exception) -> Exception:
     """Driver errors at the store boundary → the core exception tree."""
     if isinstance(exc, errors.BatchdError):
         return exc
+    if connection_lost(exc):
+        return errors.StoreError("database unavailable (connection lost); retry later")
+    if isinstance(exc, PoolTimeout):
+        return errors.StoreError("database unavailable (no connection available); "
+                                 "retry later")
     if isinstance(exc, ValueError) and "NUL" in str(exc):
         return errors.InvalidInput("text may not contain NUL (0x00) characters")
     if isinstance(exc, pg_errors.UniqueViolation):
@@ -144,15 +154,13 @@ class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store)
         self, database_url: str, *, min_connections: int = 2, max_connections: int = 10
     ) -> None:
         self.url = database_url
-        self.pool = AsyncConnectionPool(
-            database_url, min_size=min_connections, max_size=max_connections, open=False,
-            kwargs={"autocommit": True}, name="batchd",
-        )
+        self.db = PgConnections(database_url, min_size=min_connections,
+                                max_size=max_connections)
         self._listener: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        await self.pool.open(wait=True, timeout=30)
-        async with self.pool.connection() as conn:
+        await self.db.open()
+        async with self.db.connection() as conn:
             await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
             try:
                 await _migrate(conn)
@@ -164,52 +172,58 @@ class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store)
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
-        await self.pool.close()
+        await self.db.close()
 
     async def _tx(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         delay = 0.01
+        stale = 0
         for attempt in range(10):
+            committing = False
             try:
-                async with self.pool.connection() as conn, conn.transaction():
-                    return await fn(conn, *args)
+                async with self.db.connection() as conn:
+                    async with conn.transaction():
+                        result = await fn(conn, *args)
+                        committing = True
+                    return result
             except RETRYABLE:
                 if attempt == 9:
                     raise errors.StoreError("database is busy, retry later") from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
             except (psycopg.Error, ValueError) as exc:
+                # Lost before COMMIT: nothing was written, so it can go again. Lost in
+                # COMMIT: nobody knows; the caller hears of it (retries are fenced).
+                if connection_lost(exc) and not committing and stale < STALE_RETRIES:
+                    stale += 1
+                    continue
                 raise translate(exc) from exc
         raise errors.StoreError("database is busy, retry later")
 
     async def _read(self, sql: str, args: Any = ()) -> list[tuple[Any, ...]]:
-        try:
-            async with self.pool.connection() as conn:
-                cur = await conn.execute(sql, args)
-                return await cur.fetchall()
-        except (psycopg.Error, ValueError) as exc:
-            raise translate(exc) from exc
+        async def fetch(conn: Conn) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(sql, args)
+            return await cur.fetchall()
+
+        return await self._reading(fetch)
+
+    async def _reading(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """A read (safe to repeat) outside a transaction."""
+        for stale in range(STALE_RETRIES + 1):
+            try:
+                async with self.db.connection() as conn:
+                    return await fn(conn)
+            except (psycopg.Error, ValueError) as exc:
+                if connection_lost(exc) and stale < STALE_RETRIES:
+                    continue
+                raise translate(exc) from exc
+        raise AssertionError("unreachable")
 
     async def ping(self) -> None:
         await self._read("SELECT 1")
 
     async def subscribe_work(self, callback: Callable[[], None]) -> None:
         if self._listener is None:
-            self._listener = asyncio.create_task(self._listen(callback))
-
-    async def _listen(self, callback: Callable[[], None]) -> None:
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-                async with conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    callback()  # anything committed while we were not listening
-                    async for _ in conn.notifies():
-                        callback()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
-                await asyncio.sleep(1.0)
+            self._listener = asyncio.create_task(self.db.listen(CHANNEL, callback))
 
     # tenants and keys
     async def ensure_tenant(self, name: str, *, tier: str, now: float) -> Tenant:
@@ -580,14 +594,13 @@ class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store)
     async def export_page(
         self, batch_id: str, *, status: str, after_seq: int, limit: int
     ) -> ExportPage | None:
-        try:
-            async with self.pool.connection() as conn:
-                # Binary results: bytea arrives as bytes, without hex decoding.
-                cur = conn.cursor(binary=True)
-                await cur.execute(Q_EXPORT_PAGE, (batch_id, after_seq, status, limit))
-                row = await cur.fetchone()
-        except (psycopg.Error, ValueError) as exc:
-            raise translate(exc) from exc
+        async def fetch(conn: Conn) -> tuple[Any, ...] | None:
+            # Binary results: bytea arrives as bytes, without hex decoding.
+            cur = conn.cursor(binary=True)
+            await cur.execute(Q_EXPORT_PAGE, (batch_id, after_seq, status, limit))
+            return await cur.fetchone()
+
+        row = await self._reading(fetch)
         if row is None or not row[0]:
             return None
         loads = orjson.loads
@@ -619,11 +632,16 @@ class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store)
     async def claim_items(
         self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int
     ) -> list[ClaimedItem]:
-        try:
-            async with self.pool.connection() as conn:
-                found, tenant_running, budgeted = await ex.candidates(conn, now)
-        except (psycopg.Error, ValueError) as exc:
-            raise translate(exc) from exc
+        asked = time.monotonic()
+
+        def lease_from_grant() -> float:
+            # A lease runs lease_s from when it is granted: time spent waiting for the
+            # database (for a connection, after an outage say) must not come out of it.
+            return lease_s + (time.monotonic() - asked)
+
+        found, tenant_running, budgeted = await self._reading(
+            lambda conn: ex.candidates(conn, now)
+        )
         if not found:
             return []
         claimed: list[ClaimedItem] = []
@@ -637,14 +655,14 @@ class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store)
                 try:
                     got = await self._tx(
                         lambda conn, c=c, want=want, take=take: take(
-                            conn, c, want, owner=owner, now=now, lease_s=lease_s
+                            conn, c, want, owner=owner, now=now, lease_s=lease_from_grant()
                         )
                     )
-                except errors.BatchdError:
+                except errors.BatchdError as exc:
                     if not claimed:
                         raise
                     # Items leased by earlier transactions of this claim must still run.
-                    log.warning("claim from batch %s failed", c.batch_id, exc_info=True)
+                    log.warning("claim from batch %s failed (%s)", c.batch_id, exc.message)
                     return claimed
                 claimed.extend(got)
                 c, want = plan.send(len(got))

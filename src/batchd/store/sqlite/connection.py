@@ -130,14 +130,10 @@ class SqliteConnections:
         raise errors.StoreError("database is busy")
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._writer, lambda: self._run_tx(self._writer_conn(), fn, *args)
-        )
+        return await _submit(self._writer, lambda: self._run_tx(self._writer_conn(), fn, *args))
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: self._run_read(fn, *args))
+        return await _submit(self._readers, lambda: self._run_read(fn, *args))
 
     def shutdown(self) -> None:
         self._writer.shutdown(wait=True)
@@ -148,6 +144,14 @@ class SqliteConnections:
                     conn.close()
             self._all.clear()
         self._wconn = None
+
+
+async def _submit(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
+    try:
+        future = asyncio.get_running_loop().run_in_executor(pool, call)
+    except RuntimeError as exc:  # the pool was shut down: the store is closed
+        raise errors.StoreError("the store is closed") from exc
+    return await future
 
 
 def _translate(exc: BaseException) -> BaseException:

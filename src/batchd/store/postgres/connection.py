@@ -1,0 +1,149 @@
+"""Connections that outlive the database: the pool, outages, LISTEN, reconnects.
+
+When PostgreSQL crashes or restarts, every connection a process holds dies: the
+idle ones in the pool, the ones in use, the LISTEN connection. Nothing here gives
+up for good. The first failure seen marks the database *down*: the pool's idle
+connections are checked and the dead ones dropped at once (those in use go when
+they fail), and while the database stays down a caller
+waits at most ``outage_wait_s`` for a connection, so an API request gets a clear,
+retryable error instead of hanging. The pool keeps reconnecting in the background
+(a slot that fails for ``reconnect_s`` is dropped, and a new one is made on the
+next demand, so a returning database is found within about a second); the first
+statement that succeeds marks the database up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
+
+log = logging.getLogger(__name__)
+Conn = psycopg.AsyncConnection[Any]
+# SQLSTATE classes that say the server went away, not that a statement was wrong:
+# 08 connection exception; 57P01-57P03 admin/crash shutdown, cannot connect now.
+LOST_STATES = ("08", "57P")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """``exc`` says the connection died or the database could not be reached.
+
+    Such a failure before COMMIT left nothing behind: the server rolls back the
+    transaction of a connection it loses.
+    """
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    if isinstance(exc, PoolTimeout | PoolClosed | TooManyRequests):
+        return False  # the pool's own state, not news from the database
+    return exc.sqlstate is None or exc.sqlstate.startswith(LOST_STATES)
+
+
+def describe(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# A process stopped inside a transaction (SIGSTOP, a frozen VM) must not hold its locks,
+# the reaper's among them, for longer than this: the server ends its session.
+IDLE_TX_TIMEOUT_MS = 15_000
+
+class PgConnections:
+    """One process's connections to one database, and what it knows of its health.
+
+    Args:
+        url: ``postgresql://user@host:port/db``.
+        min_size / max_size: pool size.
+        acquire_timeout_s: how long a caller waits for a connection normally.
+        outage_wait_s: how long it waits while the database is known to be down.
+        reconnect_s: how long a pool slot retries its connection before it is dropped.
+    """
+
+    def __init__(
+        self, url: str, *, min_size: int, max_size: int, acquire_timeout_s: float = 30.0,
+        outage_wait_s: float = 1.0, reconnect_s: float = 2.0, connect_timeout_s: int = 10,
+    ) -> None:
+        self.url = url
+        self.acquire_timeout_s = acquire_timeout_s
+        self.outage_wait_s = outage_wait_s
+        self.connect_timeout_s = connect_timeout_s
+        self.pool = AsyncConnectionPool(
+            url, min_size=min_size, max_size=max_size, open=False, name="batchd",
+            kwargs={"autocommit": True, "connect_timeout": connect_timeout_s,
+                    "options": f"-c idle_in_transaction_session_timeout={IDLE_TX_TIMEOUT_MS}"},
+            timeout=acquire_timeout_s, reconnect_timeout=reconnect_s,
+            reconnect_failed=self._reconnect_failed,
+        )
+        self.down_since: float | None = None
+
+    async def open(self, *, timeout_s: float = 30.0) -> None:
+        await self.pool.open(wait=True, timeout=timeout_s)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Conn]:
+        """A pooled connection; raises the driver's errors, and learns from them."""
+        timeout = self.acquire_timeout_s if self.down_since is None else self.outage_wait_s
+        try:
+            async with self.pool.connection(timeout=timeout) as conn:
+                yield conn
+        except Exception as exc:
+            if connection_lost(exc):
+                await self.lost(describe(exc))
+            elif isinstance(exc, psycopg.Error) and exc.sqlstate is not None:
+                self.reachable()  # the server answered, if only to refuse
+            raise
+        self.reachable()
+
+    async def lost(self, reason: str) -> None:
+        """The database went away (or this connection did): drop the dead idle ones."""
+        if self.down_since is not None:
+            return
+        self.down_since = time.monotonic()
+        log.warning("database connection lost (%s); reconnecting", reason)
+        # Idle connections are likely as dead as this one: found now, not by callers.
+        await self.pool.check()
+
+    async def _reconnect_failed(self, pool: AsyncConnectionPool[Any]) -> None:
+        # Seen by a process that had no connection to lose (all idle ones dropped).
+        await self.lost(f"no connection for {pool.reconnect_timeout:g} s")
+
+    def reachable(self) -> None:
+        if self.down_since is not None:
+            log.warning("database reachable again after %.1f s",
+                        time.monotonic() - self.down_since)
+            self.down_since = None
+
+    async def listen(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on every NOTIFY on ``channel``, and after every (re)connect,
+        since notifications sent while not listening are gone. Runs until cancelled."""
+        delay = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=self.connect_timeout_s
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {channel}")
+                    delay = 0.1
+                    # Not reachable(): the pool's own connections say when it is back.
+                    callback()
+                    async for _ in conn.notifies():
+                        callback()
+            except asyncio.CancelledError:
+                raise
+            except psycopg.OperationalError as exc:
+                if connection_lost(exc):
+                    await self.lost(describe(exc))  # often the first to know
+                else:
+                    log.warning("LISTEN failed (%s); reconnecting", describe(exc))
+            except Exception:
+                log.exception("LISTEN failed; reconnecting")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
