@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from batchd.core.cost import CostModel
@@ -39,9 +40,34 @@ async def tracked(record: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
 
 @task("square", version="1.0.0", mode="inline")
 def square(record: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    """n*n, logging each run (crash and multi-worker tests count them)."""
+    """n*n, logging each run (crash and multi-worker tests count them).
+
+    The output names the attempt that made it, so an export shows which claim's
+    outcome was kept.
+    """
     _log_run(ctx, "run")
-    return {"n": record["n"], "square": record["n"] * record["n"]}
+    return {"n": record["n"], "square": record["n"] * record["n"], "attempt": ctx.attempt}
+
+
+@task("gated", version="1.0.0", mode="async")
+async def gated(record: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Runs until the file ``<gate>.<attempt>`` exists (fencing tests open it).
+
+    Its usage and output tell its attempts apart: attempt k reports ``100 * k``
+    tokens in, ``k`` tokens out and ``$0.25 * k``, so a batch's totals show whose
+    outcome was counted, and how often.
+    """
+    _log_run(ctx, "start")
+    gate = Path(f"{record['gate']}.{ctx.attempt}")
+    deadline = time.monotonic() + float(record.get("max_s", 300))
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{gate} was never opened")
+        await asyncio.sleep(0.02)
+    ctx.report_usage(tokens_in=100 * ctx.attempt, tokens_out=ctx.attempt,
+                     cost_usd=0.25 * ctx.attempt)
+    _log_run(ctx, "end")
+    return {"n": record.get("n"), "attempt": ctx.attempt, "pid": os.getpid()}
 
 
 @task("blocking", version="1.0.0", mode="thread")
