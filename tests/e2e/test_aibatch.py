@@ -11,11 +11,13 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import Server, wait_until
+from tests.conftest import Server, scaled, wait_until
+from tests.support import fake_providers
 from tests.support.fake_providers import FAIL_MARK, FakeProviders
 
 pytestmark = pytest.mark.timeout(120)
 API = "/api/v1/batch"
+PROVIDER_KEY = "sk-test-aibatch"
 
 
 def enqueue(c: httpx.Client, job_type: str = "sentiment_analysis", **fields: Any) -> dict[str, Any]:
@@ -78,9 +80,16 @@ def server(make_server: Callable[..., Server]) -> Server:
 
 @pytest.fixture
 def fake() -> Iterator[FakeProviders]:
-    srv = FakeProviders(polls_before_end=1).start()
-    yield srv
-    srv.stop()
+    with fake_providers.running(api_key=PROVIDER_KEY, polls_before_end=1) as srv:
+        yield srv
+
+
+def remote_server(make_server: Callable[..., Server], fake: FakeProviders, provider: str,
+                  **settings: Any) -> Server:
+    base = fake.url if provider == "anthropic" else f"{fake.url}/v1"
+    return make_server(**{"aibatch_provider": provider,
+                          f"aibatch_{provider}_api_key": PROVIDER_KEY,
+                          f"aibatch_{provider}_base_url": base, **settings})
 
 
 def test_aibatch_enqueue_returns_a_pending_job(server: Server) -> None:
@@ -226,18 +235,23 @@ def test_aibatch_flush_takes_highest_priority_first_and_honours_its_filters(
 
 
 def test_aibatch_run_after_is_honoured(server: Server) -> None:
+    # The delay must outlast the steps between enqueue and the first flush on a busy
+    # machine, or the delayed job would be ready in time for that flush.
+    delay_s = scaled(4)
     with server.client() as c:
         now = datetime.now(UTC)
-        later = enqueue(c, run_after=(now + timedelta(seconds=2)).isoformat(), priority=100)
+        later = enqueue(c, run_after=(now + timedelta(seconds=delay_s)).isoformat(),
+                        priority=100)
         past = enqueue(c, run_after=(now - timedelta(hours=1)).isoformat(), priority=1)
         naive = enqueue(c, run_after=(now + timedelta(days=1)).replace(tzinfo=None).isoformat())
-        assert abs(ts(later["run_after"]) - (now + timedelta(seconds=2)).timestamp()) < 0.01
+        assert abs(ts(later["run_after"]) - (now + timedelta(seconds=delay_s)).timestamp()) < 0.01
         assert ts(naive["run_after"]) > now.timestamp() + 86000  # a naive time is UTC
         assert flush(c)["jobs_count"] == 1
         assert job(c, past["id"])["status"] == "processing"
         assert job(c, later["id"])["status"] == "pending"
-        wait_until(lambda: flush(c)["jobs_count"] == 1, timeout_s=10, interval_s=0.2,
+        wait_until(lambda: flush(c)["jobs_count"] == 1, timeout_s=delay_s + 10, interval_s=0.2,
                    what="the delayed job to become ready")
+        assert job(c, later["id"])["status"] == "processing"
         assert ts(job(c, later["id"])["updated_at"]) >= ts(later["run_after"])
         assert job(c, naive["id"])["status"] == "pending"
 
@@ -371,9 +385,7 @@ def test_aibatch_stats_arithmetic(make_server: Callable[..., Server]) -> None:
 def test_aibatch_remote_provider_round_trip(
     provider: str, make_server: Callable[..., Server], fake: FakeProviders
 ) -> None:
-    base = fake.url if provider == "anthropic" else f"{fake.url}/v1"
-    server = make_server(**{"aibatch_provider": provider, f"aibatch_{provider}_api_key": "sk-test",
-                            f"aibatch_{provider}_base_url": base})
+    server = remote_server(make_server, fake, provider)
     with server.client() as c:
         ok = enqueue(c, "sentiment_analysis", payload={"text": "great quarter"})
         bad = enqueue(c, "sentiment_analysis", payload={"text": FAIL_MARK})
@@ -400,20 +412,32 @@ def test_aibatch_remote_provider_round_trip(
         assert stats["total_cost_usd"] == pytest.approx(cost)
         assert stats["total_savings_usd"] == pytest.approx(cost)
         assert (stats["completed_jobs"], stats["failed_jobs"], stats["pending_jobs"]) == (1, 1, 1)
+    sent = [r["custom_id"] for r in fake.batches[flushed["batch_id"]].requests]
+    assert sorted(sent) == sorted([ok["custom_id"], bad["custom_id"]])
 
 
+CREATE_CALLS = {"anthropic": ["anthropic.create"],
+                "openai": ["openai.files.create", "openai.batches.create"]}
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
 def test_aibatch_provider_refusal_puts_the_jobs_back(
-    make_server: Callable[..., Server], fake: FakeProviders
+    provider: str, make_server: Callable[..., Server], fake: FakeProviders
 ) -> None:
-    server = make_server(aibatch_provider="anthropic", aibatch_anthropic_api_key="sk-test",
-                         aibatch_anthropic_base_url=fake.url)
+    server = remote_server(make_server, fake, provider)
     with server.client() as c:
         made = enqueue(c)
         fake.refuse_next = True
         d = assert_detail(c.post(f"{API}/internal/flush", json={}), 502)
-        assert d["type"] == "provider_error"
+        assert d["type"] == "provider_error" and "the fake refuses this batch" in d["msg"]
+        # The provider saw one valid request and refused it as intended; nothing retried.
+        assert fake.refused == CREATE_CALLS[provider][-1:]
+        assert fake.calls == CREATE_CALLS[provider] and not fake.batches
         assert job(c, made["id"])["status"] == "pending"
-        assert flush(c)["jobs_count"] == 1
+        again = flush(c)
+        assert again["jobs_count"] == 1 and again["batch_id"] in fake.batches
+        assert fake.calls == CREATE_CALLS[provider] * 2
+        assert job(c, made["id"])["status"] == "processing"
 
 
 def test_aibatch_auto_flush_and_auto_poll(make_server: Callable[..., Server]) -> None:
@@ -421,9 +445,9 @@ def test_aibatch_auto_flush_and_auto_poll(make_server: Callable[..., Server]) ->
                          aibatch_auto_poll_interval_s=0.1)
     with server.client() as c:
         first = [enqueue(c)["id"] for _ in range(2)]
-        assert all(job(c, i)["status"] == "pending" for i in first)  # below the count
+        assert [job(c, i)["status"] for i in first] == ["pending"] * 2  # below the count
         first.append(enqueue(c)["id"])
-        wait_until(lambda: all(job(c, i)["status"] == "completed" for i in first),
+        wait_until(lambda: [job(c, i)["status"] for i in first] == ["completed"] * 3,
                    timeout_s=30, interval_s=0.1, what="auto-flush and auto-poll")
         assert c.get(f"{API}/stats").json()["completed_jobs"] == 3
 

@@ -4,7 +4,9 @@ speaks both batch wire formats (tests/support/fake_providers.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -12,10 +14,14 @@ from batchd.core.jobs import ResultKind
 from batchd.providers.anthropic_batches import AnthropicBatches
 from batchd.providers.base import BatchProgress, JobRequest, Provider, ProviderError
 from batchd.providers.openai_batches import OpenAIBatches
+from batchd.tasks.kinds import llm
+from batchd.tasks.kinds.spec import TaskSpec
 from batchd.tasks.registry import TaskRegistry, load_tasks
+from tests.support import fake_providers
 from tests.support.fake_providers import FAIL_MARK, FakeProviders
 
 pytestmark = pytest.mark.timeout(60)
+KEY = "sk-fake-providers-test"
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +31,20 @@ def registry() -> TaskRegistry:
 
 @pytest.fixture
 def fake() -> Iterator[FakeProviders]:
-    server = FakeProviders(polls_before_end=1).start()
-    yield server
-    server.stop()
+    with fake_providers.running(api_key=KEY, polls_before_end=1) as server:
+        yield server
 
 
-def make(kind: str, fake: FakeProviders, registry: TaskRegistry) -> Provider:
+def make(kind: str, fake: FakeProviders, registry: TaskRegistry, *, key: str = KEY) -> Provider:
     if kind == "anthropic":
-        return AnthropicBatches(registry=registry, api_key="test-key", base_url=fake.url,
+        return AnthropicBatches(registry=registry, api_key=key, base_url=fake.url,
                                 model="claude-haiku-4-5", max_tokens=256)
-    return OpenAIBatches(registry=registry, api_key="test-key", base_url=f"{fake.url}/v1",
+    return OpenAIBatches(registry=registry, api_key=key, base_url=f"{fake.url}/v1",
                          model="gpt-4o-mini", max_tokens=256)
+
+
+CREATE_CALLS = {"anthropic": ["anthropic.create"],
+                "openai": ["openai.files.create", "openai.batches.create"]}
 
 
 def requests() -> list[JobRequest]:
@@ -124,11 +133,73 @@ async def test_provider_refusal_is_a_provider_error(
     provider = make(kind, fake, registry)
     fake.refuse_next = True
     try:
-        with pytest.raises(ProviderError):
+        with pytest.raises(ProviderError, match="the fake refuses this batch"):
             await provider.submit(tenant_id="ten_1", requests=requests())
+        # Refused once, as intended, after a valid request: no retry, nothing else.
+        assert fake.refused == [CREATE_CALLS[kind][-1]]
+        assert fake.calls == CREATE_CALLS[kind]
         assert not fake.batches
     finally:
         await provider.close()
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+async def test_provider_with_a_wrong_key_is_refused_without_retries(
+    kind: str, fake: FakeProviders, registry: TaskRegistry
+) -> None:
+    provider = make(kind, fake, registry, key="sk-not-the-one")
+    try:
+        with pytest.raises(ProviderError):
+            await provider.submit(tenant_id="ten_1", requests=requests())
+        assert fake.calls == CREATE_CALLS[kind][:1]
+        seen = fake.take_violations()
+        assert len(seen) == 1 and " 401 " in seen[0], seen
+        assert not fake.batches and not fake.refused
+    finally:
+        await provider.close()
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+def test_fake_provider_refuses_what_the_provider_would(kind: str, fake: FakeProviders) -> None:
+    """The fake is strict: unknown fields, wrong types, bad headers, unknown routes."""
+    good: dict[str, Any]
+    bad_bodies: list[dict[str, Any]]
+    if kind == "anthropic":
+        headers = {"authorization": f"Bearer {KEY}", "anthropic-version": "2023-06-01"}
+        params = {"model": "claude-haiku-4-5", "max_tokens": 8,
+                  "messages": [{"role": "user", "content": "hi"}]}
+        path, good = "/v1/messages/batches", {"requests": [{"custom_id": "a", "params": params}]}
+        bad_bodies = [
+            {"requests": [{"custom_id": "a", "params": {**params, "temprature": 0}}]},
+            {"requests": [{"custom_id": "a", "params": {**params, "max_tokens": "8"}}]},
+            {"requests": [{"custom_id": "a", "params": {**params, "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "hi", "x": 1}]}]}}]},
+            {"requests": [{"custom_id": "a b", "params": params}]},
+            {"requests": [{"custom_id": "a", "params": params}] * 2},
+        ]
+        bad_headers = [{"authorization": "Bearer wrong"}, {"anthropic-version": "2020-01-01"}]
+    else:
+        headers = {"authorization": f"Bearer {KEY}"}
+        path = "/v1/batches"
+        good = {"input_file_id": "file-none", "endpoint": "/v1/chat/completions",
+                "completion_window": "24h"}
+        bad_bodies = [{**good, "completion_window": "1h"}, {**good, "metadata": {"a": 1}},
+                      {**good, "priority": "high"}]
+        bad_headers = [{"authorization": "Bearer wrong"}]
+    with httpx.Client(base_url=fake.url, headers=headers) as c:
+        refused = [c.post(path, json=body) for body in bad_bodies]
+        refused += [c.post(path, json=good, headers=h) for h in bad_headers]
+        refused += [c.get("/v1/nowhere"), c.put(path, json=good)]
+    for r in refused:
+        assert 400 <= r.status_code < 500 and r.status_code not in (408, 409, 429), r.text
+        assert r.headers["x-should-retry"] == "false"
+        error = r.json()["error"]
+        if kind == "anthropic" and r.url.path.startswith("/v1/messages"):
+            assert r.json()["type"] == "error" and set(error) == {"type", "message"}
+        else:
+            assert set(error) == {"message", "type", "param", "code"}
+    assert len(fake.take_violations()) == len(refused)
+    assert not fake.batches
 
 
 @pytest.mark.parametrize("kind", ["anthropic", "openai"])
@@ -149,9 +220,6 @@ async def test_provider_fetch_only_returns_the_jobs_asked_about(
 async def test_provider_sends_an_llm_tasks_own_prompt_and_model(
     kind: str, fake: FakeProviders
 ) -> None:
-    llm = pytest.importorskip("batchd.tasks.kinds.llm")
-    from batchd.tasks.kinds.spec import TaskSpec
-
     registry = load_tasks([], entry_points=False)
     registry.add(llm.build(TaskSpec.model_validate({
         "name": "one_liner", "kind": "llm", "description": "One line about a company.",
@@ -177,9 +245,11 @@ async def test_provider_sends_an_llm_tasks_own_prompt_and_model(
                 {"role": "system", "content": "Be brief."},
                 {"role": "user", "content": "Describe Acme in one line."},
             ]
+        first = await provider.fetch(batch_id, waiting={"job_llm"})
+        assert first.progress == BatchProgress.IN_PROGRESS and first.results == []
         done = await provider.fetch(batch_id, waiting={"job_llm"})
-        done = done if done.results else await provider.fetch(batch_id, waiting={"job_llm"})
-        assert done.results[0].kind == ResultKind.SUCCEEDED
-        assert done.results[0].model in ("claude-sonnet-4-5", "gpt-4.1-mini")
+        assert [r.kind for r in done.results] == [ResultKind.SUCCEEDED]
+        assert done.results[0].model == (
+            "claude-sonnet-4-5" if kind == "anthropic" else "gpt-4.1-mini")
     finally:
         await provider.close()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-
-from batchd.events.webhooks import signing
+import standardwebhooks
 
 Handler = Callable[[str, dict[str, str], bytes], tuple[int, bytes, dict[str, str]]]
 """``(path, headers, body) → (status, body, headers)``."""
@@ -58,13 +58,30 @@ def http_server(handler: Handler) -> Iterator[str]:
         server.server_close()
 
 
+def signed_by(secrets: list[str], headers: dict[str, str], body: bytes) -> str | None:
+    """The first of ``secrets`` whose signature the ``standardwebhooks`` library finds in
+    ``headers`` for ``body`` (timestamp within its 5-minute tolerance), or None."""
+    for secret in secrets:
+        try:
+            standardwebhooks.Webhook(secret).verify(body, headers, json_parse=False)
+        except standardwebhooks.WebhookVerificationError:
+            continue
+        return secret
+    return None
+
+
 @dataclass
 class Delivery:
     path: str
     webhook_id: str
     headers: dict[str, str]
     body: bytes
-    verified: bool
+    signed_by: str | None
+    received_at: float = 0.0
+
+    @property
+    def verified(self) -> bool:
+        return self.signed_by is not None
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -73,6 +90,9 @@ class Delivery:
 @dataclass
 class Receiver:
     """Records webhook deliveries, checks their signature, answers as told per path.
+
+    Signatures are checked with the ``standardwebhooks`` library against ``secret`` and
+    any secret :meth:`accept` added (``Delivery.signed_by`` says which one matched).
 
     ``answers[path]`` lists the status of the 1st, 2nd, … request for one webhook-id on
     that path (the last one repeats); the default answers 200. Paths in ``hold`` keep
@@ -87,17 +107,27 @@ class Receiver:
     deliveries: list[Delivery] = field(default_factory=list)
     held: int = 0
     base: str = ""
+    secrets: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _release: threading.Event = field(default_factory=threading.Event)
 
     def url(self, path: str) -> str:
         return self.base + path
 
+    def accept(self, secret: str) -> None:
+        """Verify later deliveries with ``secret`` too (a rotated one)."""
+        with self._lock:
+            self.secrets.append(secret)
+
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes,
                                                                              dict[str, str]]:
         msg_id = headers.get("webhook-id", "")
+        received_at = time.time()
+        with self._lock:
+            secrets = [s for s in (self.secret, *self.secrets) if s]
         delivery = Delivery(path=path, webhook_id=msg_id, headers=headers, body=body,
-                            verified=signing.verify(self.secret, headers, body))
+                            signed_by=signed_by(secrets, headers, body),
+                            received_at=received_at)
         with self._lock:
             n = sum(1 for d in self.deliveries if d.webhook_id == msg_id and d.path == path)
             self.deliveries.append(delivery)

@@ -130,7 +130,10 @@ async def chunk_results(
     batch, rows = await mgr.take_results(caller, batch_id, max_items=limit)
     status = views.status_json(batch, request_ts=received, now=mgr.clock())
     if not rows:
-        return _answer(request, status)
+        # The document answers with the status object alone; the published SDK
+        # (cspark's Pipeline.pull) reads ``status`` and ``data`` on every answer.
+        # Both readers find what they read.
+        return _answer(request, {**status, "data": [], "status": status})
     m = views.spark_meta(batch)
     key, patterns = m.get("unique_record_key"), m.get("output")
     keep = results.OutputFilter(patterns)
@@ -215,6 +218,7 @@ def _spec(
         "source_system": body.source_system,
         "correlation_id": body.correlation_id,
         "call_purpose": body.call_purpose,
+        "initial_workers": body.initial_workers,
         "max_workers": max_workers,
         "runner_thread_count": body.runner_thread_count,
         "chunks_per_thread": body.chunks_per_thread,

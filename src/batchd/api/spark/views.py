@@ -89,7 +89,7 @@ def batch_json(b: Batch, *, now: float, detailed: bool = False) -> dict[str, Any
     if detailed:
         data["summary"] = _summary(b, now, detailed=True)
         data["configuration"] = {
-            "initial_workers": m.get("max_workers", b.parallelism),
+            "initial_workers": m.get("initial_workers") or m.get("max_workers", b.parallelism),
             "chunks_per_request": m.get("chunks_per_thread", 1),
             "runner_thread_count": m.get("runner_thread_count", 1),
             "acceptable_error_percentage": m.get("acceptable_error_percentage", 0),
