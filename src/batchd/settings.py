@@ -217,3 +217,37 @@ class Settings(BaseSettings):
             exclude={"admin_key", "aibatch_anthropic_api_key", "aibatch_openai_api_key",
                      "llm_api_key"}
         )
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used, said in one line that names the culprit."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The process's settings, checked: a config file that is missing, unreadable or
+    names unknown settings, or a bad value anywhere, raises :class:`SettingsError`."""
+    import os
+    import tomllib
+
+    from pydantic import ValidationError
+
+    config = os.environ.get("BATCHD_CONFIG_FILE")
+    if config:
+        try:
+            with open(config, "rb") as f:
+                keys = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read BATCHD_CONFIG_FILE {config}: {exc}") from None
+        unknown = sorted(set(keys) - set(Settings.model_fields))
+        if unknown:
+            raise SettingsError(
+                f"{config}: unknown settings {', '.join(unknown)} (keys are the BATCHD_* "
+                f"names in lower case without the prefix, e.g. database_url)"
+            )
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        where = f" (environment or {config})" if config else " (environment)"
+        raise SettingsError(f"invalid settings{where}: {problems}") from None

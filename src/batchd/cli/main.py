@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -30,9 +31,30 @@ def _fail(exc: Exception) -> None:
     from batchd.client import BatchdHTTPError
 
     if isinstance(exc, BatchdHTTPError):
-        err.print(f"[red]error {exc.status_code}:[/red] {exc.detail}")
+        err.print(f"[red]error {exc.status_code}:[/red]", escape(_detail_text(exc.detail)),
+                  highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     raise exc
+
+
+def _detail_text(detail: Any) -> str:
+    """A validation error list as ``loc: msg`` lines; anything else as it is."""
+    if isinstance(detail, list) and all(isinstance(d, dict) for d in detail):
+        return "\n".join(
+            f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg', d)}" for d in detail
+        )
+    return str(detail)
+
+
+def _settings(**overrides: Any) -> Any:
+    """The process's settings; unusable ones are one line and exit code 2, not a traceback."""
+    from batchd import settings
+
+    try:
+        return settings.load_settings(**overrides)
+    except settings.SettingsError as exc:
+        err.print(f"batchd: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -45,7 +67,6 @@ def serve(
     import uvicorn
 
     from batchd.api.app import create_app
-    from batchd.settings import Settings
 
     overrides: dict[str, Any] = {}
     if host:
@@ -54,7 +75,7 @@ def serve(
         overrides["port"] = port
     if no_worker:
         overrides["run_worker"] = False
-    settings = Settings(**overrides)
+    settings = _settings(**overrides)
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                             log_level="warning", timeout_graceful_shutdown=10)
     # Bound here so the message names the real port (BATCHD_PORT=0 lets the system pick).
@@ -74,11 +95,10 @@ def worker() -> None:
     """Run a standalone worker on the database in BATCHD_DATABASE_URL."""
     from batchd.exec.local import LocalExecutor
     from batchd.exec.worker import Worker
-    from batchd.settings import Settings
     from batchd.store import open_store
     from batchd.tasks.registry import load_tasks
 
-    settings = Settings()
+    settings = _settings()
 
     async def main() -> None:
         store = open_store(settings.database_url, **settings.store_options())
@@ -175,18 +195,23 @@ def status(batch_id: str, json_out: Annotated[bool, typer.Option("--json")] = Fa
 def results(
     batch_id: str,
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write.")],
-    format: Annotated[
-        str | None, typer.Option(help="jsonl, json or csv (from the suffix).")
-    ] = None,
+    format: Annotated[str | None, typer.Option(
+        help="jsonl, json, csv or parquet; by default the file's suffix names it "
+             "(.jsonl/.ndjson, .json, .csv, .parquet/.pq).")] = None,
 ) -> None:
     """Download a batch's results."""
-    fmt = format or {".csv": "csv", ".json": "json"}.get(output.suffix.lower(), "jsonl")
+    from batchd.client import base
+
+    try:
+        fmt = base.results_format(output, format)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="-o / --format") from None
     with _client() as c:
         try:
             n = c.download_results(batch_id, output, format=fmt)
         except Exception as exc:
             _fail(exc)
-    err.print(f"wrote {n} bytes to {output}")
+    err.print(f"wrote {n} bytes of {fmt} to {escape(str(output))}", soft_wrap=True)
 
 
 @app.command()

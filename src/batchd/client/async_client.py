@@ -48,8 +48,27 @@ class AsyncClient:
         return await self._json("POST", "/api/batches", params=params, headers=headers,
                                 content=_aiter(chunks))
 
+    async def add_items(self, batch_id: str, items: Iterable[Any]) -> dict[str, Any]:
+        return await self._json("POST", f"/api/batches/{batch_id}/items",
+                                headers={"Content-Type": "application/x-ndjson"},
+                                content=_aiter(base.ndjson_chunks(items)))
+
+    async def close_batch(self, batch_id: str) -> dict[str, Any]:
+        return await self._json("POST", f"/api/batches/{batch_id}/close")
+
     async def get(self, batch_id: str) -> dict[str, Any]:
         return await self._json("GET", f"/api/batches/{batch_id}")
+
+    async def list_batches(self, status: str | None = None,
+                           limit: int = 50) -> list[dict[str, Any]]:
+        params = {"limit": limit, **({"status": status} if status else {})}
+        page: list[dict[str, Any]] = (await self._json("GET", "/api/batches",
+                                                       params=params))["data"]
+        return page
+
+    async def tasks(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = (await self._json("GET", "/api/tasks"))["data"]
+        return found
 
     async def cancel(self, batch_id: str, reason: str | None = None) -> dict[str, Any]:
         return await self._json("POST", f"/api/batches/{batch_id}/cancel", json={"reason": reason})
@@ -78,3 +97,31 @@ class AsyncClient:
             async for line in r.aiter_lines():
                 for row in base.parse_lines([line]):
                     yield row
+
+    async def download_results(self, batch_id: str, path: str | Path, *,
+                               format: str | None = None) -> int:
+        """As :meth:`batchd.Client.download_results`: ``format`` from the suffix by default."""
+        target = Path(path)
+        fmt = base.results_format(target, format)
+        part = base.partial_path(target)
+        n = 0
+        async with self._http.stream("GET", f"/api/batches/{batch_id}/results",
+                                     params={"format": fmt}) as r:
+            if r.status_code >= 400:
+                await r.aread()
+            base.check(r)
+            try:
+                with part.open("wb") as f:
+                    async for chunk in r.aiter_bytes():
+                        n += f.write(chunk)
+                part.replace(target)
+            finally:
+                part.unlink(missing_ok=True)
+        return n
+
+    async def create_key(self, tenant: str, *, role: str = "user", tier: str | None = None,
+                         owner: str | None = None,
+                         limits: dict[str, float] | None = None) -> dict[str, Any]:
+        body = {"tenant": tenant, "role": role, "tier": tier, "owner": owner, "limits": limits}
+        return await self._json("POST", "/api/keys",
+                                json={k: v for k, v in body.items() if v})

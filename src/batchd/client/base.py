@@ -13,6 +13,9 @@ import orjson
 
 TERMINAL = frozenset({"completed", "partial", "failed", "cancelled", "expired"})
 UPLOAD_CHUNK = 1 << 20
+RESULT_FORMATS = ("jsonl", "json", "csv", "parquet")
+FORMAT_OF_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
+                    ".parquet": "parquet", ".pq": "parquet"}
 
 
 class BatchdHTTPError(Exception):
@@ -65,6 +68,38 @@ def file_content_type(path: Path) -> str:
     if suffix in (".jsonl", ".ndjson"):
         return "application/x-ndjson"
     raise ValueError(f"{path}: use a .jsonl, .ndjson or .csv file")
+
+
+def results_format(path: str | Path, format: str | None) -> str:
+    """The export format for a results file: ``format``, else the one its suffix names.
+
+    Raises:
+        ValueError: an unknown format, a suffix that names none (without ``format``),
+            or a ``format`` other than the one the suffix names.
+    """
+    suffix = Path(path).suffix.lower()
+    implied = FORMAT_OF_SUFFIX.get(suffix)
+    if format is None:
+        if implied is None:
+            raise ValueError(
+                f"cannot tell the results format from {str(path)!r}: name the file "
+                f"{', '.join(sorted(FORMAT_OF_SUFFIX))} or give the format "
+                f"({', '.join(RESULT_FORMATS)})"
+            )
+        return implied
+    fmt = format.lower()
+    if fmt not in RESULT_FORMATS:
+        raise ValueError(f"unknown results format {format!r}; use one of "
+                         f"{', '.join(RESULT_FORMATS)}")
+    if implied is not None and implied != fmt:
+        raise ValueError(f"format {fmt!r} does not match the file name {str(path)!r} "
+                         f"({suffix} is {implied})")
+    return fmt
+
+
+def partial_path(path: Path) -> Path:
+    """Where a download is written until it is complete (then renamed to ``path``)."""
+    return path.with_name(f".{path.name}.part")
 
 
 def file_chunks(path: Path) -> Iterator[bytes]:

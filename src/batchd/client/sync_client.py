@@ -96,17 +96,35 @@ class Client:
             base.check(r)
             yield from base.parse_lines(r.iter_lines())
 
-    def download_results(self, batch_id: str, path: str | Path, *, format: str = "jsonl") -> int:
-        """Write the results export to ``path``; returns the bytes written."""
+    def download_results(self, batch_id: str, path: str | Path, *,
+                         format: str | None = None) -> int:
+        """Write the results export to ``path``; returns the bytes written.
+
+        ``format`` is ``jsonl``, ``json``, ``csv`` or ``parquet`` (the server needs the
+        ``parquet`` extra); by default the file's suffix names it (``.jsonl``/``.ndjson``,
+        ``.json``, ``.csv``, ``.parquet``/``.pq``). The file appears only once complete.
+
+        Raises:
+            ValueError: no format and a suffix that names none, or a format the suffix
+                contradicts (before any request).
+            BatchdHTTPError: the server refused (unknown batch, format unavailable, …).
+        """
+        target = Path(path)
+        fmt = base.results_format(target, format)
+        part = base.partial_path(target)
         n = 0
         with self._http.stream("GET", f"/api/batches/{batch_id}/results",
-                               params={"format": format}) as r:
+                               params={"format": fmt}) as r:
             if r.status_code >= 400:
                 r.read()
             base.check(r)
-            with Path(path).open("wb") as f:
-                for chunk in r.iter_bytes():
-                    n += f.write(chunk)
+            try:
+                with part.open("wb") as f:
+                    for chunk in r.iter_bytes():
+                        n += f.write(chunk)
+                part.replace(target)
+            finally:
+                part.unlink(missing_ok=True)
         return n
 
     def create_key(self, tenant: str, *, role: str = "user", tier: str | None = None,

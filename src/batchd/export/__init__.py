@@ -1,4 +1,4 @@
-"""Streaming export writers (JSONL, JSON, CSV), shared by every dialect."""
+"""Streaming export writers (JSONL, JSON, CSV, Parquet), shared by every dialect."""
 
 from batchd.export.base import FORMATS, Exporter, exporter_for
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -35,29 +34,46 @@ class Exporter(ABC):
 
 
 def exporter_for(fmt: str, **options: Any) -> Exporter:
+    """The writer of ``fmt`` (``jsonl``, ``json``, ``csv``, ``parquet``).
+
+    Raises:
+        errors.InvalidInput: an unknown format, or ``parquet`` on a server without
+            pyarrow (the message names the extra to install).
+    """
     try:
         factory = FORMATS[fmt]
     except KeyError:
         raise errors.InvalidInput(
-            f"unknown export format {fmt!r}; use one of {sorted(FORMATS)}",
-            details=[{"loc": ["query", "format"], "msg": "unknown format", "type": "enum"}],
+            f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}",
+            details=[{"loc": ["query", "format"], "type": "enum",
+                      "msg": f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}"}],
         ) from None
     return factory(**options)
+
+
+def _parquet(**options: Any) -> Exporter:
+    # pyarrow is imported on first use, not at start-up: most servers never write
+    # Parquet, and it costs tens of MB.
+    try:
+        from batchd.export.parquet import ParquetExporter, require_pyarrow
+
+        require_pyarrow()
+    except ImportError as exc:
+        message = (f"Parquet export needs pyarrow on the server "
+                   f"(pip install 'batchd[parquet]'): {exc}")
+        raise errors.InvalidInput(message, details=[
+            {"loc": ["query", "format"], "msg": message, "type": "format_unavailable"}
+        ]) from None
+    return ParquetExporter(**options)
 
 
 def _formats() -> dict[str, Callable[..., Exporter]]:
     from batchd.export.csv import CsvExporter
     from batchd.export.json import JsonExporter, JsonlExporter
 
-    found: dict[str, Callable[..., Exporter]] = {
-        "jsonl": JsonlExporter, "json": JsonExporter, "csv": CsvExporter,
-    }
-    if importlib.util.find_spec("pyarrow") is not None:  # the optional "parquet" extra
-        from batchd.export.parquet import ParquetExporter
-
-        found["parquet"] = ParquetExporter
-    return found
+    return {"jsonl": JsonlExporter, "json": JsonExporter, "csv": CsvExporter,
+            "parquet": _parquet}
 
 
 FORMATS: dict[str, Callable[..., Exporter]] = _formats()
-
+"""Every export format; ``parquet`` needs the optional ``parquet`` extra (pyarrow)."""

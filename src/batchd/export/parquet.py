@@ -3,8 +3,12 @@
 Columns are those of the CSV export (nested keys flattened with dots). A first pass
 finds them and their types: a column of only integers is ``int64``, of numbers
 ``double``, of booleans ``bool``, anything else ``string`` (lists, objects and
-mixed values as JSON text). The second pass writes row groups of
-:data:`ROW_GROUP_ROWS` rows, each streamed out as soon as it is written.
+mixed values as JSON text). Parquet needs its schema before its first row group, so
+the first pass keeps each page's flattened rows in a temporary file (as the CSV
+writer does) and the second writes them from there in row groups of
+:data:`ROW_GROUP_ROWS` rows, each streamed out as soon as it is written. The rows
+are read once: a row that arrives between the passes (a running batch) cannot
+disagree with the schema, and memory holds one page and one row group.
 """
 
 from __future__ import annotations
@@ -16,9 +20,18 @@ import orjson
 
 from batchd.export.base import Exporter, Pages
 from batchd.export.flat import flatten
+from batchd.export.spool import Spool
 from batchd.export.table import Table
+from batchd.export.tuning import tuned_for_export
 
 ROW_GROUP_ROWS = 50_000
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def require_pyarrow() -> None:
+    """Raises ImportError when pyarrow (the ``parquet`` extra) cannot be imported."""
+    import pyarrow  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
 
 
 class _Sink:
@@ -55,7 +68,7 @@ def _kind(value: Any) -> str:
     if kind is bool:
         return "bool"
     if kind is int:
-        return "int"
+        return "int" if INT64_MIN <= value <= INT64_MAX else "json"
     if kind is float:
         return "float"
     return "str" if kind is str else "json"
@@ -76,6 +89,8 @@ def _arrow_type(kinds: set[str]) -> Any:
 def _text(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
+    if type(value) is int:
+        return str(value)  # also beyond 64 bits, which orjson refuses
     return orjson.dumps(value).decode()
 
 
@@ -115,38 +130,40 @@ class ParquetExporter(Exporter):
         nested: dict[str, set[str]] = {}
         for t in self.trailing:
             kinds.setdefault(t, set())
-        async for rows in pages():
-            for row in rows:
-                for k, v in self._flat(row).items():
-                    bucket = kinds.get(k)
-                    if bucket is None:
-                        bucket = nested.setdefault(k, set())
-                    if v is not None:
-                        bucket.add(_kind(v))
-        names = [*self.columns, *nested, *self.trailing]
-        types = {**kinds, **nested}
-        schema = pa.schema([(n, _arrow_type(types[n])) for n in names])
-        sink = _Sink()
-        writer = pq.ParquetWriter(sink, schema)
-        group: dict[str, list[Any]] = {n: [] for n in names}
-        size = 0
-        try:
+        with Spool() as spool, tuned_for_export():
             async for rows in pages():
-                for row in rows:
-                    flat = self._flat(row)
-                    for n in names:
-                        group[n].append(flat.get(n))
-                    size += 1
-                if size >= ROW_GROUP_ROWS:
+                flats = [self._flat(row) for row in rows]
+                for flat in flats:
+                    for k, v in flat.items():
+                        bucket = kinds.get(k)
+                        if bucket is None:
+                            bucket = nested.setdefault(k, set())
+                        if v is not None:
+                            bucket.add(_kind(v))
+                spool.put(flats)
+            names = [*self.columns, *nested, *self.trailing]
+            types = {**kinds, **nested}
+            schema = pa.schema([(n, _arrow_type(types[n])) for n in names])
+            sink = _Sink()
+            writer = pq.ParquetWriter(sink, schema)
+            group: dict[str, list[Any]] = {n: [] for n in names}
+            size = 0
+            try:
+                for flats in spool.records():
+                    for flat in flats:
+                        for n in names:
+                            group[n].append(flat.get(n))
+                    size += len(flats)
+                    if size >= ROW_GROUP_ROWS:
+                        writer.write_table(_table(schema, group))
+                        group = {n: [] for n in names}
+                        size = 0
+                        yield sink.drain()
+                if size:
                     writer.write_table(_table(schema, group))
-                    group = {n: [] for n in names}
-                    size = 0
-                    yield sink.drain()
-            if size:
-                writer.write_table(_table(schema, group))
-        finally:
-            writer.close()
-        yield sink.drain()
+            finally:
+                writer.close()
+            yield sink.drain()
 
 
 def _table(schema: Any, group: dict[str, list[Any]]) -> Any:

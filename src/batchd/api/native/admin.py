@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from batchd.api.deps import Caller, Manager
 from batchd.api.native.schemas import KeyCreate, TenantCreate
@@ -55,7 +55,13 @@ async def revoke_key(key_id: str, caller: Caller, mgr: Manager) -> Response:
 
 
 @router.get("/usage")
-async def usage(caller: Caller, mgr: Manager, period: str | None = None) -> dict[str, Any]:
+async def usage(
+    caller: Caller, mgr: Manager,
+    period: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
+                                        description="YYYY-MM (UTC); this month by default")]
+    = None,
+) -> dict[str, Any]:
+    """The caller's tenant's metered usage in one calendar month (UTC)."""
     period = period or datetime.now(UTC).strftime("%Y-%m")
     usage_ = await mgr.usage(caller, period)
     return {"tenant": caller.tenant_name, "period": period, "usage": usage_}

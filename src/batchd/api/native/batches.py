@@ -244,11 +244,12 @@ async def get_item(batch_id: str, item_id: str, caller: Caller, mgr: Manager) ->
 @router.get("/batches/{batch_id}/results")
 async def results(
     batch_id: str, caller: Caller, mgr: Manager,
-    format: Literal["jsonl", "json", "csv"] = "jsonl",
+    format: Annotated[str, Query(description="jsonl, json, csv or parquet (with the "
+                                             "parquet extra)")] = "jsonl",
 ) -> Response:
     """Every finished record, streamed: ``{item_id, seq, status, input, output, error}``."""
+    exporter = exporter_for(format)  # an unknown or unavailable format: 422 before any work
     await mgr.get_batch(caller, batch_id)
-    exporter = exporter_for(format)
 
     return StreamingResponse(
         exporter.stream(lambda: mgr.iter_results(caller, batch_id)), media_type=exporter.media_type,
