@@ -11,9 +11,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import TERMINAL, Server, wait_batch
+from tests.conftest import Server, scaled, wait_batch
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(scaled(60))
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 CSV = {"Content-Type": "text/csv"}
@@ -55,14 +55,18 @@ def assert_invalid(r: httpx.Response, loc: list[Any]) -> dict[str, Any]:
     return dict(matching[0])
 
 
-def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+def sse_events(lines: Iterator[str]) -> Iterator[tuple[str | None, str, Any]]:
+    """``(id, event, data)`` of each server-sent event, parsed as the standard says."""
+    event_id: str | None = None
     event = "message"
     data: list[str] = []
     for line in lines:
         if not line:
             if data:
-                yield event, orjson.loads("\n".join(data))
-            event, data = "message", []
+                yield event_id, event, orjson.loads("\n".join(data))
+            event_id, event, data = None, "message", []
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
         elif line.startswith("event:"):
             event = line[6:].strip()
         elif line.startswith("data:"):
@@ -209,7 +213,7 @@ def test_get_one_item(server: Server) -> None:
     assert item == second
     assert item["id"].startswith("itm_") and item["seq"] == 1
     assert (item["status"], item["attempts"]) == ("succeeded", 1)
-    assert item["input"] == {"n": 4} and item["output"] == {"n": 4, "square": 16}
+    assert item["input"] == {"n": 4} and item["output"] == {"n": 4, "square": 16, "attempt": 1}
     assert item["error"] is None and item["started_at"] and item["finished_at"]
     assert missing.status_code == 404 and malformed.status_code == 404
 
@@ -270,21 +274,44 @@ def test_results_csv_carries_errors_of_failed_items(server: Server) -> None:
 
 def test_events_stream_progress_and_end_with_done(server: Server) -> None:
     with server.client() as c:
-        b = create(c, task="tracked", parallelism=1,
+        # Open, the batch cannot end before the test closes it: the stream is sure to see
+        # it open with every item done, then its end.
+        b = create(c, task="tracked", parallelism=1, close=False,
                    items=[{"n": n, "seconds": 0.2} for n in range(3)])
-        with c.stream("GET", f"/api/batches/{b['id']}/events", timeout=30) as r:
+        events = []
+        with c.stream("GET", f"/api/batches/{b['id']}/events", timeout=scaled(30)) as r:
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("text/event-stream")
-            events = list(sse_events(r.iter_lines()))
-    names = [name for name, _ in events]
-    assert names[-1] == "done" and names.count("done") == 1
-    assert set(names[:-1]) == {"progress"}
-    last = events[-1][1]
-    assert last["id"] == b["id"]
-    assert last["status"] in TERMINAL and last["status"] == "completed"
-    assert last["counts"]["succeeded"] == 3
-    done_counts = [data["counts"]["succeeded"] + data["counts"]["failed"] for _, data in events]
-    assert done_counts == sorted(done_counts)
+            for event in sse_events(r.iter_lines()):
+                events.append(event)
+                _, name, data = event
+                if name == "progress" and data["status"] == "open" \
+                        and data["counts"]["succeeded"] == 3:
+                    assert c.post(f"/api/batches/{b['id']}/close").status_code == 200
+        final = c.get(f"/api/batches/{b['id']}").json()
+
+    assert [event_id for event_id, _, _ in events] == [str(n) for n in range(1, len(events) + 1)]
+    assert [name for _, name, _ in events] == ["progress"] * (len(events) - 1) + ["done"]
+    snapshots = [data for _, _, data in events]
+    for s in snapshots:  # each one a whole batch, as GET shows it, and consistent
+        assert set(s) == set(final) and s["id"] == b["id"]
+        counts = s["counts"]
+        assert counts["total"] == 3 == sum(counts[k] for k in (
+            "queued", "running", "succeeded", "failed", "cancelled"))
+    progress, done = snapshots[:-1], snapshots[-1]
+    # A progress event per change: never the same state twice, never going back.
+    states = [(p["status"], sorted(p["counts"].items())) for p in progress]
+    assert all(a != b for a, b in zip(states, states[1:], strict=False))
+    succeeded = [p["counts"]["succeeded"] for p in progress]
+    assert succeeded == sorted(succeeded)
+    statuses = [p["status"] for p in progress]
+    assert statuses == ["open"] * (len(progress) - 1) + ["completed"]
+    assert progress[-2]["counts"]["succeeded"] == 3  # the state that made the test close it
+    # done repeats the final state, which is what GET answers from then on
+    assert done == progress[-1] == final
+    assert done["counts"] == {"total": 3, "queued": 0, "running": 0, "succeeded": 3,
+                              "failed": 0, "cancelled": 0}
+    assert done["finished_at"] is not None
 
 
 # errors

@@ -20,9 +20,9 @@ import pytest
 
 from batchd.api.app import create_app
 from batchd.settings import Settings
-from tests.conftest import Server, drop_database, fresh_database_url, wait_until
+from tests.conftest import Server, drop_database, fresh_database_url, scaled, wait_until
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(scaled(180))
 
 BATCH_KEYS = {
     "batch_id", "status", "created_at", "started_at", "completed_at", "priority", "fail_fast",
@@ -78,6 +78,12 @@ def crisis(entities: int = 2, timepoints: int = 3, **params: Any) -> dict[str, A
 def tracked(**params: Any) -> dict[str, Any]:
     """The test suite's ``tracked`` task as a template: sleeps ``seconds``, fails on demand."""
     return {"template_id": "tracked", "entity_count": 1, "timepoint_count": 1, **params}
+
+
+def gated(gate: Path) -> dict[str, Any]:
+    """The ``gated`` task as a template: runs until the file ``<gate>.<attempt>`` exists."""
+    return {"template_id": "gated", "entity_count": 1, "timepoint_count": 1,
+            "gate": str(gate)}
 
 
 def new_key(
@@ -150,7 +156,7 @@ def usage(c: httpx.Client) -> dict[str, Any]:
 def test_simulations_batch_runs_templates_with_documented_fields(
     make_server: Callable[..., Server],
 ) -> None:
-    server = make_server()
+    server = make_server(run_worker="false")  # a worker comes once the batch is seen waiting
     with server.client() as admin:
         key = new_key(admin, "acme", owner="user-123")
     with client(server, key) as c:
@@ -161,7 +167,13 @@ def test_simulations_batch_runs_templates_with_documented_fields(
         assert set(created) == BATCH_KEYS
         assert set(created["progress"]) == PROGRESS_KEYS
         assert set(created["cost"]) == COST_KEYS
-        assert created["status"] in {"PENDING", "RUNNING", "COMPLETED"}
+        assert created["status"] == "PENDING"
+        assert created["progress"] == {
+            "total_jobs": 2, "pending_jobs": 2, "running_jobs": 0, "completed_jobs": 0,
+            "failed_jobs": 0, "cancelled_jobs": 0, "progress_percent": 0,
+        }
+        assert (created["started_at"], created["completed_at"]) == (None, None)
+        assert created["cost"]["actual_cost_usd"] == 0
         assert (created["priority"], created["fail_fast"], created["parallel_jobs"]) == (
             50, False, 2)
         assert created["progress"]["total_jobs"] == 2
@@ -173,6 +185,7 @@ def test_simulations_batch_runs_templates_with_documented_fields(
         assert (created["owner_id"], created["metadata"]) == ("user-123", {"team": "ops"})
         assert_iso(created["created_at"])
 
+        make_server(command="worker")
         done = wait_sim(c, created["batch_id"])
         assert done["status"] == "COMPLETED"
         assert done["progress"] == {
@@ -219,7 +232,8 @@ def test_simulations_batch_runs_templates_with_documented_fields(
         assert stats["total_cost_usd"] == pytest.approx(
             cost["actual_cost_usd"] + again["cost"]["actual_cost_usd"]
             + other["cost"]["actual_cost_usd"])
-        assert stats["total_tokens"] > cost["tokens_used"]
+        assert stats["total_tokens"] == (cost["tokens_used"] + again["cost"]["tokens_used"]
+                                         + other["cost"]["tokens_used"])
 
 
 def test_simulations_pending_batches_list_filter_page_and_cancel(
@@ -339,24 +353,25 @@ def test_simulations_budget_stop_ends_partial(make_server: Callable[..., Server]
     with server.client() as admin:
         key = new_key(admin, "acme")
     with client(server, key) as c:
-        # Estimated $0.01 each ($0.05 in all, within the cap), but each costs $0.02: the
-        # cap is reached before the last jobs can be dispatched.
+        # Estimated $0.01 each ($0.05 in all, within the cap), but each costs $0.02. One at a
+        # time, a job is dispatched while what was spent plus its estimate fits the cap:
+        # $0 + 0.01, $0.02 + 0.01, $0.04 + 0.01 do; $0.06 + 0.01 does not.
         created = create(c, *[{"template_id": "overrun", "cost_usd": 0.02}] * 5,
                          parallel_jobs=1, budget_cap_usd=0.05)
         assert created["cost"]["estimated_cost_usd"] == pytest.approx(0.05)
         done = wait_sim(c, created["batch_id"])
         assert done["status"] == "PARTIAL"
-        p = done["progress"]
-        assert p["cancelled_jobs"] > 0 and p["completed_jobs"] > 0
-        assert p["completed_jobs"] + p["cancelled_jobs"] == 5
-        assert p["progress_percent"] == 100
-        assert done["cost"]["actual_cost_usd"] == pytest.approx(0.02 * p["completed_jobs"])
+        assert done["progress"] == {
+            "total_jobs": 5, "pending_jobs": 0, "running_jobs": 0, "completed_jobs": 3,
+            "failed_jobs": 0, "cancelled_jobs": 2, "progress_percent": 100,
+        }
+        assert done["cost"]["actual_cost_usd"] == pytest.approx(0.06)
         assert done["cost"]["budget_remaining_usd"] == 0.0
         assert done["error_message"] == "budget exceeded"
         jobs = c.get(f"/simulations/batch/{created['batch_id']}/jobs").json()["jobs"]
-        stopped = [j for j in jobs if j["status"] == "CANCELLED"]
-        assert len(stopped) == p["cancelled_jobs"]
-        assert all("budget" in j["error_message"] and j["cost_usd"] == 0 for j in stopped)
+        assert [j["status"] for j in jobs] == ["COMPLETED"] * 3 + ["CANCELLED"] * 2
+        assert [j["cost_usd"] for j in jobs] == pytest.approx([0.02] * 3 + [0.0] * 2)
+        assert all("budget" in j["error_message"] for j in jobs[3:])
 
 
 def test_simulations_fail_fast(make_server: Callable[..., Server]) -> None:
@@ -389,7 +404,7 @@ def test_simulations_fail_fast(make_server: Callable[..., Server]) -> None:
 
 
 def test_simulations_cancel_with_and_without_running_jobs(
-    make_server: Callable[..., Server],
+    make_server: Callable[..., Server], tmp_path: Path,
 ) -> None:
     server = make_server()
     with server.client() as admin:
@@ -399,7 +414,10 @@ def test_simulations_cancel_with_and_without_running_jobs(
         return bool(b["progress"]["running_jobs"] == 2)
 
     with client(server, key) as c:
-        spare = create(c, *[tracked(seconds=1.5)] * 4, parallel_jobs=2)["batch_id"]
+        # The running jobs wait for their gate, so they still run when the cancel comes,
+        # however long the machine takes to get there.
+        gate = tmp_path / "gate"
+        spare = create(c, *[gated(gate)] * 4, parallel_jobs=2)["batch_id"]
         wait_sim(c, spare, until=two_running)
         r = c.post(f"/simulations/batch/{spare}/cancel",
                    json={"reason": "enough", "cancel_running": False})
@@ -408,6 +426,7 @@ def test_simulations_cancel_with_and_without_running_jobs(
         assert now["status"] == "CANCELLED"
         assert (now["progress"]["running_jobs"], now["progress"]["cancelled_jobs"]) == (2, 2)
         assert now["completed_at"] is None  # running jobs still finishing
+        gate.with_name("gate.1").touch()  # let the first attempts finish
         done = wait_sim(c, spare)
         assert done["status"] == "CANCELLED"
         assert (done["progress"]["completed_jobs"], done["progress"]["cancelled_jobs"]) == (
@@ -588,7 +607,7 @@ async def in_process(tmp_path: Path, clock: Clock) -> AsyncIterator[httpx.AsyncC
 
 async def wait_native(c: httpx.AsyncClient, batch_id: str, key: str) -> None:
     """Poll through the native API, which these tests' quotas do not count."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + scaled(60)
     while True:
         r = await c.get(f"/api/batches/{batch_id}", headers={"X-API-Key": key})
         if r.json()["status"] not in ("open", "closed") and not r.json()["counts"]["running"]:
@@ -625,7 +644,9 @@ async def test_simulations_usage_history_across_periods(tmp_path: Path) -> None:
         r = await c.post("/simulations/batch", headers=h,
                          json={"simulations": [board(2, 2), tracked(fail=True)]})
         assert r.status_code == 202, r.text
-        await wait_native(c, r.json()["batch_id"], key)
+        february = r.json()["batch_id"]
+        await wait_native(c, february, key)
+        feb_cost = (await c.get(f"/api/batches/{february}", headers=h)).json()["cost"]
 
         # March: the history of the periods before.
         clock.move_to(datetime(2026, 3, 5, 8, tzinfo=UTC))
@@ -650,7 +671,8 @@ async def test_simulations_usage_history_across_periods(tmp_path: Path) -> None:
         assert jan["tokens_used"] == jan_cost["tokens_used"]
         assert (feb["api_calls"], feb["simulations_run"], feb["simulations_completed"],
                 feb["simulations_failed"]) == (1, 2, 1, 1)
-        assert feb["cost_usd"] > 0 and feb["tokens_used"] > 0
+        assert feb["cost_usd"] == pytest.approx(feb_cost["actual_usd"]) and feb["cost_usd"] > 0
+        assert feb["tokens_used"] == feb_cost["tokens_in"] + feb_cost["tokens_out"] > 0
         assert dec == {"period": "2025-12", "api_calls": 0, "simulations_run": 0,
                        "simulations_completed": 0, "simulations_failed": 0, "cost_usd": 0.0,
                        "tokens_used": 0}

@@ -1,6 +1,12 @@
+"""The quick-start path: a batch of the example task, its results."""
+
 from __future__ import annotations
 
-from tests.conftest import Server, wait_batch
+import pytest
+
+from tests.conftest import Server, scaled, wait_batch
+
+pytestmark = pytest.mark.timeout(scaled(60))
 
 
 def test_sales_batch_computes_totals(server: Server) -> None:

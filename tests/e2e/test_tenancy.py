@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, wait_batch
+from tests.conftest import Server, scaled, wait_batch
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(scaled(60))
 
 
 MISSING_BATCH = "bat_000000000000000000000000"
@@ -85,7 +85,8 @@ def test_role_user_sees_own_batches_and_supervisor_sees_the_tenants(server: Serv
         assert boss.get(f"/api/batches/{bid}").status_code == 200
         assert {x["id"] for x in boss.get("/api/batches").json()["data"]} == {bid, mine}
         assert wait_batch(boss, bid)["status"] == "completed"
-        assert boss.get(f"/api/batches/{bid}/results").json()["output"] == {"n": 4, "square": 16}
+        assert boss.get(f"/api/batches/{bid}/results").json()["output"] == {
+            "n": 4, "square": 16, "attempt": 1}
 
 
 def stored_bytes(database_url: str) -> bytes:
@@ -141,6 +142,7 @@ def test_only_admins_manage_keys(server: Server) -> None:
             assert c.get("/api/keys").status_code == 403
     with server.client() as admin:
         listed = admin.get("/api/keys").json()["data"]
+        assert sorted(k["role"] for k in listed) == ["admin", "supervisor", "user"]
         assert all("key" not in k for k in listed)
         victim = next(k for k in listed if k["role"] == "user")
         assert admin.delete(f"/api/keys/{victim['id']}").status_code == 204

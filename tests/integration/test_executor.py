@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -12,6 +14,9 @@ import tests.support.tasks  # noqa: F401  (registers the test tasks)
 from batchd.exec.local import LocalExecutor
 from batchd.tasks.context import RecordError, TaskContext
 from batchd.tasks.registry import TaskRegistry, default_registry, task
+from tests.conftest import scaled
+
+pytestmark = pytest.mark.timeout(scaled(30))
 
 
 def ctx() -> TaskContext:
@@ -96,13 +101,14 @@ async def test_executor_vectorised_output_count_is_checked(executor: LocalExecut
 
 async def test_executor_cancel_flag_reaches_a_thread_handler(executor: LocalExecutor) -> None:
     reg = TaskRegistry()
+    started = threading.Event()
     seen: list[bool] = []
 
     @task("slow", registry=reg)
     def handler(record: Any, c: TaskContext) -> Any:
-        import time
-
-        for _ in range(500):
+        started.set()
+        deadline = time.monotonic() + scaled(30)
+        while time.monotonic() < deadline:
             if c.cancelled:
                 seen.append(True)
                 raise RuntimeError("stopped")
@@ -111,7 +117,8 @@ async def test_executor_cancel_flag_reaches_a_thread_handler(executor: LocalExec
 
     c = ctx()
     run = asyncio.ensure_future(executor.run(reg.get("slow"), [1], c))
-    await asyncio.sleep(0.05)
+    # Cancel only once the handler runs: the flag must reach code already under way.
+    assert await asyncio.to_thread(started.wait, scaled(10)), "the handler never started"
     c.cancel()
     with pytest.raises(RuntimeError, match="stopped"):
         await run

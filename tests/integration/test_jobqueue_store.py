@@ -8,9 +8,10 @@ import pytest
 
 from batchd.core.jobs import JobOutcome, JobPick, NewJob, ResultKind
 from batchd.store.jobqueue import JobQueueStore, job_queue_store
+from tests.conftest import scaled
 from tests.integration.test_store_contract import NOW, store  # noqa: F401  (the fixture)
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(scaled(60))
 
 
 def new_job(n: int, *, priority: int = 50, job_type: str = "echo", owner: str = "alice",

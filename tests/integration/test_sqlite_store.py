@@ -11,10 +11,11 @@ from batchd.core import errors
 from batchd.core.models import BatchSpec
 from batchd.store.base import StagedItem
 from batchd.store.sqlite import SqliteStore
+from tests.conftest import scaled
 
 NOW = 1_700_000_000.0
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(scaled(30))
 
 
 async def test_sqlite_rejected_append_leaves_no_rows(tmp_path: Path) -> None:

@@ -16,12 +16,13 @@ from batchd.core.states import StopReason
 from batchd.store.base import StagedItem, Store
 from batchd.store.taskdefs import TaskRecord
 from batchd.store.webhooks import WebhookAttempt
+from tests.conftest import scaled
 from tests.integration import test_store_contract as contract
 from tests.integration.test_store_contract import LEASE_S, NOW, stage_token
 
 store = contract.store  # the contract suite's fixture: every backend
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(scaled(30))
 EVENT = "task_run.status"
 
 

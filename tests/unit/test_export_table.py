@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from batchd.export import exporter_for
@@ -96,8 +98,6 @@ async def test_table_json_splices_documents() -> None:
 
 
 async def test_table_parquet_types_columns() -> None:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
     rows = [("r1", {"n": 1}, {"x": 1, "f": 1.5, "ok": True, "mixed": "a"}),
             ("r2", {"n": 2}, {"x": 2, "f": 2, "ok": False, "mixed": 3})]
     result = pq.read_table(pa.BufferReader(await body("parquet", table(rows))))

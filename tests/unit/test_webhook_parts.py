@@ -44,7 +44,9 @@ def test_schedule_spans_at_least_24_hours_with_exponential_backoff() -> None:
     while (nxt := s.next_attempt_at(attempt=attempt, created_at=created, now=at)) is not None:
         at, attempt = nxt, attempt + 1
     assert at - created >= 24 * 3600  # the last attempt comes a day or more after the event
-    assert attempt == s.attempts_within_window() and attempt >= 15
+    # 5 s doubling to 10,240 s (12 waits, 20,475 s), then every 3 hours: 20 attempts in all
+    assert (attempt, at) == (20, 20_475 + 7 * 10_800)
+    assert s.attempts_within_window() == attempt
 
 
 @pytest.mark.parametrize("address, kind", [
