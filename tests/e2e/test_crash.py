@@ -574,6 +574,16 @@ def assert_counts_add_up(b: dict[str, Any]) -> None:
     n = b["counts"]
     parts = n["queued"] + n["running"] + n["succeeded"] + n["failed"] + n["cancelled"]
     assert parts == n["total"], f"counters do not add up: {n}"
+    assert min(n.values()) >= 0, f"a counter went negative: {n}"
+
+
+def assert_completed(c: httpx.Client, batch_id: str, n: int) -> None:
+    """The batch ends completed with every one of its ``n`` single-record items."""
+    b = wait_batch(c, batch_id, timeout_s=120)
+    assert b["status"] == "completed", b
+    assert b["counts"] == {"total": n, "queued": 0, "running": 0,
+                           "succeeded": n, "failed": 0, "cancelled": 0}
+    assert b["records"] == {"total": n, "succeeded": n, "failed": 0}
 
 
 # The server's lease: an item a killed server held runs again once it has run out.
@@ -615,11 +625,7 @@ def test_crash_sigkill_loses_and_duplicates_nothing(
                 srv.start()
 
         with srv.client() as c:
-            b = wait_batch(c, batch_id, timeout_s=120)
-            assert b["status"] == "completed", b
-            assert b["counts"] == {"total": N_CRASH, "queued": 0, "running": 0,
-                                   "succeeded": N_CRASH, "failed": 0, "cancelled": 0}
-            assert b["records"] == {"total": N_CRASH, "succeeded": N_CRASH, "failed": 0}
+            assert_completed(c, batch_id, N_CRASH)
             attempts = {it["id"]: it["attempts"] for it in all_items(c, batch_id)}
             rows = export_rows(c, batch_id)
             listed = c.get("/api/batches").json()["data"]

@@ -27,7 +27,12 @@ import psycopg
 import pytest
 
 from tests.conftest import Server, scaled, wait_until
-from tests.e2e.test_crash import assert_counts_add_up, export_rows, ndjson_body, start_worker
+from tests.e2e.test_crash import (
+    export_rows,
+    ndjson_body,
+    past,
+    start_worker,
+)
 from tests.support.pgcluster import PgCluster, pg_cluster
 
 # The kill tests share one xdist worker (--dist loadgroup): run side by side on two
@@ -198,16 +203,6 @@ def assert_clear_unavailable(out: Outage) -> None:
     assert out.probe_s < scaled(10), f"the API took {out.probe_s:.1f} s to answer: {p.text}"
 
 
-def progress_past(api: Server, batch_id: str, succeeded: int) -> dict[str, Any] | None:
-    with api.client() as c:
-        r = c.get(f"/api/batches/{batch_id}")
-    assert r.status_code == 200, r.text
-    b: dict[str, Any] = r.json()
-    assert_counts_add_up(b)
-    assert min(b["counts"].values()) >= 0, f"a counter went negative: {b['counts']}"
-    return b if b["counts"]["succeeded"] >= succeeded or b["status"] != "closed" else None
-
-
 @pytest.fixture
 def cluster() -> Iterator[PgCluster]:
     # Requested before make_server: torn down after every batchd process has stopped.
@@ -239,7 +234,7 @@ def test_database_crashes_lose_and_duplicate_nothing(
 
     for k, min_down_s in enumerate(OUTAGES_S):
         threshold = N_ITEMS * (k + 1) // (len(OUTAGES_S) + 2)
-        b = wait_until(functools.partial(progress_past, api, batch_id, threshold),
+        b = wait_until(functools.partial(past, api, batch_id, threshold),
                        timeout_s=180, what=f"progress past {threshold}")
         assert b["status"] == "closed", f"batch finished before crash {k}: {b['counts']}"
         out = crasher.outage(batch_id, min_down_s=min_down_s)
@@ -248,7 +243,7 @@ def test_database_crashes_lose_and_duplicate_nothing(
 
     # Done, exactly once each (the counters add up at every look on the way; the last
     # success and the batch's completion commit together).
-    b = wait_until(functools.partial(progress_past, api, batch_id, N_ITEMS), timeout_s=300,
+    b = wait_until(functools.partial(past, api, batch_id, N_ITEMS), timeout_s=300,
                    what="the batch to finish")
     assert b["counts"] == {"total": N_ITEMS, "queued": 0, "running": 0,
                            "succeeded": N_ITEMS, "failed": 0, "cancelled": 0}

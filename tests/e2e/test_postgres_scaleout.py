@@ -29,6 +29,7 @@ from tests.e2e.test_crash import (
     Kill,
     _worker_up,
     all_items,
+    assert_completed,
     assert_counts_add_up,
     check_kills,
     export_rows,
@@ -179,11 +180,7 @@ def test_postgres_crash_workers_killed_lose_and_duplicate_nothing(
 
     pool.wait_all_up()
     with api_b.client() as c:
-        b = wait_batch(c, batch_id, timeout_s=120)
-        assert b["status"] == "completed", b
-        assert b["counts"] == {"total": N_ITEMS, "queued": 0, "running": 0,
-                               "succeeded": N_ITEMS, "failed": 0, "cancelled": 0}
-        assert b["records"] == {"total": N_ITEMS, "succeeded": N_ITEMS, "failed": 0}
+        assert_completed(c, batch_id, N_ITEMS)
         attempts = {it["id"]: it["attempts"] for it in all_items(c, batch_id)}
         outputs = square_outputs(export_rows(c, batch_id), attempts)
         assert [x["id"] for x in c.get("/api/batches").json()["data"]] == [batch_id]
