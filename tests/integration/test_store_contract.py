@@ -901,6 +901,25 @@ async def test_budget_stops_dispatch_at_cap(store: Store, make_batch: MakeBatch)
     assert all(i.error is not None and i.error["code"] == "budget_exceeded" for i in cancelled)
 
 
+async def test_budget_leaves_an_item_waiting_for_its_retry_queued(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    # Nothing ready and nothing running is not a reached cap: the item will be back.
+    batch = await make_batch(items=1, est_usd=0.1, budget_usd=1.0)
+    [first] = await claim(store)
+    retry = Outcome(rowid=first.rowid, fence=first.fence, status="queued", retry_at=NOW + 60)
+    assert await store.finish_items([retry], now=NOW + 1) == 1
+
+    assert await claim(store, now=NOW + 2) == []
+    waiting = await fetch(store, batch.id)
+    assert waiting.stop_reason is None
+    assert waiting.status == "closed"
+    assert counts(waiting)["queued"] == 1 and counts(waiting)["cancelled"] == 0
+
+    [again] = await claim(store, now=NOW + 61)
+    assert again.rowid == first.rowid and again.attempts == 2
+
+
 async def test_budget_room_freed_by_cheaper_actuals(store: Store, make_batch: MakeBatch) -> None:
     batch = await make_batch(items=3, est_usd=0.1, budget_usd=0.2)
     first = await claim(store)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from batchd.core import scheduling
 from batchd.core.scheduling import Candidate, plan_claims, retry_delay_s
 
 MakeCandidate = Callable[..., Candidate]
@@ -171,3 +172,22 @@ def test_retry_delay_is_capped() -> None:
     assert retry_delay_s(4, base_s=1.0, max_s=5.0) == 5.0
     assert retry_delay_s(60, base_s=1.0, max_s=300.0) == 300.0
     assert retry_delay_s(3, base_s=0.0, max_s=300.0) == 0.0
+
+
+def test_budget_fit_takes_the_ready_items_the_room_allows_in_order() -> None:
+    fit = scheduling.budget_fit([0.1, 0.15, 0.05], budget_usd=0.25, actual_usd=0.0,
+                                reserved_usd=0.0, running=0)
+    assert fit == scheduling.BudgetFit(n=2, exhausted=False)  # exactly the room
+    fit = scheduling.budget_fit([0.1, 0.2, 0.05], budget_usd=0.25, actual_usd=0.0,
+                                reserved_usd=0.0, running=0)
+    assert fit == scheduling.BudgetFit(n=1, exhausted=False)  # in order: 0.05 waits its turn
+
+
+def test_budget_fit_is_exhausted_only_when_a_ready_item_is_refused_with_nothing_running() -> None:
+    def fit(ready: list[float], running: int) -> scheduling.BudgetFit:
+        return scheduling.budget_fit(ready, budget_usd=1.0, actual_usd=0.7, reserved_usd=0.25,
+                                     running=running)
+
+    assert fit([0.1], running=0) == scheduling.BudgetFit(n=0, exhausted=True)
+    assert fit([0.1], running=1) == scheduling.BudgetFit(n=0, exhausted=False)
+    assert fit([], running=0) == scheduling.BudgetFit(n=0, exhausted=False)  # all waiting

@@ -8,7 +8,7 @@ priority level capacity is dealt round-robin, so equal batches progress together
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -86,3 +86,31 @@ def plan_claims(
 def retry_delay_s(attempts: int, *, base_s: float, max_s: float) -> float:
     """Exponential backoff after the ``attempts``-th failed attempt."""
     return min(max_s, base_s * (2 ** max(0, attempts - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetFit:
+    """What a batch's budget lets a claim take: the first ``n`` ready items, in order."""
+
+    n: int
+    exhausted: bool  # the cap is reached for good: the batch stops as budget_exceeded
+
+
+def budget_fit(
+    est_usd: Sequence[float], *, budget_usd: float, actual_usd: float, reserved_usd: float,
+    running: int,
+) -> BudgetFit:
+    """How many of the ready items (their estimates, in claim order) fit the budget's room.
+
+    Nothing fitting ends the batch only when some item was ready to be refused and
+    nothing in flight can free reservation; an item waiting for its retry is not
+    refused by a claim that never saw it.
+    """
+    room = budget_usd - actual_usd - reserved_usd
+    n = 0
+    for est in est_usd:
+        if est > room + 1e-12:
+            break
+        room -= est
+        n += 1
+    return BudgetFit(n=n, exhausted=n == 0 and running == 0 and len(est_usd) > 0)

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from psycopg import AsyncConnection
 
-from batchd.core import states
+from batchd.core import scheduling, states
 from batchd.core.accounting import BatchDelta, cancelled_error, plan_group_commit
 from batchd.core.models import ClaimedItem, Outcome
 from batchd.core.scheduling import Candidate, retry_delay_s
@@ -154,17 +154,12 @@ async def claim_from_batch(
     )
     ready = await cur.fetchall()
     if budget is not None:
-        room = budget - actual - reserved
-        fits = []
-        for r in ready:
-            if r[1] > room + 1e-12:
-                break
-            room -= r[1]
-            fits.append(r)
-        if not fits and running == 0 and ready:
+        fit = scheduling.budget_fit([r[1] for r in ready], budget_usd=budget, actual_usd=actual,
+                                    reserved_usd=reserved, running=running)
+        if fit.exhausted:
             await stop(conn, c.batch_id, StopReason.BUDGET_EXCEEDED, None, now)
             return []
-        ready = fits
+        ready = ready[: fit.n]
     if not ready:
         return []
     ids = [r[0] for r in ready]

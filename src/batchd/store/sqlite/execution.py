@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from batchd.core import states
+from batchd.core import scheduling, states
 from batchd.core.accounting import BatchDelta, cancelled_error, plan_group_commit
 from batchd.core.models import ClaimedItem, Outcome
 from batchd.core.scheduling import Candidate, plan_claims, retry_delay_s
@@ -129,17 +129,11 @@ def _within_budget(
     budget, actual, reserved = conn.execute(
         "SELECT budget_usd, actual_usd, reserved_usd FROM batches WHERE id = ?", (b["id"],)
     ).fetchone()
-    room = budget - actual - reserved
-    fits = []
-    for r in ready:
-        if r["est_usd"] > room + 1e-12:
-            break
-        room -= r["est_usd"]
-        fits.append(r)
-    if not fits and running == 0:
-        # Nothing in flight can free reservation: the cap is reached for good.
+    fit = scheduling.budget_fit([r["est_usd"] for r in ready], budget_usd=budget,
+                                actual_usd=actual, reserved_usd=reserved, running=running)
+    if fit.exhausted:
         stop(conn, b["id"], StopReason.BUDGET_EXCEEDED, None, now)
-    return fits
+    return ready[: fit.n]
 
 
 def _sources(target: ItemStatus) -> str:
