@@ -456,6 +456,9 @@ def test_aibatch_auto_flush_by_age(make_server: Callable[..., Server]) -> None:
     server = make_server(aibatch_auto_flush_age_s=0.5, aibatch_loop_interval_s=0.1)
     with server.client() as c:
         made = enqueue(c)
-        wait_until(lambda: job(c, made["id"])["status"] == "processing", timeout_s=30,
-                   interval_s=0.1, what="auto-flush by age")
-        assert job(c, made["id"])["batch_id"].startswith("bat_")
+        # Taken by the flush first, then given its batch id once the provider answered
+        # (batch_id is null in between, as the README says).
+        flushed = wait_until(lambda: (j := job(c, made["id"]))["batch_id"] and j, timeout_s=30,
+                             interval_s=0.1, what="auto-flush by age")
+        assert flushed["status"] == "processing", flushed
+        assert flushed["batch_id"].startswith("bat_"), flushed

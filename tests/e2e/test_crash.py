@@ -28,6 +28,7 @@ import pytest
 from batchd.core.models import item_public_id
 from batchd.store.sqlite.connection import sqlite_path
 from tests.conftest import Server, scaled, wait_batch, wait_until
+from tests.support.runlog import Run, read_runs, runs_by_item
 
 # The kill tests share one xdist worker (--dist loadgroup): run side by side on two
 # cores they would only measure each other.
@@ -36,33 +37,6 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("crash")]
 N_CRASH = 20_000
 UPLOAD_CHUNK = 1000
 INGEST_FLUSH = 2000  # the server's ingest_flush_items: the items staged per write
-
-
-@dataclass(frozen=True)
-class Run:
-    item_id: str
-    attempt: int
-    pid: int
-    what: str
-    at: float
-
-
-def read_runs(run_log: Path) -> list[Run]:
-    if not run_log.exists():
-        return []
-    runs = []
-    for line in run_log.read_text().splitlines():
-        item_id, attempt, pid, what, at = line.split()
-        runs.append(Run(item_id, int(attempt), int(pid), what, float(at)))
-    return runs
-
-
-def runs_by_item(runs: list[Run], what: str) -> dict[str, list[Run]]:
-    by_item: dict[str, list[Run]] = defaultdict(list)
-    for r in runs:
-        if r.what == what:
-            by_item[r.item_id].append(r)
-    return by_item
 
 
 def start_worker(make_server: Callable[..., Server], **settings: Any) -> Server:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,29 +11,9 @@ import httpx
 import pytest
 
 from tests.conftest import Server, scaled, wait_batch, wait_until
+from tests.support.runlog import read_runs
 
 pytestmark = pytest.mark.timeout(scaled(60))
-
-
-@dataclass(frozen=True)
-class Run:
-    """One line of the run log the ``tracked`` test task writes."""
-
-    item_id: str
-    attempt: int
-    pid: int
-    what: str
-    at: float
-
-
-def read_runs(path: Path) -> list[Run]:
-    if not path.exists():
-        return []
-    runs = []
-    for line in path.read_text().splitlines():
-        item_id, attempt, pid, what, at = line.split()
-        runs.append(Run(item_id, int(attempt), int(pid), what, float(at)))
-    return runs
 
 
 def ts(value: str) -> float:

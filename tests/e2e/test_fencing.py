@@ -29,7 +29,8 @@ import pytest
 
 from batchd.store.sqlite.connection import sqlite_path
 from tests.conftest import TIME_FACTOR, Server, scaled, wait_batch, wait_until
-from tests.e2e.test_crash import Run, export_rows, read_runs, start_worker
+from tests.e2e.test_crash import export_rows, start_worker
+from tests.support.runlog import Run, read_runs
 
 # The kill tests share one xdist worker (--dist loadgroup): run side by side on two
 # cores they would only measure each other.

@@ -28,12 +28,14 @@ import pytest
 
 from tests.conftest import Server, scaled, wait_until
 from tests.e2e.test_crash import (
+    all_items,
     export_rows,
     ndjson_body,
     past,
     start_worker,
 )
 from tests.support.pgcluster import PgCluster, pg_cluster
+from tests.support.runlog import Run, read_runs
 
 # The kill tests share one xdist worker (--dist loadgroup): run side by side on two
 # cores they would only measure each other.
@@ -50,36 +52,6 @@ OUTAGES_S = (0.0, LEASE_S + 1.0, 0.0, LEASE_S + 1.0, 0.5, LEASE_S + 1.0)
 LOST = "database connection lost"  # what a process logs when it notices
 BACK = "database reachable again"  # and when it has reconnected
 CUT = "could not record"  # what a worker logs when a group commit failed
-
-
-@dataclass(frozen=True)
-class Run:
-    item_id: str
-    attempt: int
-    pid: int
-    at: float
-
-
-def read_runs(run_log: Path) -> list[Run]:
-    runs = []
-    for line in run_log.read_text().splitlines():
-        item_id, attempt, pid, _, at = line.split()
-        runs.append(Run(item_id, int(attempt), int(pid), float(at)))
-    return runs
-
-
-def item_attempts(c: httpx.Client, batch_id: str) -> dict[str, int]:
-    attempts: dict[str, int] = {}
-    cursor = None
-    while True:
-        r = c.get(f"/api/batches/{batch_id}/items",
-                  params={"limit": 1000, **({"cursor": cursor} if cursor else {})})
-        assert r.status_code == 200, r.text
-        page = r.json()
-        attempts.update((it["id"], it["attempts"]) for it in page["data"])
-        cursor = page["next_cursor"]
-        if not cursor:
-            return attempts
 
 
 def recorded_in_db(cluster: PgCluster) -> dict[int, tuple[int, bytes]]:
@@ -251,7 +223,7 @@ def test_database_crashes_lose_and_duplicate_nothing(
     assert b["status"] == "completed", b
     with api.client() as c:
         rows = export_rows(c, batch_id)
-        attempts = item_attempts(c, batch_id)
+        attempts = {it["id"]: it["attempts"] for it in all_items(c, batch_id)}
     assert len(rows) == N_ITEMS
     assert sorted(row["seq"] for row in rows) == list(range(N_ITEMS)), "lost or duplicated"
     assert {row["item_id"] for row in rows} == set(attempts)

@@ -36,10 +36,10 @@ from tests.e2e.test_crash import (
     ndjson_body,
     note_kill,
     past,
-    read_runs,
     square_outputs,
     start_worker,
 )
+from tests.support.runlog import read_runs
 
 # The kill tests share one xdist worker (--dist loadgroup): run side by side on two
 # cores they would only measure each other.
