@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
@@ -39,7 +42,9 @@ class LocalExecutor(Executor):
         self, task: TaskDef, records: list[Any], ctx: TaskContext
     ) -> list[Any]:
         if self._processes is None:
-            self._processes = ProcessPoolExecutor(self._processes_n)
+            self._processes = ProcessPoolExecutor(
+                self._processes_n, initializer=_exit_with_parent, initargs=(os.getpid(),)
+            )
         loop = asyncio.get_running_loop()
         outputs, usage = await loop.run_in_executor(
             self._processes, _process_entry, task.handler.__module__, task.name, task.version,
@@ -101,6 +106,18 @@ def _checked(task: TaskDef, outputs: list[Any], n: int) -> list[Any]:
             f"vectorised task {task.name!r} returned {len(outputs)} outputs for {n} records"
         )
     return outputs
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Pool processes end when the process that made them is gone, even by ``kill -9``:
+    forked siblings hold the task pipe open, so they would otherwise wait on it forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="batchd-parent-watch", daemon=True).start()
 
 
 def _process_entry(
