@@ -105,7 +105,13 @@ class Worker:
         self._wake.set()
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # Bounded, and said: a loop that ignores its cancel must not keep the process
+            # (and the outcomes still to be flushed below) from ending.
+            _, stuck = await asyncio.wait(self._tasks, timeout=grace_s)
+            if stuck:
+                names = ", ".join(getattr(t.get_coro(), "__qualname__", "?") for t in stuck)
+                log.warning("worker loops still running %.0f s after stop: %s", grace_s, names)
         pending = [r.task for r in self._running.values() if r.task is not None]
         if pending:
             await asyncio.wait(pending, timeout=grace_s)

@@ -8,7 +8,6 @@ workers when new items are committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -170,8 +169,9 @@ class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store)
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            _, stuck = await asyncio.wait([self._listener], timeout=5.0)
+            if stuck:
+                log.warning("LISTEN connection still open 5 s after close; leaving it")
         await self.db.close()
 
     async def _tx(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
