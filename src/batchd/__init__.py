@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from batchd.core.cost import CostModel
+from batchd.domain.cost import CostModel
 from batchd.tasks.context import RecordError, TaskContext
 from batchd.tasks.registry import Runner, task
 

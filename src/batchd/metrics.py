@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from batchd.core.models import Outcome
+from batchd.domain.models import Outcome
 
 
 class Metrics:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from batchd.core import errors
+from batchd.domain import errors
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -25,7 +25,7 @@ import httpx
 import orjson
 import pytest
 
-from batchd.core.models import item_public_id
+from batchd.domain.models import item_public_id
 from batchd.store.sqlite.connection import sqlite_path
 from tests.conftest import Server, scaled, wait_batch, wait_until
 from tests.support.runlog import Run, read_runs, runs_by_item

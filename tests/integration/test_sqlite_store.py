@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from batchd.core import errors
-from batchd.core.models import BatchSpec
+from batchd.domain import errors
+from batchd.domain.models import BatchSpec
 from batchd.store.base import StagedItem
 from batchd.store.sqlite import SqliteStore
 from tests.conftest import scaled

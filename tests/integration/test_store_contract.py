@@ -18,9 +18,10 @@ from typing import Any
 import orjson
 import pytest
 
-from batchd.core import errors, quotas
-from batchd.core.models import Batch, BatchSpec, ClaimedItem, Outcome, new_id
+from batchd.core import quotas
 from batchd.core.quotas import Metering, Quota
+from batchd.domain import errors
+from batchd.domain.models import Batch, BatchSpec, ClaimedItem, Outcome, new_id
 from batchd.store.base import BatchQuery, StagedItem, Store
 from tests.conftest import PG_ADMIN_URL, create_pg_database, drop_database, scaled
 

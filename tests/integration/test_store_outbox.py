@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from batchd.core.models import BatchSpec, Outcome, new_id
-from batchd.core.states import StopReason
+from batchd.domain.models import BatchSpec, Outcome, new_id
+from batchd.domain.states import StopReason
 from batchd.store.base import StagedItem, Store
 from batchd.store.taskdefs import TaskRecord
 from batchd.store.webhooks import WebhookAttempt

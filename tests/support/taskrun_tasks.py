@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from batchd.core.cost import CostModel
+from batchd.domain.cost import CostModel
 from batchd.tasks.context import RecordError, TaskContext
 from batchd.tasks.registry import Runner, task
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from batchd.core.cost import CostModel
+from batchd.domain.cost import CostModel
 from batchd.tasks.context import TaskContext
 from batchd.tasks.registry import Runner, task
 

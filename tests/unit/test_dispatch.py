@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from batchd.core import errors
-from batchd.core.cost import CostModel
+from batchd.domain import errors
+from batchd.domain.cost import CostModel
 from batchd.tasks import dispatch
 from batchd.tasks.context import RecordError, TaskContext
 from batchd.tasks.registry import TaskRegistry, task

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from batchd.core import errors
 from batchd.core.ingest import csv_records
+from batchd.domain import errors
 from batchd.export import exporter_for
 from batchd.export.base import CHUNK_BYTES, Pages
 

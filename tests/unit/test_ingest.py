@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from batchd.core import errors
 from batchd.core.ingest import csv_records, ndjson_records
+from batchd.domain import errors
 
 Parser = Callable[..., AsyncIterator[list[Any]]]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from batchd.core import errors
-from batchd.core.cost import CostModel
+from batchd.domain import errors
+from batchd.domain.cost import CostModel
 from batchd.tasks import registry as reg
 from batchd.tasks.registry import Runner, TaskRegistry, task
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from batchd.core import states
-from batchd.core.states import BatchStatus, ItemStatus, StopReason, Tally
+from batchd.domain import states
+from batchd.domain.states import BatchStatus, ItemStatus, StopReason, Tally
 
 
 def tally(

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from batchd.core import errors
+from batchd.domain import errors
 from batchd.tasks import kinds
 from batchd.tasks.context import RecordError, TaskContext
 from batchd.tasks.kinds import http, llm

@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from batchd.core import errors
 from batchd.core.manager import BatchManager
-from batchd.core.models import Principal
+from batchd.domain import errors
+from batchd.domain.models import Principal
 from batchd.settings import Settings
 
 

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from batchd.api.responses import JsonResponse
-from batchd.core import errors
+from batchd.domain import errors
 
 
 def native_error(exc: errors.BatchdError) -> Response:

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from batchd.core.models import Outcome
-from batchd.core.states import ItemStatus, StopReason
+from batchd.domain.models import Outcome
+from batchd.domain.states import ItemStatus, StopReason
 
 
 @dataclass(slots=True)

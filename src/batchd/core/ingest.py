@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from batchd.core import errors
+from batchd.domain import errors
 
 
 def _loc_error(where: list[Any], message: str, kind: str = "value_error") -> errors.InvalidInput:

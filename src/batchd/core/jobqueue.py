@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from batchd.core import codec, errors, pricing
+from batchd.core import pricing
 from batchd.core.jobs import (
     CANCELLABLE,
     BatchState,
@@ -29,7 +29,8 @@ from batchd.core.jobs import (
     ResultKind,
     WaitingJob,
 )
-from batchd.core.models import Principal
+from batchd.domain import codec, errors
+from batchd.domain.models import Principal
 from batchd.providers.base import BatchProgress, JobRequest, Provider, ProviderResult
 from batchd.store.jobqueue import JobQueueStore
 from batchd.tasks.dispatch import AIBATCH, SIMULATION

@@ -11,8 +11,10 @@ from typing import Any
 
 import orjson
 
-from batchd.core import codec, errors, keys, quotas
-from batchd.core.models import (
+from batchd.core import keys, quotas
+from batchd.core.quotas import Limits, Metering
+from batchd.domain import codec, errors
+from batchd.domain.models import (
     ApiKey,
     Batch,
     BatchSpec,
@@ -24,8 +26,7 @@ from batchd.core.models import (
     item_rowid,
     new_id,
 )
-from batchd.core.quotas import Limits, Metering
-from batchd.core.states import StopReason
+from batchd.domain.states import StopReason
 from batchd.store.base import (
     BatchQuery,
     BatchTotals,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchd.core import errors
+from batchd.domain import errors
 
 
 class InputBufferFull(errors.Busy):

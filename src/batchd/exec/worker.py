@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
-from batchd.core import codec, errors
-from batchd.core.models import ClaimedItem, Outcome, item_public_id, new_id
 from batchd.core.scheduling import retry_delay_s
-from batchd.core.states import ItemStatus
+from batchd.domain import codec, errors
+from batchd.domain.models import ClaimedItem, Outcome, item_public_id, new_id
+from batchd.domain.states import ItemStatus
 from batchd.events.webhooks.delivery import WebhookDeliverer
 from batchd.exec.base import Executor
 from batchd.exec.local import run_sync as _run_sync

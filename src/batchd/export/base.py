@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from batchd.core import errors
+from batchd.domain import errors
 from batchd.export.table import Table, nested_rows
 
 Pages = Callable[[], AsyncIterator[list[dict[str, Any]]]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from batchd.core import errors
+from batchd.domain import errors
 from batchd.providers.base import Provider, ProviderError
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from batchd.core import codec, errors
 from batchd.core.jobs import ResultKind
+from batchd.domain import codec, errors
 
 
 class ProviderError(errors.BatchdError):

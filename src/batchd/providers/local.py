@@ -14,8 +14,8 @@ import orjson
 
 from batchd.core.jobs import ResultKind
 from batchd.core.manager import BatchManager
-from batchd.core.models import BatchSpec, Item, Principal, Role, Tier
-from batchd.core.states import ItemStatus
+from batchd.domain.models import BatchSpec, Item, Principal, Role, Tier
+from batchd.domain.states import ItemStatus
 from batchd.providers.base import (
     BatchProgress,
     Fetched,

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from batchd.core import errors
+from batchd.domain import errors
 from batchd.tasks.registry import TaskDef, TaskRegistry
 
 

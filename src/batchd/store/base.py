@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from batchd.core.models import ApiKey, Batch, BatchSpec, ClaimedItem, Item, Outcome, Tenant
 from batchd.core.quotas import Metering
+from batchd.domain.models import ApiKey, Batch, BatchSpec, ClaimedItem, Item, Outcome, Tenant
 from batchd.store.taskdefs import TaskDefStore
 from batchd.store.webhooks import WebhookStore
 
@@ -83,7 +83,7 @@ class Store(WebhookStore, TaskDefStore, ABC):
     """Durable state of tenants, keys, batches and items (and webhooks, task definitions).
 
     Every write is one transaction; every state change is guarded by the
-    transition table in :mod:`batchd.core.states`; item outcomes are written only
+    transition table in :mod:`batchd.domain.states`; item outcomes are written only
     while the lease's fencing token matches.
     """
 
@@ -142,7 +142,7 @@ class Store(WebhookStore, TaskDefStore, ABC):
 
         ``metering`` is added to the usage in the same transaction, after the items,
         and its quotas checked; if one is passed, nothing is committed and
-        :class:`batchd.core.errors.QuotaExceeded` raised (the stage stays, to discard).
+        :class:`batchd.domain.errors.QuotaExceeded` raised (the stage stays, to discard).
 
         The upload must fit the batch's input buffer (``max_input_bytes``) and the
         tenant's (``tenant_input_limit`` over its active batches); if it does not, it is

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from batchd.core import errors
+from batchd.domain import errors
 from batchd.store.taskdefs import TaskDefStore, TaskRecord
 from batchd.tasks import kinds
 from batchd.tasks.kinds import runtime

@@ -13,8 +13,8 @@ import asyncio
 import inspect
 from typing import Any
 
-from batchd.core import errors
-from batchd.core.cost import CostModel
+from batchd.domain import errors
+from batchd.domain.cost import CostModel
 from batchd.tasks.context import RecordError, TaskContext
 from batchd.tasks.registry import TaskDef, TaskRegistry
 

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import jsonschema
 
-from batchd.core import errors
-from batchd.core.cost import CostModel, as_cost_model
+from batchd.domain import errors
+from batchd.domain.cost import CostModel, as_cost_model
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from batchd.core import errors
 from batchd.core.manager import BatchManager
-from batchd.core.models import Principal
+from batchd.domain import errors
+from batchd.domain.models import Principal
 
 bearer = HTTPBearer(auto_error=False, description="A batchd API key.")
 

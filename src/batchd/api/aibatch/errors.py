@@ -15,7 +15,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from batchd.api.responses import JsonResponse
-from batchd.core import errors
+from batchd.domain import errors
 
 AUTH_LOC = ["header", "Authorization"]
 

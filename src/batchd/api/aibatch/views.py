@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from batchd.core.jobs import Job, JobOutcome, JobStatus, JobTotals, WaitingJob
-from batchd.core.models import iso
+from batchd.domain.models import iso
 
 # What a flush's jobs can expect, by provider (the document's field is free text).
 COMPLETION = {

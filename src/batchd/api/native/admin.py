@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from batchd.api.deps import Caller, Manager
 from batchd.api.native.schemas import KeyCreate, TenantCreate
-from batchd.core.models import ApiKey, iso
+from batchd.domain.models import ApiKey, iso
 
 router = APIRouter(tags=["admin"])
 

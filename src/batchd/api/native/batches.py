@@ -22,10 +22,10 @@ from batchd.api.native.schemas import (
     item_json,
 )
 from batchd.api.responses import JsonResponse
-from batchd.core import errors
 from batchd.core.ingest import csv_records, json_array_records, ndjson_records
 from batchd.core.manager import BatchManager
-from batchd.core.models import Principal
+from batchd.domain import errors
+from batchd.domain.models import Principal
 from batchd.events.sse import sse_stream
 from batchd.export import exporter_for
 from batchd.settings import Settings

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from batchd.core.models import Batch, BatchSpec, Item, iso
+from batchd.domain.models import Batch, BatchSpec, Item, iso
 
 MAX_METADATA_BYTES = 16 * 1024
 BATCH_FINISHED = "batch.finished"  # the event a batch's webhook_url is sent

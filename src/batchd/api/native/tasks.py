@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 
 from batchd.api.deps import Caller, Manager, read_body
-from batchd.core import errors
+from batchd.domain import errors
 
 router = APIRouter(tags=["tasks"])
 MAX_DEFINITION_BYTES = 1024 * 1024

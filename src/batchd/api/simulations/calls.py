@@ -18,10 +18,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from batchd.api.deps import Manager, bearer_or_header
-from batchd.core import errors, usage
+from batchd.core import usage
 from batchd.core.manager import BatchManager
-from batchd.core.models import Principal
 from batchd.core.quotas import Limits, Metering
+from batchd.domain import errors
+from batchd.domain.models import Principal
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from batchd.api.responses import JsonResponse
-from batchd.core import errors
+from batchd.domain import errors
 
 QUOTA_ERRORS = {
     "api_calls": "ApiCallQuotaExceeded",

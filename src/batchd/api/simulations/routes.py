@@ -14,9 +14,10 @@ from batchd.api.responses import JsonResponse
 from batchd.api.simulations import errors as wire
 from batchd.api.simulations import schemas, states, templates, views
 from batchd.api.simulations.calls import Call, Caller
-from batchd.core import errors, quotas, usage
+from batchd.core import quotas, usage
 from batchd.core.ingest import json_array_records
-from batchd.core.models import Batch, BatchSpec
+from batchd.domain import errors
+from batchd.domain.models import Batch, BatchSpec
 from batchd.tasks.dispatch import SIMULATION
 
 router = APIRouter(tags=["simulations"], dependencies=[Depends(wire.bind)])

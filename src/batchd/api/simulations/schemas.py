@@ -15,7 +15,7 @@ from pydantic import (
     field_validator,
 )
 
-from batchd.core import errors
+from batchd.domain import errors
 
 MAX_METADATA_BYTES = 16 * 1024
 PRIORITY_NAMES = {"low": 25, "normal": 50, "high": 75}

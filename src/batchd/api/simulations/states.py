@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from batchd.core import errors
-from batchd.core.states import BatchStatus, ItemStatus
+from batchd.domain import errors
+from batchd.domain.states import BatchStatus, ItemStatus
 
 ACTIVE = (BatchStatus.OPEN.value, BatchStatus.CLOSED.value)
 TERMINAL_BATCH = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from batchd.api.simulations.schemas import SimulationRequest
-from batchd.core import errors
 from batchd.core.manager import BatchManager
+from batchd.domain import errors
 from batchd.tasks import dispatch
 
 

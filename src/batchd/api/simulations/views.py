@@ -9,9 +9,9 @@ import orjson
 
 from batchd.api.simulations import states
 from batchd.core import quotas, usage
-from batchd.core.models import Batch, Item, Principal, iso
 from batchd.core.quotas import Limits
-from batchd.core.states import TERMINAL_ITEM
+from batchd.domain.models import Batch, Item, Principal, iso
+from batchd.domain.states import TERMINAL_ITEM
 from batchd.store.base import BatchTotals
 
 

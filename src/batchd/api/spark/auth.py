@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from batchd.api.deps import Manager
-from batchd.core import errors
-from batchd.core.models import Principal
+from batchd.domain import errors
+from batchd.domain.models import Principal
 
 
 class WrongTenant(errors.Forbidden):

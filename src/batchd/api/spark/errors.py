@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from batchd.api.spark import wire
-from batchd.core import errors
+from batchd.domain import errors
 
 
 class OutputBufferFull(errors.Busy):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from batchd.api.spark import schemas
-from batchd.core import errors
 from batchd.core.manager import Chunk
+from batchd.domain import errors
 
 
 def to_chunks(body: schemas.ChunksBody, *, as_bson: bool) -> list[Chunk]:

@@ -14,9 +14,9 @@ from batchd.api.deps import Config, Manager
 from batchd.api.spark import records, results, schemas, services, views, wire
 from batchd.api.spark.auth import SparkCaller
 from batchd.api.spark.errors import OutputBufferFull
-from batchd.core import errors
 from batchd.core.manager import BatchManager
-from batchd.core.models import Batch, BatchSpec, Principal
+from batchd.domain import errors
+from batchd.domain.models import Batch, BatchSpec, Principal
 from batchd.settings import Settings
 
 router = APIRouter()

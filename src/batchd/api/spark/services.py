@@ -12,7 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from batchd.core import errors
+from batchd.domain import errors
 from batchd.tasks.registry import TaskRegistry
 
 _NAMESPACE = uuid.UUID("6f0c5a8e-5b1d-4c1e-9a43-2b7f3f1d9c10")

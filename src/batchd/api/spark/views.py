@@ -7,8 +7,8 @@ from typing import Any
 
 from batchd import __version__
 from batchd.api.spark import services, wire
-from batchd.core.models import Batch
-from batchd.core.states import StopReason
+from batchd.domain.models import Batch
+from batchd.domain.states import StopReason
 
 # Spark statuses after which nothing more happens (the pipeline is "closed").
 FINISHED = frozenset({"completed", "completed_by_timeout", "failed", "cancelled"})

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 
 from batchd.api.deps import read_body
 from batchd.api.responses import JsonResponse
-from batchd.core import errors
+from batchd.domain import errors
 
 JSON = "application/json"
 BSON = "application/bson"

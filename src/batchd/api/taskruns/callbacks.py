@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchd.api.taskruns.views import run_json, timestamp
-from batchd.core.models import Batch, Item
+from batchd.domain.models import Batch, Item
 from batchd.events.webhooks import payloads
 from batchd.store.webhooks import WebhookMessage
 

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from batchd.api.errors import native_error
 from batchd.api.responses import JsonResponse
-from batchd.core import errors
+from batchd.domain import errors
 
 RUNS = "task_run_requests"
 FIELDS = {"input": "arguments", "runner": "runner", "webhook": "callback_webhook"}

@@ -15,9 +15,9 @@ from batchd.api.responses import JsonResponse
 from batchd.api.taskruns import schemas, views
 from batchd.api.taskruns.callbacks import EVENT
 from batchd.api.taskruns.errors import invalid_run
-from batchd.core import errors
 from batchd.core.manager import BatchManager
-from batchd.core.models import Batch, BatchSpec, Principal
+from batchd.domain import errors
+from batchd.domain.models import Batch, BatchSpec, Principal
 from batchd.export import exporter_for
 from batchd.export.table import Constant, Documents, Table, TablePage
 from batchd.settings import Settings

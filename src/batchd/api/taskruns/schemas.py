@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 
 from batchd.api.taskruns.errors import RUNS, invalid_run
-from batchd.core import errors
 from batchd.core.manager import Run
+from batchd.domain import errors
 
 
 @dataclass(slots=True)

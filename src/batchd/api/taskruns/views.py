@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from batchd.core.models import Batch, Item
+from batchd.domain.models import Batch, Item
 
 # Status map groups, in the document's order, and the engine states in each. A
 # cancelled run (by fail-fast, a budget or a cancel) is one that did not complete:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from batchd import __version__, netguard
-from batchd.core import errors
+from batchd.domain import errors
 from batchd.events.webhooks import payloads, signing
 from batchd.events.webhooks.schedule import RetrySchedule
 from batchd.store.webhooks import MessageStatus, WebhookAttempt, WebhookMessage

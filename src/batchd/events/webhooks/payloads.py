@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from batchd.core.models import Batch, Item, iso
+from batchd.domain.models import Batch, Item, iso
 from batchd.store.webhooks import WebhookMessage
 
 Renderer = Callable[[WebhookMessage, Batch, Item | None], dict[str, Any]]

@@ -18,8 +18,10 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import PoolTimeout
 
-from batchd.core import errors
-from batchd.core.models import (
+from batchd.core.quotas import Metering, input_buffer_full
+from batchd.core.scheduling import claim_plan
+from batchd.domain import errors
+from batchd.domain.models import (
     ApiKey,
     Batch,
     BatchSpec,
@@ -29,9 +31,7 @@ from batchd.core.models import (
     Tenant,
     new_id,
 )
-from batchd.core.quotas import Metering, input_buffer_full
-from batchd.core.scheduling import claim_plan
-from batchd.core.states import BatchStatus
+from batchd.domain.states import BatchStatus
 from batchd.store.base import (
     BatchQuery,
     BatchTotals,

@@ -14,11 +14,12 @@ from typing import Any
 import orjson
 from psycopg import AsyncConnection
 
-from batchd.core import scheduling, states
+from batchd.core import scheduling
 from batchd.core.accounting import BatchDelta, cancelled_error, plan_group_commit
-from batchd.core.models import ClaimedItem, Outcome
 from batchd.core.scheduling import Candidate, retry_delay_s
-from batchd.core.states import BatchStatus, StopReason
+from batchd.domain import states
+from batchd.domain.models import ClaimedItem, Outcome
+from batchd.domain.states import BatchStatus, StopReason
 from batchd.store.postgres import webhooks
 
 Conn = AsyncConnection[Any]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from psycopg import AsyncConnection
 
-from batchd.core.models import new_id
+from batchd.domain.models import new_id
 from batchd.store.webhooks import (
     ATTEMPT_COLUMNS,
     MESSAGE_COLUMNS,

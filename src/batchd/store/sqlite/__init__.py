@@ -7,10 +7,19 @@ from typing import Any
 
 import orjson
 
-from batchd.core import errors
-from batchd.core.models import ApiKey, Batch, BatchSpec, ClaimedItem, Item, Outcome, Tenant, new_id
 from batchd.core.quotas import Metering, input_buffer_full
-from batchd.core.states import BatchStatus
+from batchd.domain import errors
+from batchd.domain.models import (
+    ApiKey,
+    Batch,
+    BatchSpec,
+    ClaimedItem,
+    Item,
+    Outcome,
+    Tenant,
+    new_id,
+)
+from batchd.domain.states import BatchStatus
 from batchd.store.base import (
     BatchQuery,
     BatchTotals,

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from batchd.core import errors
+from batchd.domain import errors
 from batchd.store.sqlite.schema import MIGRATIONS
 
 T = TypeVar("T")

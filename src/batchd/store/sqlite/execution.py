@@ -8,11 +8,12 @@ from typing import Any
 
 import orjson
 
-from batchd.core import scheduling, states
+from batchd.core import scheduling
 from batchd.core.accounting import BatchDelta, cancelled_error, plan_group_commit
-from batchd.core.models import ClaimedItem, Outcome
 from batchd.core.scheduling import Candidate, plan_claims, retry_delay_s
-from batchd.core.states import BatchStatus, ItemStatus, StopReason
+from batchd.domain import states
+from batchd.domain.models import ClaimedItem, Outcome
+from batchd.domain.states import BatchStatus, ItemStatus, StopReason
 from batchd.store.sqlite import webhooks
 
 ACTIVE = "('open', 'closed')"

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from batchd.core.models import new_id
+from batchd.domain.models import new_id
 from batchd.store.sqlite.connection import SqliteConnections
 from batchd.store.webhooks import (
     ATTEMPT_COLUMNS,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from batchd.core.cost import CostModel
+from batchd.domain.cost import CostModel
 from batchd.tasks.context import TaskContext
 from batchd.tasks.registry import task
 

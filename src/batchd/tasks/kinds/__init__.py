@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from batchd.core import errors
+from batchd.domain import errors
 from batchd.tasks.kinds import http, llm, python
 from batchd.tasks.kinds.spec import TaskSpec
 from batchd.tasks.registry import TaskDef, TaskRegistry, default_registry

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from batchd.core import errors
+from batchd.domain import errors
 from batchd.tasks.kinds.spec import TaskSpec
 from batchd.tasks.registry import Mode, TaskDef
 

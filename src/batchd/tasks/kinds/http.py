@@ -17,7 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from batchd import netguard
-from batchd.core import errors
+from batchd.domain import errors
 from batchd.tasks.context import RecordError, TaskContext
 from batchd.tasks.kinds import runtime
 from batchd.tasks.kinds.base import config_of, retryable_status, task_def

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from batchd.core import errors
+from batchd.domain import errors
 from batchd.tasks.kinds.base import config_of, task_def
 from batchd.tasks.kinds.spec import TaskSpec
 from batchd.tasks.registry import TaskDef

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from batchd.core.cost import CostModel
+from batchd.domain.cost import CostModel
 from batchd.tasks.registry import Runner
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$"
