@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from batchd.core.db import Database
 from batchd.domain import errors
 from batchd.domain.models import BatchSpec
 from batchd.store.base import StagedItem
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.timeout(scaled(30))
 
 async def test_sqlite_rejected_append_leaves_no_rows(tmp_path: Path) -> None:
     path = tmp_path / "batchd.db"
-    store = SqliteStore(f"sqlite:///{path}")
+    store = Database(SqliteStore(f"sqlite:///{path}"))
     await store.open()
     try:
         t = await store.ensure_tenant("acme", tier="free", now=NOW)

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from batchd.core import quotas
+from batchd.core.db import Database
 from batchd.core.quotas import Metering, Quota
 from batchd.domain import errors
 from batchd.domain.models import Batch, BatchSpec, ClaimedItem, Outcome, new_id
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.timeout(scaled(30))
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
     from batchd.store.sqlite import SqliteStore
 
-    yield SqliteStore(f"sqlite:///{tmp_path / 'contract.db'}")
+    yield Database(SqliteStore(f"sqlite:///{tmp_path / 'contract.db'}"))
 
 
 @contextlib.asynccontextmanager
@@ -54,7 +55,7 @@ async def postgres_store(tmp_path: Path) -> AsyncIterator[Store]:
         pytest.fail(f"PostgreSQL is unreachable at {PG_ADMIN_URL} (BATCHD_TEST_PG_URL): "
                     f"{unreachable}", pytrace=False)
     try:
-        yield PostgresStore(url, min_connections=1, max_connections=4)
+        yield Database(PostgresStore(url, min_connections=1, max_connections=4))
     finally:
         drop_database(url)
 

@@ -17,6 +17,7 @@ from batchd.api import aibatch, native, simulations, spark, taskruns
 from batchd.api import errors as api_errors
 from batchd.api.responses import JsonResponse
 from batchd.core import pricing, quotas
+from batchd.core.db import open_database
 from batchd.core.jobqueue import JobQueue
 from batchd.core.manager import BatchManager
 from batchd.exec.local import LocalExecutor
@@ -25,7 +26,6 @@ from batchd.exec.worker import Worker
 from batchd.metrics import Metrics
 from batchd.providers import Providers
 from batchd.settings import Settings
-from batchd.store import open_store
 from batchd.store.jobqueue import job_queue_store
 from batchd.tasks.catalog import TaskCatalog
 from batchd.tasks.registry import load_tasks
@@ -46,7 +46,7 @@ def create_app(
         settings.task_modules(), examples=settings.load_example_tasks,
         entry_points=settings.load_entry_points,
     )
-    store = open_store(settings.database_url, **settings.store_options())
+    store = open_database(settings.database_url, **settings.store_options())
     catalog = TaskCatalog(store=store, registry=registry, settings=settings)
     metrics = Metrics()
     worker: Worker | None = None

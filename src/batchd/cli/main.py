@@ -93,15 +93,15 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run a standalone worker on the database in BATCHD_DATABASE_URL."""
+    from batchd.core.db import open_database
     from batchd.exec.local import LocalExecutor
     from batchd.exec.worker import Worker
-    from batchd.store import open_store
     from batchd.tasks.registry import load_tasks
 
     settings = _settings()
 
     async def main() -> None:
-        store = open_store(settings.database_url, **settings.store_options())
+        store = open_database(settings.database_url, **settings.store_options())
         await store.open()
         executor = LocalExecutor(threads=settings.worker_threads,
                                  processes=settings.worker_processes)

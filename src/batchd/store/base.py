@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchd.core.quotas import Metering
-from batchd.domain.models import ApiKey, Batch, BatchSpec, ClaimedItem, Item, Outcome, Tenant
+from batchd.domain.models import Batch, BatchSpec, ClaimedItem, Item, Outcome
+from batchd.store.script import Script, T
 from batchd.store.taskdefs import TaskDefStore
 from batchd.store.webhooks import WebhookStore
 
@@ -93,33 +94,6 @@ class Store(WebhookStore, TaskDefStore, ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
-
-    # tenants and keys
-    @abstractmethod
-    async def ensure_tenant(self, name: str, *, tier: str, now: float) -> Tenant: ...
-
-    @abstractmethod
-    async def get_tenant(self, name: str) -> Tenant | None: ...
-
-    @abstractmethod
-    async def create_key(
-        self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: str,
-        tier: str, owner: str, now: float, limits: dict[str, float] | None = None,
-    ) -> None:
-        """Store a key; ``limits`` overrides some of its tier's limits."""
-
-    @abstractmethod
-    async def key_by_hash(self, key_hash: str) -> tuple[ApiKey, str] | None:
-        """The live key with this hash, and the stored hash (for a constant-time compare)."""
-
-    @abstractmethod
-    async def list_keys(self, tenant_id: str | None) -> list[ApiKey]: ...
-
-    @abstractmethod
-    async def revoke_key(self, key_id: str, *, now: float) -> bool: ...
-
-    @abstractmethod
-    async def count_keys(self, *, role: str) -> int: ...
 
     # batches: ingest
     @abstractmethod
@@ -293,6 +267,17 @@ class Store(WebhookStore, TaskDefStore, ABC):
 
     @abstractmethod
     async def ping(self) -> None: ...
+
+    @abstractmethod
+    async def run_read(self, script: Callable[..., Script[T]], /, *args: Any, **kw: Any) -> T:
+        """Run the transaction script ``script(*args, **kw)`` as a read (it writes nothing;
+        it may run again on a fresh connection)."""
+
+    @abstractmethod
+    async def run_write(self, script: Callable[..., Script[T]], /, *args: Any, **kw: Any) -> T:
+        """Run ``script(*args, **kw)`` in one write transaction. After a deadlock, a
+        serialization failure or a connection lost before COMMIT, a fresh script runs
+        again from the start."""
 
     async def subscribe_work(self, callback: Callable[[], None]) -> None:  # noqa: B027
         """Call ``callback`` whenever another process commits new items.

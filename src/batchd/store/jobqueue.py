@@ -104,6 +104,7 @@ class JobQueueStore(ABC):
 
 def job_queue_store(store: object) -> JobQueueStore:
     """``store`` as the job queue's store (both backends are); TypeError otherwise."""
+    store = getattr(store, "store", store)  # a core Database: its backend
     if not isinstance(store, JobQueueStore):
         raise TypeError(f"{type(store).__name__} does not keep the AI job queue")
     return store

@@ -14,22 +14,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
-import psycopg
-from psycopg import errors as pg_errors
-from psycopg_pool import PoolTimeout
 
 from batchd.core.quotas import Metering, input_buffer_full
 from batchd.core.scheduling import claim_plan
 from batchd.domain import errors
 from batchd.domain.models import (
-    ApiKey,
     Batch,
     BatchSpec,
     ClaimedItem,
     Item,
     Outcome,
-    Tenant,
-    new_id,
 )
 from batchd.domain.states import BatchStatus
 from batchd.store.base import (
@@ -43,11 +37,13 @@ from batchd.store.base import (
 from batchd.store.postgres import execution as ex
 from batchd.store.postgres import listing
 from batchd.store.postgres import usage as metering_
-from batchd.store.postgres.connection import PgConnections, connection_lost
+from batchd.store.postgres.connection import PgConnections
 from batchd.store.postgres.jobqueue import PostgresJobQueue
 from batchd.store.postgres.schema import MIGRATIONS
+from batchd.store.postgres.scripts import run_script
 from batchd.store.postgres.taskdefs import PostgresTaskDefs
 from batchd.store.postgres.webhooks import PostgresWebhooks
+from batchd.store.script import Script
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,10 +62,6 @@ Q_ITEM = (
     f"SELECT {ITEM_COLUMNS} FROM items i JOIN item_inputs d ON d.id = i.id "
     "LEFT JOIN item_outputs o ON o.id = i.id"
 )
-Q_KEYS = (
-    "SELECT k.id, k.tenant_id, t.name, k.role, k.tier, k.owner, k.prefix, k.created_at, "
-    "k.revoked_at, k.key_hash, k.limits FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
-)
 # A page of the bulk export, assembled by the database in one row.
 Q_EXPORT_PAGE = """
 SELECT count(*), max(s.seq), json_agg(s.id ORDER BY s.seq)::text,
@@ -84,13 +76,6 @@ FROM (SELECT i.id, i.seq, i.runner, d.data AS din, o.data AS dout FROM items i
       WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = %s) AND i.seq > %s
         AND i.status = %s ORDER BY i.seq LIMIT %s) s
 """
-RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
-             pg_errors.LockNotAvailable)
-# A connection that died while idle in the pool fails its first statement: the work
-# goes to a fresh connection (up to this many times) before the caller hears of it.
-STALE_RETRIES = 2
-
-
 def _batch(row: tuple[Any, ...]) -> Batch:
     data = dict(zip(BATCH_COLUMNS, row, strict=True))
     data["metadata"] = orjson.loads(data["metadata"]) if data["metadata"] else {}
@@ -105,40 +90,6 @@ def _item(r: tuple[Any, ...], batch_id: str) -> Item:
         error=orjson.loads(r[8]) if r[8] else None, usage=orjson.loads(r[9]) if r[9] else None,
         started_at=r[10], finished_at=r[11], runner=r[12],
     )
-
-
-def _key(r: tuple[Any, ...]) -> ApiKey:
-    return ApiKey(
-        id=r[0], tenant_id=r[1], tenant_name=r[2], role=r[3], tier=r[4], owner=r[5],
-        prefix=r[6], created_at=r[7], revoked_at=r[8],
-        limits=orjson.loads(r[10]) if r[10] else None,
-    )
-
-
-def translate(exc: Exception) -> Exception:
-    """Driver errors at the store boundary → the core exception tree."""
-    if isinstance(exc, errors.BatchdError):
-        return exc
-    if connection_lost(exc):
-        return errors.StoreError("database unavailable (connection lost); retry later")
-    if isinstance(exc, PoolTimeout):
-        return errors.StoreError("database unavailable (no connection available); "
-                                 "retry later")
-    if isinstance(exc, ValueError) and "NUL" in str(exc):
-        return errors.InvalidInput("text may not contain NUL (0x00) characters")
-    if isinstance(exc, pg_errors.UniqueViolation):
-        return errors.Conflict("conflicting write")
-    if isinstance(exc, pg_errors.ProgramLimitExceeded):
-        return errors.LimitExceeded(f"value too large to store: {_message(exc)}")
-    if isinstance(exc, psycopg.DataError):
-        return errors.InvalidInput(f"value not storable: {_message(exc)}")
-    if isinstance(exc, psycopg.Error):
-        return errors.StoreError(f"storage error: {type(exc).__name__}")
-    return exc
-
-
-def _message(exc: psycopg.Error) -> str:
-    return exc.diag.message_primary or str(exc)
 
 
 class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store):
@@ -175,48 +126,23 @@ class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store)
         await self.db.close()
 
     async def _tx(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        delay = 0.01
-        stale = 0
-        for attempt in range(10):
-            committing = False
-            try:
-                async with self.db.connection() as conn:
-                    async with conn.transaction():
-                        result = await fn(conn, *args)
-                        committing = True
-                    return result
-            except RETRYABLE:
-                if attempt == 9:
-                    raise errors.StoreError("database is busy, retry later") from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
-            except (psycopg.Error, ValueError) as exc:
-                # Lost before COMMIT: nothing was written, so it can go again. Lost in
-                # COMMIT: nobody knows; the caller hears of it (retries are fenced).
-                if connection_lost(exc) and not committing and stale < STALE_RETRIES:
-                    stale += 1
-                    continue
-                raise translate(exc) from exc
-        raise errors.StoreError("database is busy, retry later")
+        return await self.db.transaction(lambda conn: fn(conn, *args))
 
     async def _read(self, sql: str, args: Any = ()) -> list[tuple[Any, ...]]:
         async def fetch(conn: Conn) -> list[tuple[Any, ...]]:
             cur = await conn.execute(sql, args)
             return await cur.fetchall()
 
-        return await self._reading(fetch)
+        return await self.db.reading(fetch)
 
     async def _reading(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        """A read (safe to repeat) outside a transaction."""
-        for stale in range(STALE_RETRIES + 1):
-            try:
-                async with self.db.connection() as conn:
-                    return await fn(conn)
-            except (psycopg.Error, ValueError) as exc:
-                if connection_lost(exc) and stale < STALE_RETRIES:
-                    continue
-                raise translate(exc) from exc
-        raise AssertionError("unreachable")
+        return await self.db.reading(fn)
+
+    async def run_read(self, script: Callable[..., Script[T]], /, *args: Any, **kw: Any) -> T:
+        return await self.db.reading(lambda conn: run_script(conn, script(*args, **kw)))
+
+    async def run_write(self, script: Callable[..., Script[T]], /, *args: Any, **kw: Any) -> T:
+        return await self.db.transaction(lambda conn: run_script(conn, script(*args, **kw)))
 
     async def ping(self) -> None:
         await self._read("SELECT 1")
@@ -224,75 +150,6 @@ class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store)
     async def subscribe_work(self, callback: Callable[[], None]) -> None:
         if self._listener is None:
             self._listener = asyncio.create_task(self.db.listen(CHANNEL, callback))
-
-    # tenants and keys
-    async def ensure_tenant(self, name: str, *, tier: str, now: float) -> Tenant:
-        async def run(conn: Conn) -> Tenant:
-            await conn.execute(
-                "INSERT INTO tenants (id, name, tier, created_at) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (name) DO NOTHING",
-                (new_id("ten"), name, tier, now),
-            )
-            cur = await conn.execute(
-                "SELECT id, name, tier, created_at FROM tenants WHERE name = %s", (name,)
-            )
-            r = await cur.fetchone()
-            assert r is not None
-            return Tenant(*r)
-
-        return await self._tx(run)
-
-    async def get_tenant(self, name: str) -> Tenant | None:
-        rows = await self._read(
-            "SELECT id, name, tier, created_at FROM tenants WHERE name = %s", (name,)
-        )
-        return Tenant(*rows[0]) if rows else None
-
-    async def create_key(
-        self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: str,
-        tier: str, owner: str, now: float, limits: dict[str, float] | None = None,
-    ) -> None:
-        async def run(conn: Conn) -> None:
-            await conn.execute(
-                "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, role, tier, owner, "
-                "created_at, limits) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (key_hash) DO NOTHING",
-                (key_id, tenant_id, key_hash, prefix, role, tier, owner, now,
-                 orjson.dumps(limits) if limits else None),
-            )
-
-        await self._tx(run)
-
-    async def key_by_hash(self, key_hash: str) -> tuple[ApiKey, str] | None:
-        rows = await self._read(
-            f"{Q_KEYS} WHERE k.key_hash = %s AND k.revoked_at IS NULL", (key_hash,)
-        )
-        return (_key(rows[0]), rows[0][9]) if rows else None
-
-    async def list_keys(self, tenant_id: str | None) -> list[ApiKey]:
-        if tenant_id is None:
-            rows = await self._read(f"{Q_KEYS} ORDER BY k.created_at")
-        else:
-            rows = await self._read(
-                f"{Q_KEYS} WHERE k.tenant_id = %s ORDER BY k.created_at", (tenant_id,)
-            )
-        return [_key(r) for r in rows]
-
-    async def revoke_key(self, key_id: str, *, now: float) -> bool:
-        async def run(conn: Conn) -> bool:
-            cur = await conn.execute(
-                "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
-                (now, key_id),
-            )
-            return cur.rowcount == 1
-
-        return await self._tx(run)
-
-    async def count_keys(self, *, role: str) -> int:
-        rows = await self._read(
-            "SELECT COUNT(*) FROM api_keys WHERE role = %s AND revoked_at IS NULL", (role,)
-        )
-        return int(rows[0][0])
 
     # ingest
     async def create_batch(

@@ -18,13 +18,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
+from batchd.domain import errors
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
 # SQLSTATE classes that say the server went away, not that a statement was wrong:
 # 08 connection exception; 57P01-57P03 admin/crash shutdown, cannot connect now.
@@ -46,6 +50,39 @@ def connection_lost(exc: BaseException) -> bool:
 
 def describe(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
+             pg_errors.LockNotAvailable)
+# A connection that died while idle in the pool fails its first statement: the work
+# goes to a fresh connection (up to this many times) before the caller hears of it.
+STALE_RETRIES = 2
+
+
+def translate(exc: Exception) -> Exception:
+    """Driver errors at the store boundary → the core exception tree."""
+    if isinstance(exc, errors.BatchdError):
+        return exc
+    if connection_lost(exc):
+        return errors.StoreError("database unavailable (connection lost); retry later")
+    if isinstance(exc, PoolTimeout):
+        return errors.StoreError("database unavailable (no connection available); "
+                                 "retry later")
+    if isinstance(exc, ValueError) and "NUL" in str(exc):
+        return errors.InvalidInput("text may not contain NUL (0x00) characters")
+    if isinstance(exc, pg_errors.UniqueViolation):
+        return errors.Conflict("conflicting write")
+    if isinstance(exc, pg_errors.ProgramLimitExceeded):
+        return errors.LimitExceeded(f"value too large to store: {_message(exc)}")
+    if isinstance(exc, psycopg.DataError):
+        return errors.InvalidInput(f"value not storable: {_message(exc)}")
+    if isinstance(exc, psycopg.Error):
+        return errors.StoreError(f"storage error: {type(exc).__name__}")
+    return exc
+
+
+def _message(exc: psycopg.Error) -> str:
+    return exc.diag.message_primary or str(exc)
 
 
 # A process stopped inside a transaction (SIGSTOP, a frozen VM) must not hold its locks,
@@ -100,6 +137,42 @@ class PgConnections:
                 self.reachable()  # the server answered, if only to refuse
             raise
         self.reachable()
+
+    async def transaction(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """``fn`` in one transaction, run again after a deadlock or serialization failure,
+        or when its connection died before COMMIT (nothing was written then)."""
+        return await self._retrying(fn, transaction=True)
+
+    async def reading(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """A read (safe to repeat) outside a transaction."""
+        return await self._retrying(fn, transaction=False)
+
+    async def _retrying(self, fn: Callable[[Conn], Awaitable[T]], *, transaction: bool) -> T:
+        delay = 0.01
+        stale = 0
+        for attempt in range(10):
+            committing = False
+            try:
+                async with self.connection() as conn:
+                    if not transaction:
+                        return await fn(conn)
+                    async with conn.transaction():
+                        result = await fn(conn)
+                        committing = True
+                    return result
+            except RETRYABLE:
+                if attempt == 9:
+                    raise errors.StoreError("database is busy, retry later") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            except (psycopg.Error, ValueError) as exc:
+                # Lost before COMMIT: nothing was written, so it can go again. Lost in
+                # COMMIT: nobody knows; the caller hears of it (retries are fenced).
+                if connection_lost(exc) and not committing and stale < STALE_RETRIES:
+                    stale += 1
+                    continue
+                raise translate(exc) from exc
+        raise errors.StoreError("database is busy, retry later")
 
     async def lost(self, reason: str) -> None:
         """The database went away (or this connection did): drop the dead idle ones."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -10,14 +11,11 @@ import orjson
 from batchd.core.quotas import Metering, input_buffer_full
 from batchd.domain import errors
 from batchd.domain.models import (
-    ApiKey,
     Batch,
     BatchSpec,
     ClaimedItem,
     Item,
     Outcome,
-    Tenant,
-    new_id,
 )
 from batchd.domain.states import BatchStatus
 from batchd.store.base import (
@@ -28,11 +26,13 @@ from batchd.store.base import (
     StagedItem,
     Store,
 )
+from batchd.store.script import Script, T
 from batchd.store.sqlite import execution as ex
 from batchd.store.sqlite import listing
 from batchd.store.sqlite import usage as metering_
 from batchd.store.sqlite.connection import SqliteConnections, sqlite_path
 from batchd.store.sqlite.jobqueue import SqliteJobQueue
+from batchd.store.sqlite.scripts import run_script
 from batchd.store.sqlite.taskdefs import SqliteTaskDefs
 from batchd.store.sqlite.webhooks import SqliteWebhooks
 
@@ -59,21 +59,9 @@ def _item(row: sqlite3.Row, batch_id: str) -> Item:
     )
 
 
-def _key(row: sqlite3.Row) -> ApiKey:
-    return ApiKey(
-        id=row["id"], tenant_id=row["tenant_id"], tenant_name=row["tenant_name"],
-        role=row["role"], tier=row["tier"], owner=row["owner"], prefix=row["prefix"],
-        created_at=row["created_at"], revoked_at=row["revoked_at"],
-        limits=orjson.loads(row["limits"]) if row["limits"] else None,
-    )
-
-
 Q_ITEM = (
     "SELECT i.*, d.data AS input, o.data AS output FROM items i "
     "JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id"
-)
-Q_KEYS = (
-    "SELECT k.*, t.name AS tenant_name FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
 )
 # A page of the bulk export, assembled by SQLite in one row: the reading thread then
 # needs the GIL a few times per page rather than for every row. The aggregates see the
@@ -107,77 +95,11 @@ class SqliteStore(SqliteJobQueue, SqliteWebhooks, SqliteTaskDefs, Store):
     async def ping(self) -> None:
         await self.db.read(lambda c: c.execute("SELECT 1").fetchone())
 
-    # tenants and keys
-    async def ensure_tenant(self, name: str, *, tier: str, now: float) -> Tenant:
-        def run(conn: sqlite3.Connection) -> Tenant:
-            conn.execute(
-                "INSERT INTO tenants (id, name, tier, created_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (name) DO NOTHING",
-                (new_id("ten"), name, tier, now),
-            )
-            r = conn.execute("SELECT * FROM tenants WHERE name = ?", (name,)).fetchone()
-            return Tenant(id=r["id"], name=r["name"], tier=r["tier"], created_at=r["created_at"])
+    async def run_read(self, script: Callable[..., Script[T]], /, *args: Any, **kw: Any) -> T:
+        return await self.db.read(lambda conn: run_script(conn, script(*args, **kw)))
 
-        return await self.db.write(run)
-
-    async def get_tenant(self, name: str) -> Tenant | None:
-        def run(conn: sqlite3.Connection) -> Tenant | None:
-            r = conn.execute("SELECT * FROM tenants WHERE name = ?", (name,)).fetchone()
-            return Tenant(r["id"], r["name"], r["tier"], r["created_at"]) if r else None
-
-        return await self.db.read(run)
-
-    async def create_key(
-        self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: str,
-        tier: str, owner: str, now: float, limits: dict[str, float] | None = None,
-    ) -> None:
-        await self.db.write(
-            lambda c: c.execute(
-                "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, role, tier, owner, "
-                "created_at, limits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (key_hash) DO NOTHING",
-                (key_id, tenant_id, key_hash, prefix, role, tier, owner, now,
-                 orjson.dumps(limits) if limits else None),
-            )
-        )
-
-    async def key_by_hash(self, key_hash: str) -> tuple[ApiKey, str] | None:
-        def run(conn: sqlite3.Connection) -> tuple[ApiKey, str] | None:
-            r = conn.execute(
-                f"{Q_KEYS} WHERE k.key_hash = ? AND k.revoked_at IS NULL", (key_hash,)
-            ).fetchone()
-            return (_key(r), r["key_hash"]) if r else None
-
-        return await self.db.read(run)
-
-    async def list_keys(self, tenant_id: str | None) -> list[ApiKey]:
-        def run(conn: sqlite3.Connection) -> list[ApiKey]:
-            if tenant_id is None:
-                return [_key(r) for r in conn.execute(f"{Q_KEYS} ORDER BY k.created_at")]
-            return [
-                _key(r)
-                for r in conn.execute(
-                    f"{Q_KEYS} WHERE k.tenant_id = ? ORDER BY k.created_at", (tenant_id,)
-                )
-            ]
-
-        return await self.db.read(run)
-
-    async def revoke_key(self, key_id: str, *, now: float) -> bool:
-        return await self.db.write(
-            lambda c: c.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (now, key_id),
-            ).rowcount
-            == 1
-        )
-
-    async def count_keys(self, *, role: str) -> int:
-        return await self.db.read(
-            lambda c: c.execute(
-                "SELECT COUNT(*) FROM api_keys WHERE role = ? AND revoked_at IS NULL", (role,)
-            ).fetchone()[0]
-        )
+    async def run_write(self, script: Callable[..., Script[T]], /, *args: Any, **kw: Any) -> T:
+        return await self.db.write(lambda conn: run_script(conn, script(*args, **kw)))
 
     # ingest
     async def create_batch(

@@ -1,0 +1,28 @@
+"""The engine's view of its database: one method per store operation, run as core scripts.
+
+:class:`Database` wraps a :class:`batchd.store.base.Store` (a driver: connections,
+transactions, named SQL) and gives the rest of batchd the operations it needs
+(``get_batch``, ``claim_items``, …). Each is a transaction script from
+:mod:`batchd.core.txn`, so the rules inside a transaction are written once for every
+backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchd.core.txn.keys import KeyOps
+from batchd.store import open_store
+
+
+class Database(KeyOps):
+    """Every store operation of the engine, over one backend."""
+
+    def __getattr__(self, name: str) -> Any:
+        # Operations not yet moved to core scripts still run on the store itself.
+        return getattr(self.store, name)
+
+
+def open_database(database_url: str, **kwargs: object) -> Database:
+    """The database at ``database_url`` (``sqlite:///path`` or ``postgresql://…``)."""
+    return Database(open_store(database_url, **kwargs))

@@ -1,0 +1,33 @@
+-- Tenants and API keys.
+
+-- name: insert_tenant
+INSERT INTO tenants (id, name, tier, created_at) VALUES (%s, %s, %s, %s)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: tenant_by_name
+SELECT id, name, tier, created_at FROM tenants WHERE name = %s;
+
+-- name: insert_key
+INSERT INTO api_keys (id, tenant_id, key_hash, prefix, role, tier, owner, created_at, limits)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (key_hash) DO NOTHING;
+
+-- name: live_key_by_hash
+SELECT k.id, k.tenant_id, t.name, k.role, k.tier, k.owner, k.prefix, k.created_at,
+       k.revoked_at, k.key_hash, k.limits
+FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+WHERE k.key_hash = %s AND k.revoked_at IS NULL;
+
+-- name: keys_of_tenant
+-- Every tenant's keys when the tenant is NULL.
+SELECT k.id, k.tenant_id, t.name, k.role, k.tier, k.owner, k.prefix, k.created_at,
+       k.revoked_at, k.key_hash, k.limits
+FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+WHERE (%s::text IS NULL OR k.tenant_id = %s)
+ORDER BY k.created_at;
+
+-- name: revoke_key
+UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL;
+
+-- name: count_live_keys
+SELECT COUNT(*) FROM api_keys WHERE role = %s AND revoked_at IS NULL;
