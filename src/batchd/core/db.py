@@ -11,11 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from batchd.core.txn.dispatch import DispatchOps
+from batchd.core.txn.intake import IntakeOps
+from batchd.core.txn.jobqueue import JobQueueOps
 from batchd.core.txn.keys import KeyOps
+from batchd.core.txn.lifecycle import LifecycleOps
+from batchd.core.txn.reads import ReadOps
+from batchd.core.txn.taskdefs import TaskDefOps
+from batchd.core.txn.usage import UsageOps
+from batchd.core.txn.webhooks import WebhookOps
 from batchd.store import open_store
 
 
-class Database(KeyOps):
+class Database(
+    KeyOps, IntakeOps, ReadOps, DispatchOps, LifecycleOps, UsageOps, JobQueueOps, WebhookOps,
+    TaskDefOps,
+):
     """Every store operation of the engine, over one backend."""
 
     def __getattr__(self, name: str) -> Any:

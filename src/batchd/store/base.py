@@ -96,17 +96,14 @@ class Store(WebhookStore, TaskDefStore, ABC):
     async def close(self) -> None: ...
 
     # batches: ingest
-    @abstractmethod
     async def create_batch(
         self, *, batch_id: str, tenant_id: str, owner: str, spec: BatchSpec, now: float
     ) -> None:
         """Insert a batch that stays invisible until its first upload commits."""
 
-    @abstractmethod
     async def stage_items(self, batch_id: str, stage: str, items: list[StagedItem]) -> None:
         """Write items that stay invisible until :meth:`commit_stage`."""
 
-    @abstractmethod
     async def commit_stage(
         self, batch_id: str, stage: str, *, close: bool, now: float,
         idempotency_key: str | None = None, request_hash: str | None = None,
@@ -130,36 +127,28 @@ class Store(WebhookStore, TaskDefStore, ABC):
             errors.Conflict: the batch no longer accepts items.
         """
 
-    @abstractmethod
     async def discard_stage(self, batch_id: str, stage: str, *, drop_batch: bool) -> None: ...
 
     # batches: lifecycle and reads
-    @abstractmethod
     async def get_batch(self, batch_id: str, *, tenant_id: str | None) -> Batch | None: ...
 
-    @abstractmethod
     async def find_batch_by_idempotency(self, tenant_id: str, key: str) -> Batch | None: ...
 
-    @abstractmethod
     async def list_batches(
         self, *, tenant_id: str, owner: str | None, status: str | None,
         before_pk: int | None, limit: int,
     ) -> list[Batch]: ...
 
-    @abstractmethod
     async def recent_batches(
         self, *, tenant_id: str, owner: str | None, finished_since: float, limit: int
     ) -> list[Batch]:
         """Active batches, and those finished at or after ``finished_since``, newest first."""
 
-    @abstractmethod
     async def tenant_buffers(self, tenant_id: str) -> tuple[int, int]:
         """Input and output buffer bytes in use over the tenant's active batches."""
 
-    @abstractmethod
     async def close_batch(self, batch_id: str, *, now: float) -> bool: ...
 
-    @abstractmethod
     async def stop_batch(
         self, batch_id: str, *, reason: str, detail: str | None, now: float,
         cancel_running: bool = True, metering: Metering | None = None,
@@ -172,17 +161,14 @@ class Store(WebhookStore, TaskDefStore, ABC):
         still be stopped; a passed quota raises QuotaExceeded and stops nothing.
         """
 
-    @abstractmethod
     async def query_batches(
         self, query: BatchQuery, *, offset: int, limit: int
     ) -> tuple[list[Batch], int]:
         """A page of the matching batches, newest first, and how many match in all."""
 
-    @abstractmethod
     async def batch_totals(self, query: BatchQuery) -> list[BatchTotals]:
         """The matching batches summed by status and by whether they started."""
 
-    @abstractmethod
     async def take_results(self, batch_id: str, *, limit: int, now: float) -> list[ExportRow]:
         """Hand out up to ``limit`` finished, undelivered items of a ``deliver`` batch.
 
@@ -190,19 +176,15 @@ class Store(WebhookStore, TaskDefStore, ABC):
         which lets a batch paused on a full buffer run again.
         """
 
-    @abstractmethod
     async def list_items(
         self, batch_id: str, *, status: str | None, after_seq: int, limit: int
     ) -> list[Item]: ...
 
-    @abstractmethod
     async def get_item(self, batch_id: str, rowid: int) -> Item | None: ...
 
-    @abstractmethod
     async def export_rows(self, batch_id: str, *, after_seq: int, limit: int) -> list[ExportRow]:
         """Finished items in seq order, for streaming export."""
 
-    @abstractmethod
     async def export_page(
         self, batch_id: str, *, status: str, after_seq: int, limit: int
     ) -> ExportPage | None:
@@ -210,27 +192,22 @@ class Store(WebhookStore, TaskDefStore, ABC):
         :class:`ExportPage` (None when there are none): the bulk export's hot path, which
         the database assembles so that no Python object is made per row."""
 
-    @abstractmethod
     async def item_keys(
         self, batch_id: str, *, statuses: tuple[str, ...], after_seq: int, limit: int
     ) -> list[tuple[int, int]]:
         """``(seq, rowid)`` of the items in ``statuses``, in seq order (no payloads)."""
 
-    @abstractmethod
     async def item_batch(self, rowid: int, *, tenant_id: str) -> str | None:
         """The id of the batch holding item ``rowid``, if it is the tenant's and visible."""
 
     # execution
-    @abstractmethod
     async def claim_items(
         self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int
     ) -> list[ClaimedItem]: ...
 
-    @abstractmethod
     async def finish_items(self, outcomes: list[Outcome], *, now: float) -> int:
         """Group-commit outcomes; returns how many still held their lease."""
 
-    @abstractmethod
     async def heartbeat(
         self, *, owner: str, now: float, lease_until: float, info: dict[str, Any],
         item_ids: list[int] | None = None,
@@ -241,28 +218,22 @@ class Store(WebhookStore, TaskDefStore, ABC):
         tracks), else every running item of ``owner``.
         """
 
-    @abstractmethod
     async def cancel_requests(self, *, owner: str) -> list[int]:
         """Running items of ``owner`` whose cancellation was requested."""
 
-    @abstractmethod
     async def reap(self, *, now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> int:
         """Return expired leases to the queue, expire batches, drop abandoned uploads."""
 
     # usage and events
-    @abstractmethod
     async def usage(self, tenant_id: str, period: str) -> dict[str, float]: ...
 
-    @abstractmethod
     async def usage_since(self, tenant_id: str, first_period: str) -> dict[str, dict[str, float]]:
         """``{period: {metric: value}}`` of every period from ``first_period`` on."""
 
-    @abstractmethod
     async def meter(self, metering: Metering, *, now: float) -> None:
         """Add a request's usage to the period of ``now`` and check its quotas, in one
         transaction; raises QuotaExceeded, having added nothing, if one is passed."""
 
-    @abstractmethod
     async def events(self, batch_id: str, *, after_id: int, limit: int) -> list[dict[str, Any]]: ...
 
     @abstractmethod
