@@ -147,20 +147,6 @@ class Store(WebhookStore, TaskDefStore, ABC):
     async def tenant_buffers(self, tenant_id: str) -> tuple[int, int]:
         """Input and output buffer bytes in use over the tenant's active batches."""
 
-    async def close_batch(self, batch_id: str, *, now: float) -> bool: ...
-
-    async def stop_batch(
-        self, batch_id: str, *, reason: str, detail: str | None, now: float,
-        cancel_running: bool = True, metering: Metering | None = None,
-    ) -> bool:
-        """Cancel queued items at once, flag running ones; ``reason`` is a StopReason.
-
-        With ``cancel_running`` false, running items are not flagged: they finish and
-        keep their outcome, but one that would be retried is cancelled instead.
-        ``metering`` is applied in the same transaction, whether or not the batch could
-        still be stopped; a passed quota raises QuotaExceeded and stops nothing.
-        """
-
     async def query_batches(
         self, query: BatchQuery, *, offset: int, limit: int
     ) -> tuple[list[Batch], int]:
@@ -225,18 +211,6 @@ class Store(WebhookStore, TaskDefStore, ABC):
         """Return expired leases to the queue, expire batches, drop abandoned uploads."""
 
     # usage and events
-    async def usage(self, tenant_id: str, period: str) -> dict[str, float]: ...
-
-    async def usage_since(self, tenant_id: str, first_period: str) -> dict[str, dict[str, float]]:
-        """``{period: {metric: value}}`` of every period from ``first_period`` on."""
-
-    async def meter(self, metering: Metering, *, now: float) -> None:
-        """Add a request's usage to the period of ``now`` and check its quotas, in one
-        transaction; raises QuotaExceeded, having added nothing, if one is passed."""
-
-    async def events(self, batch_id: str, *, after_id: int, limit: int) -> list[dict[str, Any]]: ...
-
-    @abstractmethod
     async def ping(self) -> None: ...
 
     @abstractmethod

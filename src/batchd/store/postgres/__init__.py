@@ -367,9 +367,6 @@ class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store)
         )
         return int(rows[0][0]), int(rows[0][1])
 
-    async def close_batch(self, batch_id: str, *, now: float) -> bool:
-        return await self._tx(lambda conn: ex.close(conn, batch_id, now, reason=None))
-
     async def take_results(self, batch_id: str, *, limit: int, now: float) -> list[ExportRow]:
         rows = await self._tx(ex.take_results, batch_id, limit, now)
         return [
@@ -381,20 +378,6 @@ class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store)
             )
             for r in rows
         ]
-
-    async def stop_batch(
-        self, batch_id: str, *, reason: str, detail: str | None, now: float,
-        cancel_running: bool = True, metering: Metering | None = None,
-    ) -> bool:
-        async def run(conn: Conn) -> bool:
-            stopped = await ex.stop(
-                conn, batch_id, reason, detail, now, cancel_running=cancel_running
-            )
-            if metering is not None:  # after the batch row: the lock order of every writer
-                await metering_.meter(conn, metering, now)
-            return stopped
-
-        return await self._tx(run)
 
     async def query_batches(
         self, query: BatchQuery, *, offset: int, limit: int
@@ -577,29 +560,6 @@ class PostgresStore(PostgresJobQueue, PostgresWebhooks, PostgresTaskDefs, Store)
 
         return await self._tx(run)
 
-    async def usage(self, tenant_id: str, period: str) -> dict[str, float]:
-        rows = await self._read(
-            "SELECT metric, value FROM usage WHERE tenant_id = %s AND period = %s",
-            (tenant_id, period),
-        )
-        return {m: v for m, v in rows}
-
-    async def usage_since(self, tenant_id: str, first_period: str) -> dict[str, dict[str, float]]:
-        return await self._tx(metering_.usage_since, tenant_id, first_period)
-
-    async def meter(self, metering: Metering, *, now: float) -> None:
-        await self._tx(metering_.meter, metering, now)
-
-    async def events(self, batch_id: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
-        rows = await self._read(
-            "SELECT id, at, kind, data FROM events WHERE batch_id = %s AND id > %s "
-            "ORDER BY id LIMIT %s",
-            (batch_id, after_id, limit),
-        )
-        return [
-            {"id": r[0], "at": r[1], "kind": r[2], "data": orjson.loads(r[3]) if r[3] else None}
-            for r in rows
-        ]
 
 
 async def _discard(conn: Conn, batch_id: str, stage: str, drop_batch: bool) -> None:

@@ -317,9 +317,6 @@ class SqliteStore(SqliteJobQueue, SqliteWebhooks, SqliteTaskDefs, Store):
         )
         return int(row[0]), int(row[1])
 
-    async def close_batch(self, batch_id: str, *, now: float) -> bool:
-        return await self.db.write(lambda c: ex.close(c, batch_id, now, reason=None))
-
     async def take_results(self, batch_id: str, *, limit: int, now: float) -> list[ExportRow]:
         rows = await self.db.write(ex.take_results, batch_id, limit, now)
         return [
@@ -330,17 +327,6 @@ class SqliteStore(SqliteJobQueue, SqliteWebhooks, SqliteTaskDefs, Store):
             )
             for r in rows
         ]
-
-    async def stop_batch(
-        self, batch_id: str, *, reason: str, detail: str | None, now: float,
-        cancel_running: bool = True, metering: Metering | None = None,
-    ) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            if metering is not None:
-                metering_.meter(conn, metering, now)
-            return ex.stop(conn, batch_id, reason, detail, now, cancel_running=cancel_running)
-
-        return await self.db.write(run)
 
     async def query_batches(
         self, query: BatchQuery, *, offset: int, limit: int
@@ -491,36 +477,6 @@ class SqliteStore(SqliteJobQueue, SqliteWebhooks, SqliteTaskDefs, Store):
     async def reap(self, *, now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> int:
         return await self.db.write(ex.reap, now, retry_backoff_max_s, staging_ttl_s)
 
-    async def usage(self, tenant_id: str, period: str) -> dict[str, float]:
-        return await self.db.read(
-            lambda c: {
-                r[0]: r[1]
-                for r in c.execute(
-                    "SELECT metric, value FROM usage WHERE tenant_id = ? AND period = ?",
-                    (tenant_id, period),
-                )
-            }
-        )
-
-    async def usage_since(self, tenant_id: str, first_period: str) -> dict[str, dict[str, float]]:
-        return await self.db.read(metering_.usage_since, tenant_id, first_period)
-
-    async def meter(self, metering: Metering, *, now: float) -> None:
-        await self.db.write(metering_.meter, metering, now)
-
-    async def events(self, batch_id: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
-        return await self.db.read(
-            lambda c: [
-                {
-                    "id": r["id"], "at": r["at"], "kind": r["kind"],
-                    "data": orjson.loads(r["data"]) if r["data"] else None,
-                }
-                for r in c.execute(
-                    "SELECT * FROM events WHERE batch_id = ? AND id > ? ORDER BY id LIMIT ?",
-                    (batch_id, after_id, limit),
-                )
-            ]
-        )
 
 
 def _discard(conn: sqlite3.Connection, batch_id: str, stage: str, drop_batch: bool) -> None:
