@@ -40,3 +40,17 @@ def load(backend: str) -> dict[str, str]:
                 raise ValueError(f"{backend}/{entry.name}: query {name!r} defined twice")
             queries[name] = sql
     return queries
+
+
+@functools.cache
+def migrations(backend: str) -> tuple[str, ...]:
+    """The schema migrations of ``backend``, in order (``sql/<backend>/migrations/NNN.sql``).
+
+    A migration, once released, is never edited: a change is a new file.
+    """
+    folder = resources.files("batchd.store") / "sql" / backend / "migrations"
+    files = sorted((e for e in folder.iterdir() if e.name.endswith(".sql")), key=lambda e: e.name)
+    for number, entry in enumerate(files, start=1):
+        if entry.name != f"{number:03d}.sql":
+            raise ValueError(f"{backend} migrations: expected {number:03d}.sql, found {entry.name}")
+    return tuple(entry.read_text("utf-8") for entry in files)

@@ -26,6 +26,7 @@ from batchd.domain.models import (
     Outcome,
 )
 from batchd.domain.states import BatchStatus
+from batchd.store import queries
 from batchd.store.base import (
     BatchQuery,
     BatchTotals,
@@ -39,7 +40,6 @@ from batchd.store.postgres import listing
 from batchd.store.postgres import usage as metering_
 from batchd.store.postgres.connection import PgConnections
 from batchd.store.postgres.jobqueue import PostgresJobQueue
-from batchd.store.postgres.schema import MIGRATIONS
 from batchd.store.postgres.scripts import run_script
 from batchd.store.postgres.taskdefs import PostgresTaskDefs
 from batchd.store.postgres.webhooks import PostgresWebhooks
@@ -582,7 +582,7 @@ async def _migrate(conn: Conn) -> None:
     cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM batchd_schema")
     row = await cur.fetchone()
     version = int(row[0]) if row else 0
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    for number, script in enumerate(queries.migrations("postgres")[version:], start=version + 1):
         log.info("applying PostgreSQL migration %d", number)
         async with conn.transaction():
             await conn.execute(script)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from batchd.domain import errors
-from batchd.store.sqlite.schema import MIGRATIONS
+from batchd.store import queries
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def _translate(exc: BaseException) -> BaseException:
 
 def _apply_migrations(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    for number, script in enumerate(queries.migrations("sqlite")[version:], start=version + 1):
         log.info("applying SQLite migration %d", number)
         for statement in script.split(";"):
             if statement.strip():
