@@ -1,4 +1,5 @@
-"""The AI job queue's store, on every backend (the contract suite's ``store`` fixture)."""
+"""The AI job queue's storage operations (core scripts over every backend: the contract
+suite's ``store`` fixture, a :class:`~batchd.core.db.Database`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import asyncio
 
 import pytest
 
+from batchd.core.db import Database
 from batchd.core.jobs import JobOutcome, JobPick, NewJob, ResultKind
-from batchd.store.jobqueue import JobQueueStore, job_queue_store
 from tests.conftest import scaled
 from tests.integration.test_store_contract import NOW, store  # noqa: F401  (the fixture)
 
@@ -22,11 +23,11 @@ def new_job(n: int, *, priority: int = 50, job_type: str = "echo", owner: str = 
 
 
 @pytest.fixture
-def jobs(store: object) -> JobQueueStore:  # noqa: F811
-    return job_queue_store(store)
+def jobs(store: Database) -> Database:  # noqa: F811
+    return store
 
 
-async def test_jobqueue_enqueue_replays_an_idempotency_key_per_owner(jobs: JobQueueStore) -> None:
+async def test_jobqueue_enqueue_replays_an_idempotency_key_per_owner(jobs: Database) -> None:
     first, created = await jobs.enqueue_job(new_job(1, key="k"), now=NOW)
     assert created and first.status == "pending" and first.batch_id is None
     again, created = await jobs.enqueue_job(new_job(2, key="k", priority=99), now=NOW + 1)
@@ -41,7 +42,7 @@ async def test_jobqueue_enqueue_replays_an_idempotency_key_per_owner(jobs: JobQu
     assert await jobs.job_counts(tenant_id="ten_a", owner=None) == {"pending": 2}
 
 
-async def test_jobqueue_take_orders_by_priority_and_filters(jobs: JobQueueStore) -> None:
+async def test_jobqueue_take_orders_by_priority_and_filters(jobs: Database) -> None:
     for n, prio, kind, after in [(1, 10, "echo", None), (2, 90, "echo", None),
                                  (3, 90, "sleep", None), (4, 99, "echo", NOW + 60),
                                  (5, 50, "echo", NOW - 60)]:
@@ -59,7 +60,7 @@ async def test_jobqueue_take_orders_by_priority_and_filters(jobs: JobQueueStore)
     assert later is not None and [j.id for j in later[1]] == ["job_4", "job_3", "job_1"]
 
 
-async def test_jobqueue_concurrent_flushes_never_take_a_job_twice(jobs: JobQueueStore) -> None:
+async def test_jobqueue_concurrent_flushes_never_take_a_job_twice(jobs: Database) -> None:
     for n in range(200):
         await jobs.enqueue_job(new_job(n, priority=n % 7), now=NOW)
     takes = await asyncio.gather(*(
@@ -71,7 +72,7 @@ async def test_jobqueue_concurrent_flushes_never_take_a_job_twice(jobs: JobQueue
     assert len(ids) == len(set(ids)) == 200
 
 
-async def test_jobqueue_outcomes_are_recorded_once(jobs: JobQueueStore) -> None:
+async def test_jobqueue_outcomes_are_recorded_once(jobs: Database) -> None:
     for n in range(3):
         await jobs.enqueue_job(new_job(n), now=NOW)
     taken = await jobs.take_jobs(tenant_id="ten_a", pick=JobPick(max_jobs=10), provider="local",
@@ -111,7 +112,7 @@ async def test_jobqueue_outcomes_are_recorded_once(jobs: JobQueueStore) -> None:
     assert totals.avg_processing_hours == pytest.approx(5 / 3600)
 
 
-async def test_jobqueue_release_puts_jobs_back(jobs: JobQueueStore) -> None:
+async def test_jobqueue_release_puts_jobs_back(jobs: Database) -> None:
     for n in range(2):
         await jobs.enqueue_job(new_job(n), now=NOW)
     taken = await jobs.take_jobs(tenant_id="ten_a", pick=JobPick(max_jobs=10), provider="local",

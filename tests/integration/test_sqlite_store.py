@@ -10,7 +10,7 @@ import pytest
 from batchd.core.db import Database
 from batchd.domain import errors
 from batchd.domain.models import BatchSpec
-from batchd.store.base import StagedItem
+from batchd.domain.records import StagedItem
 from batchd.store.sqlite import SqliteStore
 from tests.conftest import scaled
 

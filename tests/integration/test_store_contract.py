@@ -23,7 +23,8 @@ from batchd.core.db import Database
 from batchd.core.quotas import Metering, Quota
 from batchd.domain import errors
 from batchd.domain.models import Batch, BatchSpec, ClaimedItem, Outcome, new_id
-from batchd.store.base import BatchQuery, StagedItem, Store
+from batchd.domain.records import BatchQuery, StagedItem
+from batchd.store.base import Store
 from tests.conftest import PG_ADMIN_URL, create_pg_database, drop_database, scaled
 
 NOW = 1_700_000_000.0  # 2023-11-14, UTC

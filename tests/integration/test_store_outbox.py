@@ -12,10 +12,11 @@ import orjson
 import pytest
 
 from batchd.domain.models import BatchSpec, Outcome, new_id
+from batchd.domain.records import StagedItem
 from batchd.domain.states import StopReason
-from batchd.store.base import StagedItem, Store
-from batchd.store.taskdefs import TaskRecord
-from batchd.store.webhooks import WebhookAttempt
+from batchd.domain.taskdefs import TaskRecord
+from batchd.domain.webhooks import WebhookAttempt
+from batchd.store.base import Store
 from tests.conftest import scaled
 from tests.integration import test_store_contract as contract
 from tests.integration.test_store_contract import LEASE_S, NOW, stage_token

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from batchd.core import scheduling
-from batchd.core.scheduling import Candidate, plan_claims, retry_delay_s
+from batchd.core.scheduling import Candidate, ClaimPlan, retry_delay_s
 
 MakeCandidate = Callable[..., Candidate]
 
@@ -49,10 +49,11 @@ def plan(
     candidates: list[Candidate], queue: Queue, *, limit: int,
     tenant_running: dict[str, int] | None = None, tenant_cap: int = 0,
 ) -> int:
-    return plan_claims(
-        candidates, limit=limit, tenant_running=dict(tenant_running or {}),
-        tenant_cap=tenant_cap, take=queue.take,
-    )
+    deal = ClaimPlan(candidates, limit=limit, tenant_running=dict(tenant_running or {}),
+                     tenant_cap=tenant_cap)
+    for c, want in deal:
+        deal.took(queue.take(c, want))
+    return deal.claimed
 
 
 def test_scheduling_serves_higher_priority_first(candidate: MakeCandidate) -> None:
@@ -191,3 +192,20 @@ def test_budget_fit_is_exhausted_only_when_a_ready_item_is_refused_with_nothing_
     assert fit([0.1], running=0) == scheduling.BudgetFit(n=0, exhausted=True)
     assert fit([0.1], running=1) == scheduling.BudgetFit(n=0, exhausted=False)
     assert fit([], running=0) == scheduling.BudgetFit(n=0, exhausted=False)  # all waiting
+
+
+def test_claim_plan_counts_a_share_not_reported_as_taken_as_none(
+    candidate: MakeCandidate,
+) -> None:
+    deal = scheduling.ClaimPlan([candidate("a"), candidate("b")], limit=4, tenant_running={},
+                                tenant_cap=0)
+    shares = []
+    for c, want in deal:
+        shares.append((c.batch_id, want))
+        if c.batch_id == "b":
+            deal.took(want)
+
+    # a reported nothing: it is not dealt again, and b takes what a left.
+    assert shares == [("a", 2), ("b", 2), ("b", 2)]
+    assert deal.claimed == 4
+    assert deal.tenant_running == {"acme": 4}

@@ -84,16 +84,31 @@ def cancelled_error(reason: str) -> dict[str, str]:
 
 
 @dataclass(slots=True)
-class GroupCommit:
-    """What one group commit writes, sorted out from the outcomes that still hold a lease.
+class LeasedItem:
+    """An item an outcome is for, with its batch, as read inside the committing transaction."""
 
-    ``current`` rows passed to :func:`plan_group_commit` are
-    ``(id, batch_id, fence, status, cancel_requested, est_usd, n_records, stop_reason,
-    tenant_id, size, deliver)`` as read inside the committing transaction.
-    """
+    id: int
+    batch_id: str
+    fence: int
+    status: str
+    cancel_requested: bool
+    est_usd: float
+    n_records: int
+    stop_reason: str | None
+    tenant_id: str
+    size: int
+    deliver: bool
+    fail_fast: bool
+
+
+@dataclass(slots=True)
+class GroupCommit:
+    """What one group commit writes, sorted out from the outcomes that still hold a lease."""
 
     deltas: dict[str, BatchDelta] = field(default_factory=dict)
     tenants: dict[str, str] = field(default_factory=dict)
+    # batches to stop as fail_fast: one of their items failed, and they were not stopped
+    fail_fast: set[str] = field(default_factory=set)
     # (run_after, error, id, fence)
     retries: list[tuple[Any, ...]] = field(default_factory=list)
     # (status, error, usage, finished_at, compute_ms, id, fence)
@@ -124,21 +139,23 @@ USAGE_METRICS = (
 
 
 def plan_group_commit(
-    outcomes: list[Outcome], current: dict[int, tuple[Any, ...]], *, now: float
+    outcomes: list[Outcome], current: dict[int, LeasedItem], *, now: float
 ) -> GroupCommit:
-    """Keep the outcomes whose fencing token still matches; settle cancels; count them."""
+    """Keep the outcomes whose fencing token still matches; settle cancels; count them.
+
+    ``current`` is consumed: an applied outcome's item leaves it.
+    """
     plan = GroupCommit()
     dumps = orjson.dumps
     for o in outcomes:
         row = current.get(o.rowid)
-        if row is None or row[2] != o.fence or row[3] != ItemStatus.RUNNING:
+        if row is None or row.fence != o.fence or row.status != ItemStatus.RUNNING:
             continue  # lease lost: a newer attempt owns this item
         # Applied: a second outcome for the same item and fence must not count again,
         # while a stale one ahead of it (an older fence) has just been passed over.
         del current[o.rowid]
-        (_, batch_id, _, _, cancel_requested, est_usd, n_records, stop_reason, tenant_id,
-         size, deliver) = row
-        if cancel_requested:
+        batch_id, stop_reason = row.batch_id, row.stop_reason
+        if row.cancel_requested:
             settle(o, cancel_reason=stop_reason or StopReason.CANCELLED)
         elif stop_reason and o.status == ItemStatus.QUEUED:
             # A stopped batch dispatches nothing more: an attempt it left running (a
@@ -146,12 +163,14 @@ def plan_group_commit(
             settle(o, cancel_reason=stop_reason)
         if batch_id not in plan.deltas:
             plan.deltas[batch_id] = BatchDelta()
-            plan.tenants[batch_id] = tenant_id
+            plan.tenants[batch_id] = row.tenant_id
         plan.deltas[batch_id].add(
-            o, est_usd=est_usd, n_records=n_records, size=size,
+            o, est_usd=row.est_usd, n_records=row.n_records, size=row.size,
             # a cancelled batch has released its output buffer: nothing more goes in
-            deliver=bool(deliver) and stop_reason != StopReason.CANCELLED,
+            deliver=row.deliver and stop_reason != StopReason.CANCELLED,
         )
+        if o.status == ItemStatus.FAILED and row.fail_fast and stop_reason is None:
+            plan.fail_fast.add(batch_id)
         err = dumps(o.error) if o.error else None
         if o.status == ItemStatus.QUEUED:
             plan.retries.append((o.retry_at, err, o.rowid, o.fence))

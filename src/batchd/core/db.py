@@ -9,7 +9,7 @@ backend.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from batchd.core.txn.dispatch import DispatchOps
 from batchd.core.txn.intake import IntakeOps
@@ -29,9 +29,24 @@ class Database(
 ):
     """Every store operation of the engine, over one backend."""
 
-    def __getattr__(self, name: str) -> Any:
-        # Operations not yet moved to core scripts still run on the store itself.
-        return getattr(self.store, name)
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+        await self.store.open()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def ping(self) -> None:
+        await self.store.ping()
+
+    async def subscribe_work(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever another process commits new items (PostgreSQL's
+        NOTIFY); without notifications workers poll."""
+        await self.store.subscribe_work(callback)
+
+    @property
+    def concurrent_claims(self) -> bool:
+        return self.store.concurrent_claims
 
 
 def open_database(database_url: str, **kwargs: object) -> Database:

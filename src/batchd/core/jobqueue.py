@@ -1,4 +1,4 @@
-"""JobQueue: the AI job queue's business operations, over JobQueueStore and providers.
+"""JobQueue: the AI job queue's business operations, over the database and providers.
 
 Enqueue, read and cancel jobs; flush ready jobs into one provider batch; poll a
 provider batch and record each job's outcome, tokens, cost and savings.
@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 
-from batchd.core import pricing
 from batchd.core.jobs import (
     CANCELLABLE,
     BatchState,
@@ -26,13 +25,13 @@ from batchd.core.jobs import (
     JobStatus,
     JobTotals,
     NewJob,
-    ResultKind,
     WaitingJob,
+    expire_missing,
 )
-from batchd.domain import codec, errors
+from batchd.core.providers import BatchProgress, JobRequest, Provider, ProviderResult
+from batchd.core.txn.jobqueue import JobQueueOps
+from batchd.domain import codec, errors, pricing
 from batchd.domain.models import Principal
-from batchd.providers.base import BatchProgress, JobRequest, Provider, ProviderResult
-from batchd.store.jobqueue import JobQueueStore
 from batchd.tasks.dispatch import AIBATCH, SIMULATION
 from batchd.tasks.registry import TaskRegistry
 
@@ -60,15 +59,16 @@ class JobQueue:
     """Business operations of the AI job queue.
 
     Args:
-        store: where jobs and provider batches live.
+        store: where jobs and provider batches live (the engine's
+            :class:`~batchd.core.db.Database`).
         registry: the tasks, which are the job types.
         providers: a provider by name (None: the default one).
-        prices: the price table (see :mod:`batchd.core.pricing`).
+        prices: the price table (see :mod:`batchd.domain.pricing`).
         submit_timeout_s: a flush whose provider never answered is undone after this.
     """
 
     def __init__(
-        self, *, store: JobQueueStore, registry: TaskRegistry,
+        self, *, store: JobQueueOps, registry: TaskRegistry,
         providers: Callable[[str | None], Provider], prices: Mapping[str, pricing.Price],
         clock: Callable[[], float] = time.time, submit_timeout_s: float = 600.0,
     ) -> None:
@@ -245,12 +245,7 @@ class JobQueue:
             for r in fetched.results if r.custom_id in waiting
         }
         if ended:
-            for custom_id, w in waiting.items():
-                if custom_id not in outcomes and w.status == JobStatus.PROCESSING:
-                    outcomes[custom_id] = JobOutcome(
-                        custom_id=custom_id, kind=ResultKind.EXPIRED,
-                        error="the provider returned no result for this job",
-                    )
+            outcomes.update((o.custom_id, o) for o in expire_missing(waiting.values(), outcomes))
         done, remaining = await self.store.record_outcomes(
             batch.pk, list(outcomes.values()), ended=ended, now=self.clock()
         )

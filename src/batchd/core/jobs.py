@@ -10,8 +10,8 @@ creation) cannot express.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Container, Iterable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -187,3 +187,96 @@ def summarise(rows: Iterable[Iterable[Any]]) -> JobTotals:
             hours = float(seconds) / 3600.0
     return JobTotals(counts=counts, tokens=tokens, cost_usd=cost, savings_usd=savings,
                      completed_hours=hours)
+
+
+def cancellable(status: str) -> bool:
+    """Whether a job in ``status`` can still be cancelled (pending, or flushed)."""
+    return status in CANCELLABLE
+
+
+def is_ready(status: str, run_after: float | None, *, now: float) -> bool:
+    """The ready filter: a flush may take a job that is pending and whose ``run_after``
+    has passed (or that has none). The queries that pick ready jobs (``take_ready_jobs``,
+    ``ready_job_counts``) select exactly these; the store contract holds them to it."""
+    return status == JobStatus.PENDING and (run_after is None or run_after <= now)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyCount:
+    """A tenant's ready jobs: how many, and when the oldest was enqueued."""
+
+    tenant_id: str
+    count: int
+    oldest: float
+
+
+def flush_due(ready: ReadyCount, *, min_count: int, oldest_before: float | None) -> bool:
+    """Whether an automatic flush takes the tenant's ready jobs now: there are
+    ``min_count`` of them (0: never by count), or one was enqueued before
+    ``oldest_before`` (None: never by age)."""
+    return bool(min_count and ready.count >= min_count) or (
+        oldest_before is not None and ready.oldest < oldest_before
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Unrecorded:
+    """A job of a provider batch whose outcome a poll has not recorded yet."""
+
+    custom_id: str
+    pk: int
+    status: str  # processing, or cancelled after the flush
+
+
+@dataclass(frozen=True, slots=True)
+class FinalOutcome:
+    """A processing job's outcome, recorded as its end."""
+
+    pk: int
+    status: JobStatus
+    outcome: JobOutcome
+    completed_at: float
+
+
+@dataclass(slots=True)
+class OutcomePlan:
+    """How a poll records outcomes: which jobs end, which keep only tokens and cost."""
+
+    finals: list[FinalOutcome] = field(default_factory=list)
+    tokens_only: list[tuple[int, JobOutcome]] = field(default_factory=list)  # (pk, outcome)
+
+    @property
+    def done(self) -> list[str]:
+        """Custom ids of the jobs that end with this poll."""
+        return [f.outcome.custom_id for f in self.finals]
+
+
+def partition_outcomes(
+    outcomes: Iterable[JobOutcome], unrecorded: Iterable[Unrecorded], *, now: float
+) -> OutcomePlan:
+    """The outcome partition: a processing job takes its outcome (status, result, tokens,
+    cost); a job cancelled after the flush stays cancelled and takes only its tokens and
+    cost, which were spent anyway. An outcome for a job already recorded (or not of the
+    batch) is ignored, so a second poll records nothing twice."""
+    waiting = {u.custom_id: u for u in unrecorded}
+    plan = OutcomePlan()
+    for o in outcomes:
+        job = waiting.pop(o.custom_id, None)
+        if job is None:
+            continue
+        if job.status == JobStatus.PROCESSING:
+            plan.finals.append(FinalOutcome(pk=job.pk, status=JOB_STATUS_OF[o.kind], outcome=o,
+                                            completed_at=o.finished_at or now))
+        else:
+            plan.tokens_only.append((job.pk, o))
+    return plan
+
+
+def expire_missing(waiting: Iterable[WaitingJob], have: Container[str]) -> list[JobOutcome]:
+    """Once a provider batch ended, the outcome of each processing job it returned no
+    result for: failed as expired (a job cancelled after the flush just stays so)."""
+    return [
+        JobOutcome(custom_id=w.custom_id, kind=ResultKind.EXPIRED,
+                   error="the provider returned no result for this job")
+        for w in waiting if w.custom_id not in have and w.status == JobStatus.PROCESSING
+    ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from batchd.core.scheduling import retry_delay_s
 from batchd.domain import states
-from batchd.domain.states import BatchStatus, StopReason
+from batchd.domain.models import Outcome
+from batchd.domain.states import BatchStatus, ItemStatus, StopReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +76,17 @@ def finish_sources(verdict: BatchStatus) -> tuple[str, ...]:
     """The states a finishing batch may be in: those that lead to its verdict, or the verdict
     itself (a cancelled or expired batch has its status already; finishing dates it)."""
     return (*states.batch_sources(verdict), verdict.value)
+
+
+def lease_expiry(
+    rowid: int, fence: int, *, attempts: int, max_attempts: int, retry_backoff_s: float,
+    retry_backoff_max_s: float, now: float,
+) -> Outcome:
+    """The outcome of an attempt whose worker stopped renewing its lease: the item runs
+    again after its retry backoff, or fails once it has had ``max_attempts``."""
+    lost = {"code": "lease_expired", "message": "the worker running this item stopped"}
+    if attempts >= max_attempts:
+        return Outcome(rowid=rowid, fence=fence, status=ItemStatus.FAILED.value, error=lost)
+    delay = retry_delay_s(attempts, base_s=retry_backoff_s, max_s=retry_backoff_max_s)
+    return Outcome(rowid=rowid, fence=fence, status=ItemStatus.QUEUED.value, error=lost,
+                   retry_at=now + delay)

@@ -8,79 +8,83 @@ priority level capacity is dealt round-robin, so equal batches progress together
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
 
 @dataclass(slots=True)
 class Candidate:
+    """A batch with ready items and room to run more of them."""
+
     batch_id: str
     tenant_id: str
     priority: int
     parallelism: int
     running: int
     created_at: float
+    budgeted: bool = False  # has a budget: each share's items must fit it (budget_fit)
 
 
-def claim_plan(
-    candidates: list[Candidate], *, limit: int, tenant_running: dict[str, int], tenant_cap: int
-) -> Generator[tuple[Candidate, int], int, None]:
-    """Yields ``(candidate, n)`` to claim up to n items from; send back how many were taken."""
-    ordered = sorted(
-        candidates,
-        key=lambda c: (-c.priority, tenant_running.get(c.tenant_id, 0), c.running, c.created_at),
-    )
-    remaining = limit
-    for _, level in groupby(ordered, key=lambda c: c.priority):
-        pending = list(level)
-        while remaining > 0 and pending:
-            share = max(1, math.ceil(remaining / len(pending)))
-            still_hungry = []
-            for c in pending:
-                room = c.parallelism - c.running
-                if tenant_cap:
-                    room = min(room, tenant_cap - tenant_running.get(c.tenant_id, 0))
-                want = min(share, room, remaining)
-                if want <= 0:
-                    continue
-                got = yield c, want
-                c.running += got
-                tenant_running[c.tenant_id] = tenant_running.get(c.tenant_id, 0) + got
-                remaining -= got
-                if got == want and room > got:
-                    still_hungry.append(c)
-                if remaining == 0:
-                    break
-            pending = still_hungry
-        if remaining == 0:
-            break
+class ClaimPlan:
+    """Deals a claim's ``limit`` slots over the candidate batches, one share at a time.
 
-
-def plan_claims(
-    candidates: list[Candidate],
-    *,
-    limit: int,
-    tenant_running: dict[str, int],
-    tenant_cap: int,
-    take: Callable[[Candidate, int], int],
-) -> int:
-    """Deal ``limit`` slots over ``candidates``; ``take(c, n)`` claims up to n, returns how many.
-
-    Returns the number of items claimed.
+    Iterate it for ``(candidate, want)``: claim up to ``want`` items of that batch and
+    report how many with :meth:`took` before the next share (none reported: none
+    taken). The same loop serves a claim run as one transaction and one run as a
+    transaction per batch.
     """
-    total = 0
-    plan = claim_plan(
-        candidates, limit=limit, tenant_running=tenant_running, tenant_cap=tenant_cap
-    )
-    try:
-        c, want = next(plan)
-        while True:
-            got = take(c, want)
-            total += got
-            c, want = plan.send(got)
-    except StopIteration:
-        return total
+
+    def __init__(
+        self, candidates: list[Candidate], *, limit: int, tenant_running: dict[str, int],
+        tenant_cap: int,
+    ) -> None:
+        self.candidates = candidates
+        self.limit = limit
+        self.tenant_running = tenant_running
+        self.tenant_cap = tenant_cap
+        self.claimed = 0
+        self._got = 0
+
+    def took(self, n: int) -> None:
+        """How many items the share just dealt was claimed with."""
+        self._got = n
+
+    def __iter__(self) -> Iterator[tuple[Candidate, int]]:
+        ordered = sorted(self.candidates, key=lambda c: (
+            -c.priority, self.tenant_running.get(c.tenant_id, 0), c.running, c.created_at))
+        for _, level in groupby(ordered, key=lambda c: c.priority):
+            pending = list(level)
+            while self.claimed < self.limit and pending:
+                pending = yield from self._deal_round(pending)
+            if self.claimed >= self.limit:
+                return
+
+    def _deal_round(
+        self, pending: list[Candidate]
+    ) -> Generator[tuple[Candidate, int], None, list[Candidate]]:
+        """One round-robin pass over ``pending``; returns the batches that took all they
+        were dealt and have room for more."""
+        share = max(1, math.ceil((self.limit - self.claimed) / len(pending)))
+        still_hungry = []
+        for c in pending:
+            room = c.parallelism - c.running
+            if self.tenant_cap:
+                room = min(room, self.tenant_cap - self.tenant_running.get(c.tenant_id, 0))
+            want = min(share, room, self.limit - self.claimed)
+            if want <= 0:
+                continue
+            self._got = 0
+            yield c, want
+            got = self._got
+            c.running += got
+            self.tenant_running[c.tenant_id] = self.tenant_running.get(c.tenant_id, 0) + got
+            self.claimed += got
+            if got == want and room > got:
+                still_hungry.append(c)
+            if self.claimed >= self.limit:
+                break
+        return still_hungry
 
 
 def retry_delay_s(attempts: int, *, base_s: float, max_s: float) -> float:

@@ -18,7 +18,7 @@ raises it after the commit.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
@@ -83,3 +83,39 @@ def each(name: str, rows_: Iterable[Sequence[Any]]) -> Query:
 
 def array(values: Iterable[Any]) -> Array:
     return Array(values)
+
+
+# What the drivers share: stepping a script, binding arrays, shaping a result.
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    value: Any
+
+
+def advance(script: Script[Any], result: Any) -> Query | Finished:
+    """Send ``result`` into ``script``: its next query, or its return value."""
+    try:
+        return script.send(result)
+    except StopIteration as stop:
+        return Finished(stop.value)
+
+
+def bind(query: Query, convert: Callable[[Array], Any]) -> Any:
+    """``query``'s parameters with every :class:`Array` passed through ``convert``."""
+    if not query.arrays:
+        return query.params
+    if isinstance(query.params, dict):
+        return {k: convert(v) if isinstance(v, Array) else v for k, v in query.params.items()}
+    return [convert(v) if isinstance(v, Array) else v for v in query.params]
+
+
+def shape(fetch: Fetch, rows: Sequence[Any] | None, rowcount: int) -> Any:
+    """The result a script receives for a statement that returned ``rows``."""
+    if fetch is Fetch.COUNT:
+        return rowcount
+    assert rows is not None
+    if fetch is Fetch.ROWS:
+        return rows
+    first = rows[0] if rows else None
+    return first if fetch is Fetch.ONE or first is None else first[0]

@@ -1,9 +1,302 @@
-"""Handing work to workers and taking their outcomes: claim, finish, heartbeat, reap."""
+"""Handing work to workers and taking their outcomes: claim, finish, heartbeat, reap.
+
+A claim deals its slots over the batches with :class:`batchd.core.scheduling.ClaimPlan`
+and leases each share with :func:`claim_batch`. With one writer (SQLite) the whole
+claim is one transaction; where many processes claim at once (PostgreSQL,
+``Store.concurrent_claims``) each batch's share is a transaction of its own, so a
+claim never holds two batch locks, and an unbudgeted batch is leased in one statement.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from batchd.core import accounting, lifecycle, scheduling
+from batchd.core.scheduling import Candidate
+from batchd.core.txn import lifecycle as batches
+from batchd.core.txn import usage, webhooks
+from batchd.core.txn.reads import export_row
 from batchd.core.txn.runner import Runner
+from batchd.domain import errors, states
+from batchd.domain.models import ClaimedItem, Outcome
+from batchd.domain.records import ExportRow
+from batchd.domain.states import ItemStatus, StopReason
+from batchd.store import script as q
+from batchd.store.script import Script
+
+log = logging.getLogger(__name__)
+
+LEASABLE = states.item_sources(ItemStatus.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimBatch:
+    """A batch a claim takes items from, as read (and locked) by the claiming transaction."""
+
+    pk: int
+    parallelism: int
+    running: int
+    budget_usd: float | None
+    actual_usd: float
+    reserved_usd: float
+    task: str
+    version: str
+    runner: str | None
+    item_timeout_s: float | None
+    max_attempts: int
+    retry_backoff_s: float
+    records_per_item: int
+
+
+def candidates(now: float) -> Script[tuple[list[Candidate], dict[str, int]]]:
+    """Batches with work to hand out, and the running items of each tenant."""
+    rows = yield q.rows("claim_candidates", now)
+    if not rows:
+        return [], {}
+    found = [Candidate(batch_id=r[0], tenant_id=r[1], priority=r[2], parallelism=r[3],
+                       running=r[4], created_at=r[5], budgeted=bool(r[6])) for r in rows]
+    running = yield q.rows("running_per_tenant")
+    return found, {t: int(n) for t, n in running}
+
+
+def _claimed(c: Candidate, r: Any) -> ClaimedItem:
+    # columns: id, seq, n_records, attempts, fence, est_usd, runner, input, task, version,
+    # item_timeout_s, max_attempts, retry_backoff_s, records_per_item
+    return ClaimedItem(
+        rowid=r[0], batch_id=c.batch_id, tenant_id=c.tenant_id, seq=r[1], n_records=r[2],
+        attempts=r[3], fence=r[4], est_usd=r[5], runner=r[6], input=bytes(r[7]), task=r[8],
+        version=r[9], item_timeout_s=r[10], max_attempts=r[11], retry_backoff_s=r[12],
+        records_per_item=r[13],
+    )
+
+
+def claim_batch(
+    c: Candidate, want: int, *, owner: str, now: float, lease_s: float, one_statement: bool,
+) -> Script[list[ClaimedItem]]:
+    """Lease up to ``want`` ready items of one batch, within its room and its budget; a
+    batch whose budget nothing fits any more stops as ``budget_exceeded``."""
+    until = now + lease_s
+    if one_statement and not c.budgeted:
+        rows = yield q.rows("claim_unbudgeted", batch=c.batch_id, now=now, want=want,
+                            owner=owner, until=until)
+        return [_claimed(c, r) for r in rows]
+    row = yield q.one("claim_batch", c.batch_id)
+    if row is None:
+        return []  # stopped or ended since the candidates were read
+    b = ClaimBatch(*row)
+    want = min(want, b.parallelism - b.running)  # fresh counts: other claimers may have run
+    if want <= 0:
+        return []
+    ready = yield q.rows("ready_items", b.pk, now, want)
+    if b.budget_usd is not None:
+        fit = scheduling.budget_fit([r[1] for r in ready], budget_usd=b.budget_usd,
+                                    actual_usd=b.actual_usd, reserved_usd=b.reserved_usd,
+                                    running=b.running)
+        if fit.exhausted:
+            yield from batches.stop(c.batch_id, StopReason.BUDGET_EXCEEDED, None, now)
+        ready = ready[: fit.n]
+    if not ready:
+        return []
+    ids = q.array([r[0] for r in ready])
+    leased = yield q.rows("lease_items", owner, until, now, ids, q.array(LEASABLE))
+    inputs = {r[0]: r[1] for r in (yield q.rows("claimed_inputs", ids))}
+    yield q.run("count_claimed", len(leased), len(leased), sum(r[5] for r in leased), now,
+                b.pk)
+    return [
+        _claimed(c, (r[0], r[1], r[2], r[3], r[4], r[5], r[6] or b.runner, inputs[r[0]],
+                     b.task, b.version, b.item_timeout_s, b.max_attempts, b.retry_backoff_s,
+                     b.records_per_item))
+        for r in leased
+    ]
+
+
+def claim(
+    owner: str, limit: int, now: float, lease_s: float, tenant_cap: int
+) -> Script[list[ClaimedItem]]:
+    """A whole claim in one transaction (one writer: nothing else claims meanwhile)."""
+    found, tenant_running = yield from candidates(now)
+    plan = scheduling.ClaimPlan(found, limit=limit, tenant_running=tenant_running,
+                                tenant_cap=tenant_cap)
+    claimed: list[ClaimedItem] = []
+    for c, want in plan:
+        got = yield from claim_batch(c, want, owner=owner, now=now, lease_s=lease_s,
+                                     one_statement=False)
+        plan.took(len(got))
+        claimed.extend(got)
+    return claimed
+
+
+def _leased_item(r: Any) -> accounting.LeasedItem:
+    return accounting.LeasedItem(
+        id=r[0], batch_id=r[1], fence=r[2], status=r[3], cancel_requested=bool(r[4]),
+        est_usd=r[5], n_records=r[6], stop_reason=r[7], tenant_id=r[8], size=r[9],
+        deliver=bool(r[10]), fail_fast=bool(r[11]),
+    )
+
+
+def finish(outcomes: list[Outcome], now: float) -> Script[int]:
+    """Group-commit ``outcomes``: those still holding their lease are written and counted."""
+    if not outcomes:
+        return 0
+    rows = yield q.rows("items_for_finish", q.array(sorted({o.rowid for o in outcomes})))
+    current: dict[int, accounting.LeasedItem] = {}
+    hooks: dict[int, webhooks.Hook] = {}
+    for r in rows:
+        current[r[0]] = _leased_item(r)
+        if r[12] is not None:  # webhook_url, webhook_event
+            hooks[r[0]] = (r[8], r[1], r[0], r[13], r[12])
+    plan = accounting.plan_group_commit(outcomes, current, now=now)
+    yield from _write_outcomes(plan, hooks, now)
+    yield from _settle_batches(plan, now)
+    return plan.applied
+
+
+def _write_outcomes(
+    plan: accounting.GroupCommit, hooks: dict[int, webhooks.Hook], now: float
+) -> Script[None]:
+    if plan.retries:
+        yield q.each("retry_items", plan.retries)
+    if plan.finals:
+        yield q.each("finish_items", plan.finals)
+    if plan.outputs:
+        yield q.each("put_outputs", plan.outputs)
+    if hooks:
+        # The outbox message commits with the outcome it announces, or neither does.
+        yield from webhooks.enqueue([hooks[f[5]] for f in plan.finals if f[5] in hooks], now)
+
+
+def _settle_batches(plan: accounting.GroupCommit, now: float) -> Script[None]:
+    for batch_id in sorted(plan.deltas):  # sorted: one lock order for every finisher
+        yield q.run("add_batch_delta", *plan.deltas[batch_id].values(), batch_id)
+    by_tenant = plan.usage_by_tenant()
+    for tenant_id in sorted(by_tenant):
+        yield from usage.add_usage(tenant_id, now, **by_tenant[tenant_id])
+    for batch_id in sorted(plan.deltas):
+        if batch_id in plan.fail_fast:
+            yield from batches.stop(batch_id, StopReason.FAIL_FAST, None, now)
+        yield from batches.maybe_finish(batch_id, now)
+
+
+def heartbeat(
+    owner: str, now: float, lease_until: float, info: dict[str, Any], item_ids: list[int] | None,
+) -> Script[None]:
+    yield q.run("record_worker", owner, orjson.dumps(info), now, now)
+    if item_ids is None:
+        yield q.run("renew_leases", lease_until, owner)
+    elif item_ids:
+        yield q.run("renew_leases_of_items", lease_until, owner, q.array(item_ids))
+
+
+def cancel_requests(owner: str) -> Script[list[int]]:
+    return [r[0] for r in (yield q.rows("cancel_requests", owner))]
+
+
+def _upload_started_at(stage: str) -> float:
+    # A staging token starts with the second its upload began (see the intake's tokens).
+    return float(stage.split("-", 1)[0])
+
+
+def _drop_abandoned_uploads(older_than: float) -> Script[None]:
+    for batch_pk, stage in (yield q.rows("staged_uploads")):
+        if _upload_started_at(stage) < older_than:
+            yield from batches.delete_items(batch_pk, stage)
+    for (batch_pk,) in (yield q.rows("abandoned_batches", older_than)):
+        yield from batches.delete_batch(batch_pk)
+
+
+def reap(now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> Script[int]:
+    """Settle expired leases, expire batches, close idle ones, drop abandoned uploads."""
+    if not (yield q.value("try_reaper_lock")):
+        return 0  # another process is reaping right now
+    expired = yield q.rows("expired_leases", now)
+    n = yield from finish([
+        lifecycle.lease_expiry(r[0], r[1], attempts=r[2], max_attempts=r[3],
+                               retry_backoff_s=r[4], retry_backoff_max_s=retry_backoff_max_s,
+                               now=now)
+        for r in expired
+    ], now)
+    for (batch_id,) in (yield q.rows("expired_batches", now)):
+        yield from batches.stop(batch_id, StopReason.EXPIRED, "the batch expired", now)
+    for (batch_id,) in (yield q.rows("idle_batches", now)):
+        yield from batches.close(batch_id, now, reason="timeout")
+    yield from _drop_abandoned_uploads(now - staging_ttl_s)
+    return n
+
+
+def take_results(batch_id: str, limit: int, now: float) -> Script[list[ExportRow]]:
+    pk = yield q.value("result_batch", batch_id)
+    if pk is None:
+        return []
+    rows = sorted((yield q.rows("take_results", pk, limit)), key=lambda r: r[1])  # by seq
+    yield q.run("release_results", now, sum(len(r[6] or b"") for r in rows), len(rows),
+                sum(r[3] for r in rows), pk)
+    return [export_row(r) for r in rows]
 
 
 class DispatchOps(Runner):
-    pass
+    async def claim_items(
+        self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int
+    ) -> list[ClaimedItem]:
+        """Lease up to ``limit`` ready items, dealt over batches by priority and fair share."""
+        if not self.store.concurrent_claims:
+            return await self._write(claim, owner, limit, now, lease_s, tenant_cap)
+        asked = time.monotonic()
+        found, tenant_running = await self._read(candidates, now)
+        plan = scheduling.ClaimPlan(found, limit=limit, tenant_running=tenant_running,
+                                    tenant_cap=tenant_cap)
+        claimed: list[ClaimedItem] = []
+        for c, want in plan:
+            # A lease runs lease_s from when it is granted: time spent waiting for the
+            # database (for a connection, after an outage say) must not come out of it,
+            # so the script is made once its transaction has a connection.
+            def share(c: Candidate = c, want: int = want) -> Script[list[ClaimedItem]]:
+                return claim_batch(c, want, owner=owner, now=now, one_statement=True,
+                                   lease_s=lease_s + (time.monotonic() - asked))
+
+            try:
+                got = await self._write(share)
+            except errors.BatchdError as exc:
+                if not claimed:
+                    raise
+                # Items leased by earlier transactions of this claim must still run.
+                log.warning("claim from batch %s failed (%s)", c.batch_id, exc.message)
+                return claimed
+            plan.took(len(got))
+            claimed.extend(got)
+        return claimed
+
+    async def finish_items(self, outcomes: list[Outcome], *, now: float) -> int:
+        """Group-commit outcomes; returns how many still held their lease."""
+        return await self._write(finish, outcomes, now)
+
+    async def heartbeat(
+        self, *, owner: str, now: float, lease_until: float, info: dict[str, Any],
+        item_ids: list[int] | None = None,
+    ) -> None:
+        """Record the worker as alive and renew its leases.
+
+        Only ``item_ids`` are renewed when given (the items the worker still
+        tracks), else every running item of ``owner``.
+        """
+        await self._write(heartbeat, owner, now, lease_until, info, item_ids)
+
+    async def cancel_requests(self, *, owner: str) -> list[int]:
+        """Running items of ``owner`` whose cancellation was requested."""
+        return await self._read(cancel_requests, owner)
+
+    async def reap(self, *, now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> int:
+        """Return expired leases to the queue, expire batches, drop abandoned uploads."""
+        return await self._write(reap, now, retry_backoff_max_s, staging_ttl_s)
+
+    async def take_results(self, batch_id: str, *, limit: int, now: float) -> list[ExportRow]:
+        """Hand out up to ``limit`` finished, undelivered items of a ``deliver`` batch.
+
+        They are marked delivered in the same transaction and leave the output buffer,
+        which lets a batch paused on a full buffer run again.
+        """
+        return await self._write(take_results, batch_id, limit, now)

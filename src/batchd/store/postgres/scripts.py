@@ -7,16 +7,13 @@ from typing import Any
 import psycopg
 
 from batchd.store import queries
-from batchd.store.script import Array, Fetch, Query, Script, T
+from batchd.store.script import Fetch, Query, Script, T, advance, bind, shape
 
 QUERIES = queries.load("postgres")
+# Queries whose text starts with "-- binary": their bytea columns come back in binary
+# form, not as hex text to decode (the bulk export's pages).
+BINARY = frozenset(name for name, sql in QUERIES.items() if sql.startswith("-- binary"))
 Conn = psycopg.AsyncConnection[Any]
-
-
-def _params(query: Query) -> Any:
-    if isinstance(query.params, dict):
-        return {k: list(v) if isinstance(v, Array) else v for k, v in query.params.items()}
-    return [list(v) if isinstance(v, Array) else v for v in query.params]
 
 
 async def _each(conn: Conn, sql: str, rows: list[Any]) -> None:
@@ -34,26 +31,20 @@ async def _each(conn: Conn, sql: str, rows: list[Any]) -> None:
             await cur.executemany(sql, rows)
 
 
+async def _execute(conn: Conn, query: Query) -> Any:
+    sql = QUERIES[query.name]
+    if query.fetch is Fetch.EACH:
+        await _each(conn, sql, query.params)  # type: ignore[arg-type]
+        return None
+    cursor = conn.cursor(binary=True) if query.name in BINARY else conn.cursor()
+    cur = await cursor.execute(sql, bind(query, list))
+    rows = None if query.fetch is Fetch.COUNT else await cur.fetchall()
+    return shape(query.fetch, rows, cur.rowcount)
+
+
 async def run_script(conn: Conn, script: Script[T]) -> T:
     """Drive ``script`` to its end on ``conn`` (the caller holds the transaction)."""
-    result: Any = None
-    while True:
-        try:
-            query = script.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        sql = QUERIES[query.name]
-        if query.fetch is Fetch.EACH:
-            await _each(conn, sql, query.params)  # type: ignore[arg-type]
-            result = None
-            continue
-        cur = await conn.execute(sql, _params(query) if query.arrays else query.params)
-        if query.fetch is Fetch.ONE:
-            result = await cur.fetchone()
-        elif query.fetch is Fetch.ROWS:
-            result = await cur.fetchall()
-        elif query.fetch is Fetch.VALUE:
-            row = await cur.fetchone()
-            result = None if row is None else row[0]
-        else:
-            result = cur.rowcount
+    step = advance(script, None)
+    while isinstance(step, Query):
+        step = advance(script, await _execute(conn, step))
+    return step.value  # type: ignore[no-any-return]

@@ -1,4 +1,4 @@
-"""The storage interface of task definitions made over the API (HTTP, LLM, Python kinds).
+"""Task definitions made over the API (HTTP, LLM, Python kinds).
 
 They are kept in the database so that every server and worker sharing it can build
 them into its registry (see :mod:`batchd.tasks.catalog`). A version, once stored, is
@@ -7,9 +7,8 @@ never changed.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(slots=True)
@@ -22,12 +21,15 @@ class TaskRecord:
     created_at: float
 
 
-class TaskDefStore(ABC):
-    @abstractmethod
+class TaskDefStore(Protocol):
+    """Where definitions are kept (the engine's database:
+    :class:`batchd.core.txn.taskdefs.TaskDefOps`)."""
+
     async def save_task_def(self, record: TaskRecord) -> TaskRecord:
         """Store ``record``, or return the definition already stored under its name and
         version (which the caller compares)."""
+        ...
 
-    @abstractmethod
     async def task_defs(self) -> list[TaskRecord]:
         """Every stored definition, oldest first."""
+        ...

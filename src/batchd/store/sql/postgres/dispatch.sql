@@ -1,0 +1,187 @@
+-- Handing work to workers and taking their outcomes: claim, finish, heartbeat, reap.
+--
+-- Lock order, to stay free of deadlocks between many servers and workers: a finishing
+-- transaction locks its item rows (by id) and then batch rows (by id, sorted); a
+-- claiming transaction locks one batch row and then items with SKIP LOCKED, so it
+-- never waits on an item. Anything that still deadlocks is retried by the store.
+
+-- name: claim_candidates
+-- The columns of core.scheduling.Candidate.
+SELECT id, tenant_id, priority, parallelism, n_running, created_at, budget_usd IS NOT NULL
+FROM batches
+WHERE status IN ('open', 'closed') AND NOT staging AND stop_reason IS NULL
+  AND n_queued > 0 AND n_running < parallelism AND run_after <= %s
+  AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes);
+
+-- name: running_per_tenant
+SELECT tenant_id, SUM(n_running) FROM batches
+WHERE status IN ('open', 'closed') AND n_running > 0
+GROUP BY tenant_id;
+
+-- name: claim_unbudgeted
+-- A claim from a batch without a budget, in one round trip: lock the batch row, take
+-- ready items (skipping any another claimer holds), lease them, count them.
+-- Returns the columns of core.txn.dispatch.claimed_item's rows.
+WITH b AS (
+    SELECT pk, task, version, runner, item_timeout_s, max_attempts, retry_backoff_s,
+           records_per_item, parallelism - n_running AS room
+    FROM batches
+    WHERE id = %(batch)s AND status IN ('open', 'closed') AND stop_reason IS NULL
+    FOR UPDATE
+), picked AS (
+    SELECT id FROM items
+    WHERE batch_pk = (SELECT pk FROM b) AND status = 'queued' AND run_after <= %(now)s
+    ORDER BY seq LIMIT GREATEST(0, LEAST(%(want)s, (SELECT room FROM b)))
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE items i SET status = 'running', attempts = attempts + 1, fence = fence + 1,
+        lease_owner = %(owner)s, lease_expires = %(until)s, started_at = %(now)s
+    FROM picked WHERE i.id = picked.id
+    RETURNING i.id, i.seq, i.n_records, i.attempts, i.fence, i.est_usd, i.runner
+), counted AS (
+    UPDATE batches SET n_running = n_running + (SELECT COUNT(*) FROM leased),
+        n_queued = n_queued - (SELECT COUNT(*) FROM leased),
+        reserved_usd = reserved_usd + (SELECT COALESCE(SUM(est_usd), 0) FROM leased),
+        started_at = COALESCE(started_at, %(now)s)
+    WHERE pk = (SELECT pk FROM b)
+)
+SELECT l.id, l.seq, l.n_records, l.attempts, l.fence, l.est_usd, COALESCE(l.runner, b.runner),
+       d.data, b.task, b.version, b.item_timeout_s, b.max_attempts, b.retry_backoff_s,
+       b.records_per_item
+FROM leased l JOIN item_inputs d ON d.id = l.id CROSS JOIN b;
+
+-- name: claim_batch
+-- The columns of core.txn.dispatch.ClaimBatch: a batch still dispatching, locked.
+SELECT pk, parallelism, n_running, budget_usd, actual_usd, reserved_usd, task, version,
+       runner, item_timeout_s, max_attempts, retry_backoff_s, records_per_item
+FROM batches
+WHERE id = %s AND status IN ('open', 'closed') AND stop_reason IS NULL
+FOR UPDATE;
+
+-- name: ready_items
+SELECT id, est_usd FROM items
+WHERE batch_pk = %s AND status = 'queued' AND run_after <= %s
+ORDER BY seq LIMIT %s
+FOR UPDATE SKIP LOCKED;
+
+-- name: lease_items
+-- Parameters: owner, lease_expires, now, item ids, the states an item may start from.
+UPDATE items SET status = 'running', attempts = attempts + 1, fence = fence + 1,
+                 lease_owner = %s, lease_expires = %s, started_at = %s
+WHERE id = ANY(%s) AND status = ANY(%s)
+RETURNING id, seq, n_records, attempts, fence, est_usd, runner;
+
+-- name: claimed_inputs
+SELECT id, data FROM item_inputs WHERE id = ANY(%s);
+
+-- name: count_claimed
+UPDATE batches SET n_running = n_running + %s, n_queued = n_queued - %s,
+                   reserved_usd = reserved_usd + %s, started_at = COALESCE(started_at, %s)
+WHERE pk = %s;
+
+-- name: items_for_finish
+-- The columns of core.accounting.LeasedItem, then webhook_url, webhook_event.
+SELECT i.id, b.id, i.fence, i.status, i.cancel_requested, i.est_usd, i.n_records,
+       b.stop_reason, b.tenant_id, i.size, b.deliver, b.fail_fast,
+       i.webhook_url, i.webhook_event
+FROM items i JOIN batches b ON b.pk = i.batch_pk
+WHERE i.id = ANY(%s)
+ORDER BY i.id FOR UPDATE OF i;
+
+-- name: retry_items
+-- Rows of core.accounting.GroupCommit.retries: (run_after, error, id, fence).
+UPDATE items i SET status = 'queued', run_after = u.at, error = u.error,
+                   lease_owner = NULL, lease_expires = NULL
+FROM unnest(%s::float8[], %s::bytea[], %s::bigint[], %s::bigint[]) AS u(at, error, id, fence)
+WHERE i.id = u.id AND i.fence = u.fence AND i.status = 'running';
+
+-- name: finish_items
+-- Rows of core.accounting.GroupCommit.finals:
+-- (status, error, usage, finished_at, compute_ms, id, fence).
+UPDATE items i SET status = u.status, error = u.error, usage = u.usage, finished_at = u.fin,
+                   compute_ms = u.ms, lease_owner = NULL, lease_expires = NULL
+FROM unnest(%s::text[], %s::bytea[], %s::bytea[], %s::float8[], %s::float8[],
+            %s::bigint[], %s::bigint[]) AS u(status, error, usage, fin, ms, id, fence)
+WHERE i.id = u.id AND i.fence = u.fence AND i.status = 'running';
+
+-- name: put_outputs
+INSERT INTO item_outputs (id, data)
+SELECT * FROM unnest(%s::bigint[], %s::bytea[])
+ON CONFLICT (id) DO UPDATE SET data = excluded.data;
+
+-- name: add_batch_delta
+-- Parameters: core.accounting.BatchDelta's fields in their order, then the batch id.
+UPDATE batches SET n_queued = n_queued + %s, n_running = n_running + %s,
+    n_succeeded = n_succeeded + %s, n_failed = n_failed + %s, n_cancelled = n_cancelled + %s,
+    r_succeeded = r_succeeded + %s, r_failed = r_failed + %s,
+    reserved_usd = reserved_usd + %s, actual_usd = actual_usd + %s,
+    tokens_in = tokens_in + %s, tokens_out = tokens_out + %s, out_bytes = out_bytes + %s,
+    in_buffer_bytes = in_buffer_bytes + %s, out_buffer_bytes = out_buffer_bytes + %s,
+    n_undelivered = n_undelivered + %s, r_undelivered = r_undelivered + %s,
+    compute_ms = compute_ms + %s
+WHERE id = %s;
+
+-- name: record_worker
+INSERT INTO workers (id, info, started_at, heartbeat_at) VALUES (%s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at;
+
+-- name: renew_leases
+UPDATE items SET lease_expires = %s WHERE lease_owner = %s AND status = 'running';
+
+-- name: renew_leases_of_items
+UPDATE items SET lease_expires = %s
+WHERE lease_owner = %s AND status = 'running' AND id = ANY(%s);
+
+-- name: cancel_requests
+SELECT id FROM items WHERE lease_owner = %s AND status = 'running' AND cancel_requested;
+
+-- name: try_reaper_lock
+-- One reaper at a time across every server and worker (0x72656170: "reap").
+SELECT pg_try_advisory_xact_lock(1919246704);
+
+-- name: expired_leases
+SELECT i.id, i.fence, i.attempts, b.max_attempts, b.retry_backoff_s
+FROM items i JOIN batches b ON b.pk = i.batch_pk
+WHERE i.status = 'running' AND i.lease_expires < %s
+ORDER BY i.id LIMIT 1000;
+
+-- name: expired_batches
+SELECT id FROM batches
+WHERE status IN ('open', 'closed') AND expires_at IS NOT NULL AND expires_at < %s;
+
+-- name: idle_batches
+SELECT id FROM batches
+WHERE status = 'open' AND idle_timeout_s IS NOT NULL AND last_activity_at + idle_timeout_s < %s;
+
+-- name: staged_uploads
+SELECT DISTINCT batch_pk, stage FROM items WHERE status = 'staged';
+
+-- name: abandoned_batches
+-- Batches still staging: their create request never finished.
+SELECT pk FROM batches WHERE staging AND created_at < %s;
+
+-- name: result_batch
+SELECT pk FROM batches WHERE id = %s;
+
+-- name: take_results
+-- Finished, undelivered items of a batch, marked delivered (returned in no set order).
+WITH taken AS (
+    SELECT id FROM items
+    WHERE batch_pk = %s AND delivered = false AND status IN ('succeeded', 'failed')
+    ORDER BY seq LIMIT %s
+    FOR UPDATE SKIP LOCKED
+), marked AS (
+    UPDATE items i SET delivered = true FROM taken WHERE i.id = taken.id
+    RETURNING i.id, i.seq, i.rec0, i.n_records, i.status, i.error, i.ext_id, i.meta,
+              i.compute_ms
+)
+SELECT m.id, m.seq, m.rec0, m.n_records, m.status, d.data, o.data, m.error, m.ext_id,
+       m.meta, m.compute_ms
+FROM marked m JOIN item_inputs d ON d.id = m.id LEFT JOIN item_outputs o ON o.id = m.id;
+
+-- name: release_results
+-- Parameters: now, output bytes taken, items taken, records taken, batch pk.
+UPDATE batches SET last_activity_at = %s,
+                   out_buffer_bytes = GREATEST(0, out_buffer_bytes - %s),
+                   n_undelivered = n_undelivered - %s, r_undelivered = r_undelivered - %s
+WHERE pk = %s;

@@ -1,0 +1,74 @@
+-- Creating batches and adding items: stage, then commit or discard.
+
+-- name: insert_batch
+INSERT INTO batches (id, tenant_id, owner, task, version, runner, status, records_per_item,
+                     priority, parallelism, fail_fast, max_error_pct, budget_usd, run_after,
+                     item_timeout_s, max_attempts, retry_backoff_s, expires_at,
+                     max_input_bytes, max_output_bytes, est_usd_per_record, metadata,
+                     created_at, deliver, idle_timeout_s, last_activity_at, webhook_url,
+                     webhook_event)
+VALUES (%s, %s, %s, %s, %s, %s, 'open', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+        %s, %s, %s, %s, %s, %s, %s, %s);
+
+-- name: reserve_seqs
+-- Moves the batch's next seq and record number past an upload of (items, records).
+UPDATE batches SET next_seq = next_seq + %s, next_rec = next_rec + %s
+WHERE id = %s RETURNING next_seq, next_rec, pk, staging, deliver;
+
+-- name: reserve_item_ids
+-- The ids of that many new items, so that items and item_inputs both get them.
+SELECT nextval('items_id_seq') FROM generate_series(1, %s);
+
+-- name: insert_items
+COPY items (id, batch_pk, seq, rec0, n_records, status, stage, est_usd, size, ext_id, meta,
+            delivered, runner, webhook_url, webhook_event) FROM STDIN;
+
+-- name: insert_item_inputs
+COPY item_inputs (id, data) FROM STDIN;
+
+-- name: batch_for_commit
+-- The columns of core.admission.CommitTarget.
+SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes
+FROM batches WHERE id = %s FOR UPDATE;
+
+-- name: batch_for_discard
+-- As batch_for_commit, without a lock: a discard deletes items first, like the reaper.
+SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes
+FROM batches WHERE id = %s;
+
+-- name: batch_id_by_idempotency
+SELECT id FROM batches WHERE tenant_id = %s AND idempotency_key = %s;
+
+-- name: upload_totals_of_batch
+-- The columns of core.admission.Upload: every item of a batch being created.
+SELECT COUNT(*), COALESCE(SUM(n_records), 0), COALESCE(SUM(est_usd), 0),
+       COALESCE(SUM(size), 0)
+FROM items WHERE batch_pk = %s;
+
+-- name: upload_totals_of_stage
+-- The columns of core.admission.Upload: the staged items of one upload.
+SELECT COUNT(*), COALESCE(SUM(n_records), 0), COALESCE(SUM(est_usd), 0),
+       COALESCE(SUM(size), 0)
+FROM items WHERE batch_pk = %s AND status = 'staged' AND stage = %s;
+
+-- name: tenant_input_used
+SELECT COALESCE(SUM(in_buffer_bytes), 0) FROM batches
+WHERE tenant_id = %s AND status IN ('open', 'closed');
+
+-- name: queue_stage
+UPDATE items SET status = 'queued', stage = NULL
+WHERE batch_pk = %s AND status = 'staged' AND stage = %s;
+
+-- name: count_upload
+UPDATE batches SET n_total = n_total + %s, n_queued = n_queued + %s, r_total = r_total + %s,
+                   est_usd = est_usd + %s, in_bytes = in_bytes + %s,
+                   in_buffer_bytes = in_buffer_bytes + %s, last_activity_at = %s,
+                   staging = false, idempotency_key = COALESCE(%s, idempotency_key),
+                   request_hash = COALESCE(%s, request_hash),
+                   status = CASE WHEN %s THEN 'closed' ELSE status END,
+                   closed_at = CASE WHEN %s THEN %s ELSE closed_at END
+WHERE pk = %s;
+
+-- name: notify_work
+-- Wakes idle workers (store.postgres listens on this channel).
+NOTIFY batchd_work;

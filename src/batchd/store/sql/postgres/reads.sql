@@ -1,0 +1,159 @@
+-- Reading batches, items and results pages.
+-- A batch row is the columns of domain.models.Batch in field order (core.txn.reads.batch_row);
+-- an item row those of core.txn.reads.item_row; a NULL filter matches every row.
+
+-- name: batch_by_id
+SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
+       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
+       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
+       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
+       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
+       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
+       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
+       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
+       close_reason, webhook_url, webhook_event
+FROM batches
+WHERE id = %(batch_id)s AND NOT staging
+  AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s);
+
+-- name: batch_by_idempotency
+SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
+       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
+       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
+       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
+       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
+       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
+       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
+       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
+       close_reason, webhook_url, webhook_event
+FROM batches WHERE tenant_id = %s AND idempotency_key = %s;
+
+-- name: batches_page_before
+SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
+       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
+       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
+       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
+       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
+       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
+       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
+       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
+       close_reason, webhook_url, webhook_event
+FROM batches
+WHERE tenant_id = %(tenant_id)s AND NOT staging
+  AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(before_pk)s::bigint IS NULL OR pk < %(before_pk)s)
+ORDER BY pk DESC LIMIT %(limit)s;
+
+-- name: recent_batches
+-- Active batches and those finished since a time, newest first.
+SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
+       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
+       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
+       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
+       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
+       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
+       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
+       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
+       close_reason, webhook_url, webhook_event
+FROM batches
+WHERE tenant_id = %(tenant_id)s AND NOT staging
+  AND (status IN ('open', 'closed') OR finished_at >= %(finished_since)s)
+  AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+ORDER BY pk DESC LIMIT %(limit)s;
+
+-- name: tenant_buffers
+SELECT COALESCE(SUM(in_buffer_bytes), 0), COALESCE(SUM(out_buffer_bytes), 0)
+FROM batches WHERE tenant_id = %s AND status IN ('open', 'closed');
+
+-- name: count_batches_matching
+-- The batches of a core BatchQuery (as are the next two).
+SELECT COUNT(*) FROM batches
+WHERE tenant_id = %(tenant_id)s AND NOT staging
+  AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s))
+  AND (%(started)s::boolean IS NULL OR (started_at IS NOT NULL) = %(started)s);
+
+-- name: batches_matching
+SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
+       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
+       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
+       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
+       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
+       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
+       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
+       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
+       close_reason, webhook_url, webhook_event
+FROM batches
+WHERE tenant_id = %(tenant_id)s AND NOT staging
+  AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s))
+  AND (%(started)s::boolean IS NULL OR (started_at IS NOT NULL) = %(started)s)
+ORDER BY pk DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: batch_totals_matching
+-- The columns of domain.records.BatchTotals.
+SELECT status, started_at IS NOT NULL AS started, COUNT(*), COALESCE(SUM(n_total), 0),
+       COALESCE(SUM(actual_usd), 0), COALESCE(SUM(tokens_in + tokens_out), 0)
+FROM batches
+WHERE tenant_id = %(tenant_id)s AND NOT staging
+  AND (%(owner)s::text IS NULL OR owner = %(owner)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s))
+  AND (%(started)s::boolean IS NULL OR (started_at IS NOT NULL) = %(started)s)
+GROUP BY status, started;
+
+-- name: items_page
+SELECT i.id, i.seq, i.rec0, i.n_records, i.status, i.attempts, d.data, o.data, i.error,
+       i.usage, i.started_at, i.finished_at, i.runner
+FROM items i JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
+WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = %(batch_id)s)
+  AND i.seq > %(after_seq)s AND i.status != 'staged'
+  AND (%(status)s::text IS NULL OR i.status = %(status)s)
+ORDER BY i.seq LIMIT %(limit)s;
+
+-- name: item_of_batch
+SELECT i.id, i.seq, i.rec0, i.n_records, i.status, i.attempts, d.data, o.data, i.error,
+       i.usage, i.started_at, i.finished_at, i.runner
+FROM items i JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
+WHERE i.id = %s AND i.status != 'staged'
+  AND i.batch_pk = (SELECT pk FROM batches WHERE id = %s);
+
+-- name: finished_items_page
+-- The columns of core.txn.reads.export_row.
+SELECT i.id, i.seq, i.rec0, i.n_records, i.status, d.data, o.data, i.error, i.ext_id,
+       i.meta, i.compute_ms
+FROM items i JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
+WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = %s) AND i.seq > %s
+  AND i.status IN ('succeeded', 'failed', 'cancelled')
+ORDER BY i.seq LIMIT %s;
+
+-- name: export_page
+-- binary: bytea comes back as bytes, not hex text to decode.
+-- A page of the bulk export, assembled by the database in one row.
+SELECT count(*), max(s.seq), json_agg(s.id ORDER BY s.seq)::text,
+       json_agg(s.runner ORDER BY s.seq)::text,
+       '['::bytea || string_agg(s.din, ','::bytea ORDER BY s.seq) || ']'::bytea,
+       json_agg(length(s.din) ORDER BY s.seq)::text,
+       '['::bytea || string_agg(COALESCE(s.dout, 'null'::bytea), ','::bytea ORDER BY s.seq)
+           || ']'::bytea,
+       json_agg(COALESCE(length(s.dout), 4) ORDER BY s.seq)::text
+FROM (SELECT i.id, i.seq, i.runner, d.data AS din, o.data AS dout FROM items i
+      JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
+      WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = %s) AND i.seq > %s
+        AND i.status = %s ORDER BY i.seq LIMIT %s) s;
+
+
+-- name: item_keys
+-- (seq, id) of a batch's items in some statuses, in seq order.
+SELECT seq, id FROM items
+WHERE batch_pk = (SELECT pk FROM batches WHERE id = %s) AND seq > %s AND status = ANY(%s)
+ORDER BY seq LIMIT %s;
+
+-- name: batch_of_item
+-- The visible batch holding an item, if it is the tenant's.
+SELECT b.id FROM items i JOIN batches b ON b.pk = i.batch_pk
+WHERE i.id = %s AND b.tenant_id = %s AND NOT b.staging
+  AND i.status != 'staged';

@@ -1,0 +1,143 @@
+-- Handing work to workers and taking their outcomes: claim, finish, heartbeat, reap.
+-- SQLite has one writer: a whole claim is one transaction, and nothing needs row locks.
+
+-- name: claim_candidates
+-- The columns of core.scheduling.Candidate.
+SELECT id, tenant_id, priority, parallelism, n_running, created_at, budget_usd IS NOT NULL
+FROM batches
+WHERE status IN ('open', 'closed') AND staging = 0 AND stop_reason IS NULL
+  AND n_queued > 0 AND n_running < parallelism AND run_after <= ?
+  AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes);
+
+-- name: running_per_tenant
+SELECT tenant_id, SUM(n_running) FROM batches
+WHERE status IN ('open', 'closed') AND n_running > 0
+GROUP BY tenant_id;
+
+-- name: claim_unbudgeted
+-- Not used on SQLite: PostgreSQL leases an unbudgeted batch's items in one statement (a
+-- data-modifying CTE SQLite cannot run); SQLite's Store.concurrent_claims is false, so
+-- its claims go step by step (claim_batch ... count_claimed).
+SELECT NULL WHERE 0;
+
+-- name: claim_batch
+-- The columns of core.txn.dispatch.ClaimBatch: a batch still dispatching.
+SELECT pk, parallelism, n_running, budget_usd, actual_usd, reserved_usd, task, version,
+       runner, item_timeout_s, max_attempts, retry_backoff_s, records_per_item
+FROM batches
+WHERE id = ? AND status IN ('open', 'closed') AND stop_reason IS NULL;
+
+-- name: ready_items
+SELECT id, est_usd FROM items
+WHERE batch_pk = ? AND status = 'queued' AND run_after <= ?
+ORDER BY seq LIMIT ?;
+
+-- name: lease_items
+-- Parameters: owner, lease_expires, now, item ids, the states an item may start from.
+UPDATE items SET status = 'running', attempts = attempts + 1, fence = fence + 1,
+                 lease_owner = ?, lease_expires = ?, started_at = ?
+WHERE id IN (SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))
+RETURNING id, seq, n_records, attempts, fence, est_usd, runner;
+
+-- name: claimed_inputs
+SELECT id, data FROM item_inputs WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: count_claimed
+UPDATE batches SET n_running = n_running + ?, n_queued = n_queued - ?,
+                   reserved_usd = reserved_usd + ?, started_at = COALESCE(started_at, ?)
+WHERE pk = ?;
+
+-- name: items_for_finish
+-- The columns of core.accounting.LeasedItem, then webhook_url, webhook_event.
+SELECT i.id, b.id, i.fence, i.status, i.cancel_requested, i.est_usd, i.n_records,
+       b.stop_reason, b.tenant_id, i.size, b.deliver, b.fail_fast,
+       i.webhook_url, i.webhook_event
+FROM items i JOIN batches b ON b.pk = i.batch_pk
+WHERE i.id IN (SELECT value FROM json_each(?));
+
+-- name: retry_items
+-- Rows of core.accounting.GroupCommit.retries: (run_after, error, id, fence).
+UPDATE items SET status = 'queued', run_after = ?, error = ?, lease_owner = NULL,
+                 lease_expires = NULL
+WHERE id = ? AND fence = ? AND status = 'running';
+
+-- name: finish_items
+-- Rows of core.accounting.GroupCommit.finals:
+-- (status, error, usage, finished_at, compute_ms, id, fence).
+UPDATE items SET status = ?, error = ?, usage = ?, finished_at = ?, compute_ms = ?,
+                 lease_owner = NULL, lease_expires = NULL
+WHERE id = ? AND fence = ? AND status = 'running';
+
+-- name: put_outputs
+INSERT OR REPLACE INTO item_outputs (id, data) VALUES (?, ?);
+
+-- name: add_batch_delta
+-- Parameters: core.accounting.BatchDelta's fields in their order, then the batch id.
+UPDATE batches SET n_queued = n_queued + ?, n_running = n_running + ?,
+    n_succeeded = n_succeeded + ?, n_failed = n_failed + ?, n_cancelled = n_cancelled + ?,
+    r_succeeded = r_succeeded + ?, r_failed = r_failed + ?,
+    reserved_usd = reserved_usd + ?, actual_usd = actual_usd + ?,
+    tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, out_bytes = out_bytes + ?,
+    in_buffer_bytes = in_buffer_bytes + ?, out_buffer_bytes = out_buffer_bytes + ?,
+    n_undelivered = n_undelivered + ?, r_undelivered = r_undelivered + ?,
+    compute_ms = compute_ms + ?
+WHERE id = ?;
+
+-- name: record_worker
+INSERT INTO workers (id, info, started_at, heartbeat_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at;
+
+-- name: renew_leases
+UPDATE items SET lease_expires = ? WHERE lease_owner = ? AND status = 'running';
+
+-- name: renew_leases_of_items
+UPDATE items SET lease_expires = ?
+WHERE lease_owner = ? AND status = 'running' AND id IN (SELECT value FROM json_each(?));
+
+-- name: cancel_requests
+SELECT id FROM items WHERE lease_owner = ? AND status = 'running' AND cancel_requested = 1;
+
+-- name: try_reaper_lock
+-- One writer: every reaper runs alone already.
+SELECT 1;
+
+-- name: expired_leases
+SELECT i.id, i.fence, i.attempts, b.max_attempts, b.retry_backoff_s
+FROM items i JOIN batches b ON b.pk = i.batch_pk
+WHERE i.status = 'running' AND i.lease_expires < ?
+ORDER BY i.id LIMIT 1000;
+
+-- name: expired_batches
+SELECT id FROM batches
+WHERE status IN ('open', 'closed') AND expires_at IS NOT NULL AND expires_at < ?;
+
+-- name: idle_batches
+SELECT id FROM batches
+WHERE status = 'open' AND idle_timeout_s IS NOT NULL AND last_activity_at + idle_timeout_s < ?;
+
+-- name: staged_uploads
+SELECT DISTINCT batch_pk, stage FROM items WHERE status = 'staged';
+
+-- name: abandoned_batches
+-- Batches still staging: their create request never finished.
+SELECT pk FROM batches WHERE staging = 1 AND created_at < ?;
+
+-- name: result_batch
+SELECT pk FROM batches WHERE id = ?;
+
+-- name: take_results
+-- Finished, undelivered items of a batch, marked delivered (returned in no set order).
+UPDATE items SET delivered = 1
+WHERE id IN (SELECT id FROM items
+             WHERE batch_pk = ? AND delivered = 0 AND status IN ('succeeded', 'failed')
+             ORDER BY seq LIMIT ?)
+RETURNING id, seq, rec0, n_records, status,
+          (SELECT data FROM item_inputs d WHERE d.id = items.id),
+          (SELECT data FROM item_outputs o WHERE o.id = items.id),
+          error, ext_id, meta, compute_ms;
+
+-- name: release_results
+-- Parameters: now, output bytes taken, items taken, records taken, batch pk.
+UPDATE batches SET last_activity_at = ?, out_buffer_bytes = MAX(0, out_buffer_bytes - ?),
+                   n_undelivered = n_undelivered - ?, r_undelivered = r_undelivered - ?
+WHERE pk = ?;

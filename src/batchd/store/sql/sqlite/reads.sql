@@ -1,0 +1,158 @@
+-- Reading batches, items and results pages.
+-- A batch row is the columns of domain.models.Batch in field order (core.txn.reads.batch_row);
+-- an item row those of core.txn.reads.item_row; a NULL filter matches every row.
+
+-- name: batch_by_id
+SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
+       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
+       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
+       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
+       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
+       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
+       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
+       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
+       close_reason, webhook_url, webhook_event
+FROM batches
+WHERE id = :batch_id AND staging = 0
+  AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
+
+-- name: batch_by_idempotency
+SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
+       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
+       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
+       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
+       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
+       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
+       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
+       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
+       close_reason, webhook_url, webhook_event
+FROM batches WHERE tenant_id = ? AND idempotency_key = ?;
+
+-- name: batches_page_before
+SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
+       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
+       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
+       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
+       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
+       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
+       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
+       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
+       close_reason, webhook_url, webhook_event
+FROM batches
+WHERE tenant_id = :tenant_id AND staging = 0
+  AND (:owner IS NULL OR owner = :owner)
+  AND (:status IS NULL OR status = :status)
+  AND (:before_pk IS NULL OR pk < :before_pk)
+ORDER BY pk DESC LIMIT :limit;
+
+-- name: recent_batches
+-- Active batches and those finished since a time, newest first.
+SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
+       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
+       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
+       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
+       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
+       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
+       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
+       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
+       close_reason, webhook_url, webhook_event
+FROM batches
+WHERE tenant_id = :tenant_id AND staging = 0
+  AND (status IN ('open', 'closed') OR finished_at >= :finished_since)
+  AND (:owner IS NULL OR owner = :owner)
+ORDER BY pk DESC LIMIT :limit;
+
+-- name: tenant_buffers
+SELECT COALESCE(SUM(in_buffer_bytes), 0), COALESCE(SUM(out_buffer_bytes), 0)
+FROM batches WHERE tenant_id = ? AND status IN ('open', 'closed');
+
+-- name: count_batches_matching
+-- The batches of a core BatchQuery (as are the next two).
+SELECT COUNT(*) FROM batches
+WHERE tenant_id = :tenant_id AND staging = 0
+  AND (:owner IS NULL OR owner = :owner)
+  AND (:task IS NULL OR task = :task)
+  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:started IS NULL OR (started_at IS NOT NULL) = :started);
+
+-- name: batches_matching
+SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
+       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
+       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
+       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
+       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
+       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
+       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
+       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
+       close_reason, webhook_url, webhook_event
+FROM batches
+WHERE tenant_id = :tenant_id AND staging = 0
+  AND (:owner IS NULL OR owner = :owner)
+  AND (:task IS NULL OR task = :task)
+  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:started IS NULL OR (started_at IS NOT NULL) = :started)
+ORDER BY pk DESC LIMIT :limit OFFSET :offset;
+
+-- name: batch_totals_matching
+-- The columns of domain.records.BatchTotals.
+SELECT status, started_at IS NOT NULL AS started, COUNT(*), COALESCE(SUM(n_total), 0),
+       COALESCE(SUM(actual_usd), 0), COALESCE(SUM(tokens_in + tokens_out), 0)
+FROM batches
+WHERE tenant_id = :tenant_id AND staging = 0
+  AND (:owner IS NULL OR owner = :owner)
+  AND (:task IS NULL OR task = :task)
+  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:started IS NULL OR (started_at IS NOT NULL) = :started)
+GROUP BY status, started;
+
+-- name: items_page
+SELECT i.id, i.seq, i.rec0, i.n_records, i.status, i.attempts, d.data, o.data, i.error,
+       i.usage, i.started_at, i.finished_at, i.runner
+FROM items i JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
+WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = :batch_id)
+  AND i.seq > :after_seq AND i.status != 'staged'
+  AND (:status IS NULL OR i.status = :status)
+ORDER BY i.seq LIMIT :limit;
+
+-- name: item_of_batch
+SELECT i.id, i.seq, i.rec0, i.n_records, i.status, i.attempts, d.data, o.data, i.error,
+       i.usage, i.started_at, i.finished_at, i.runner
+FROM items i JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
+WHERE i.id = ? AND i.status != 'staged'
+  AND i.batch_pk = (SELECT pk FROM batches WHERE id = ?);
+
+-- name: finished_items_page
+-- The columns of core.txn.reads.export_row.
+SELECT i.id, i.seq, i.rec0, i.n_records, i.status, d.data, o.data, i.error, i.ext_id,
+       i.meta, i.compute_ms
+FROM items i JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
+WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = ?) AND i.seq > ?
+  AND i.status IN ('succeeded', 'failed', 'cancelled')
+ORDER BY i.seq LIMIT ?;
+
+-- name: export_page
+-- A page of the bulk export, assembled by SQLite in one row: the reading thread then
+-- needs the GIL a few times per page rather than for every row. The aggregates see the
+-- subquery's rows in its (seq) order, all of them in the same one.
+SELECT count(*), max(seq), json_group_array(id), json_group_array(runner),
+       CAST('[' || group_concat(CAST(din AS TEXT), ',') || ']' AS BLOB),
+       json_group_array(length(din)),
+       CAST('[' || group_concat(COALESCE(CAST(dout AS TEXT), 'null'), ',') || ']' AS BLOB),
+       json_group_array(COALESCE(length(dout), 4))
+FROM (SELECT i.id, i.seq, i.runner, d.data AS din, o.data AS dout FROM items i
+      JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
+      WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = ?) AND i.seq > ? AND i.status = ?
+      ORDER BY i.seq LIMIT ?);
+
+
+-- name: item_keys
+-- (seq, id) of a batch's items in some statuses, in seq order.
+SELECT seq, id FROM items
+WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?) AND seq > ? AND status IN (SELECT value FROM json_each(?))
+ORDER BY seq LIMIT ?;
+
+-- name: batch_of_item
+-- The visible batch holding an item, if it is the tenant's.
+SELECT b.id FROM items i JOIN batches b ON b.pk = i.batch_pk
+WHERE i.id = ? AND b.tenant_id = ? AND b.staging = 0
+  AND i.status != 'staged';
