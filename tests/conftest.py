@@ -170,16 +170,26 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=60,
                             headers={"Authorization": f"Bearer {key or self.admin_key}"}, **kw)
 
-    def new_key(self, tenant: str, *, role: str = "user", owner: str | None = None) -> str:
+    def new_key(
+        self, tenant: str, *, role: str = "user", owner: str | None = None,
+        tier: str | None = None,
+    ) -> str:
+        """A key of ``role``. Without a ``tier`` it is held to no tier limit (tests of
+        tiers and quotas say which tier they test)."""
         with self.client() as c:
             body: dict[str, Any] = {"tenant": tenant, "role": role}
             if owner:
                 body["owner"] = owner
+            if tier is None:
+                body["limits"] = UNLIMITED
+            else:
+                body["tier"] = tier
             r = c.post("/api/keys", json=body)
             assert r.status_code == 201, r.text
             return str(r.json()["key"])
 
 
+UNLIMITED = {"max_batch_size": -1, "api_calls": -1, "items": -1, "cost_usd": -1}
 PG_ADMIN_URL = os.environ.get("BATCHD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

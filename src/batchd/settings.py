@@ -177,15 +177,15 @@ class Settings(BaseSettings):
     @field_validator("tier_limits")
     @classmethod
     def _known_tiers(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        from batchd.core import quotas
+        from batchd.domain import limits
 
-        quotas.tier_table(value)  # raises ValueError naming an unknown tier or limit
+        limits.tier_table(value)  # raises ValueError naming an unknown tier or limit
         return value
 
     @field_validator("aibatch_prices")
     @classmethod
     def _known_price_fields(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        from batchd.core import pricing
+        from batchd.domain import pricing
 
         pricing.price_table(value)  # raises ValueError naming a bad field
         return value

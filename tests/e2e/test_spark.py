@@ -684,6 +684,9 @@ def test_spark_tenant_status_user_sees_own_supervisor_sees_all(
         assert listed(boss) == ({a_open, b_open}, {a_done})
         failed(bob.get(f"{base('acme')}/{a_open}"), 404)
         assert ok(boss.get(f"{base('acme')}/{a_open}"))["data"]["created_by"] == "alice"
+        # At rest (alice's chunk done), no worker is in use.
+        wait_until(lambda: ok(alice.get(f"{base('acme')}/{a_open}/status"))
+                   ["records_completed"] == 3, timeout_s=10, what="alice's chunk")
         body = ok(boss.get(f"{base('acme')}/status"))
         entry = next(b for b in body["in_progress_batches"] if b["id"] == a_open)
         assert entry["data"]["batch_status"] == "in_progress"

@@ -46,7 +46,8 @@ def test_metering_names_the_first_quota_passed() -> None:
     assert m.metrics == ["api_calls", "cost_usd", "items_submitted"]
     assert m.exceeded({"api_calls": 10, "cost_usd": 0.6, "items_submitted": 10**9}) is None
     over = m.exceeded({"api_calls": 11})
-    assert over is not None and over.quota == "api_calls" and over.http_status == 429
+    assert over is not None and over.quota == "api_calls"
+    assert over.details == {"quota": "api_calls", "limit": 10, "value": 11.0}
     cost = m.exceeded({"api_calls": 1, "cost_usd": 0.61})
     assert cost is not None and cost.quota == "cost_usd"
 

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -16,32 +17,38 @@ from batchd import __version__
 from batchd.api import aibatch, native, simulations, spark, taskruns
 from batchd.api import errors as api_errors
 from batchd.api.responses import JsonResponse
-from batchd.core import pricing, quotas
-from batchd.core.db import open_database
+from batchd.core import quotas, scheduling
+from batchd.core.db import Database, open_database
 from batchd.core.jobqueue import JobQueue
 from batchd.core.manager import BatchManager
+from batchd.domain import pricing
 from batchd.exec.local import LocalExecutor
 from batchd.exec.queue_loops import QueueLoops
 from batchd.exec.worker import Worker
 from batchd.metrics import Metrics
 from batchd.providers import Providers
 from batchd.settings import Settings
-from batchd.store.jobqueue import job_queue_store
 from batchd.tasks.catalog import TaskCatalog
 from batchd.tasks.registry import load_tasks
 
 log = logging.getLogger(__name__)
 
 
-def create_app(
-    settings: Settings | None = None, *, clock: Callable[[], float] = time.time
-) -> FastAPI:
-    """Build the app; the store opens and the worker starts when the app starts.
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """What one server process runs: the database, the worker, core's services."""
 
-    ``clock`` (seconds since the epoch) is the time of the manager and the worker;
-    tests inject one to move across billing periods.
-    """
-    settings = settings or Settings()
+    store: Database
+    catalog: TaskCatalog
+    worker: Worker | None
+    manager: BatchManager
+    providers: Providers
+    job_queue: JobQueue
+    queue_loops: QueueLoops
+    metrics: Metrics
+
+
+def build_engine(settings: Settings, *, clock: Callable[[], float]) -> Engine:
     registry = load_tasks(
         settings.task_modules(), examples=settings.load_example_tasks,
         entry_points=settings.load_entry_points,
@@ -56,6 +63,7 @@ def create_app(
             executor=LocalExecutor(threads=settings.worker_threads,
                                    processes=settings.worker_processes),
             settings=settings, metrics=metrics, clock=clock, catalog=catalog,
+            retry_delay=scheduling.retry_delay_s,
         )
     manager = BatchManager(
         store=store, registry=registry, on_new_work=worker.wake if worker else None,
@@ -65,34 +73,55 @@ def create_app(
     )
     providers = Providers(settings=settings, manager=manager)
     job_queue = JobQueue(
-        store=job_queue_store(store), registry=registry, providers=providers,
+        store=store, registry=registry, providers=providers,
         prices=pricing.price_table(settings.aibatch_prices), clock=clock,
         submit_timeout_s=settings.aibatch_submit_timeout_s,
     )
-    queue_loops = QueueLoops(queue=job_queue, settings=settings)
+    return Engine(store=store, catalog=catalog, worker=worker, manager=manager,
+                  providers=providers, job_queue=job_queue,
+                  queue_loops=QueueLoops(queue=job_queue, settings=settings), metrics=metrics)
+
+
+@asynccontextmanager
+async def running(engine: Engine, settings: Settings) -> AsyncIterator[None]:
+    """Open the database, make sure there is an admin key, run the worker and the queue's
+    loops; stop them all in reverse."""
+    e = engine
+    await e.store.open()
+    await e.catalog.sync()
+    new_key = await e.manager.bootstrap_admin(settings.admin_key)
+    if new_key:
+        print(f"batchd: created the admin key (shown once, keep it): {new_key}",
+              file=sys.stdout, flush=True)
+    if e.worker is not None:
+        await e.worker.start()
+    e.queue_loops.start()
+    try:
+        yield
+    finally:
+        await e.queue_loops.stop()
+        if e.worker is not None:
+            await e.worker.stop()
+            e.worker.executor.close()
+        await e.providers.close()
+        await e.store.close()
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], float] = time.time
+) -> FastAPI:
+    """Build the app; the store opens and the worker starts when the app starts.
+
+    ``clock`` (seconds since the epoch) is the time of the manager and the worker;
+    tests inject one to move across billing periods.
+    """
+    settings = settings or Settings()
+    engine = build_engine(settings, clock=clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await store.open()
-        await catalog.sync()
-        new_key = await manager.bootstrap_admin(settings.admin_key)
-        if new_key:
-            print(
-                f"batchd: created the admin key (shown once, keep it): {new_key}",
-                file=sys.stdout, flush=True,
-            )
-        if worker is not None:
-            await worker.start()
-        queue_loops.start()
-        try:
+        async with running(engine, settings):
             yield
-        finally:
-            await queue_loops.stop()
-            if worker is not None:
-                await worker.stop()
-                worker.executor.close()
-            await providers.close()
-            await store.close()
 
     app = FastAPI(
         title="batchd", version=__version__, lifespan=lifespan,
@@ -100,10 +129,10 @@ def create_app(
         description="Self-hosted batch processing: one engine, several wire dialects.",
     )
     app.state.settings = settings
-    app.state.manager = manager
-    app.state.worker = worker
-    app.state.metrics = metrics
-    app.state.job_queue = job_queue
+    app.state.manager = engine.manager
+    app.state.worker = engine.worker
+    app.state.metrics = engine.metrics
+    app.state.job_queue = engine.job_queue
     api_errors.install(app)
     # First: routes are matched in order, and the queue's enqueue is the hot path.
     app.include_router(aibatch.router)
@@ -111,14 +140,17 @@ def create_app(
     app.include_router(spark.router)
     app.include_router(simulations.router)
     app.include_router(taskruns.router)
+    _ops_routes(app, engine)
+    return app
 
+
+def _ops_routes(app: FastAPI, engine: Engine) -> None:
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, Any]:
-        await store.ping()
-        return {"status": "ok", "version": __version__, "worker": worker is not None}
+        await engine.store.ping()
+        return {"status": "ok", "version": __version__, "worker": engine.worker is not None}
 
     @app.get("/metrics", tags=["ops"])
     async def prometheus(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app
+        return Response(generate_latest(engine.metrics.registry),
+                        media_type=CONTENT_TYPE_LATEST)

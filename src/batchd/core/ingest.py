@@ -14,8 +14,13 @@ import orjson
 from batchd.domain import errors
 
 
-def _loc_error(where: list[Any], message: str, kind: str = "value_error") -> errors.InvalidInput:
-    return errors.InvalidInput(message, details=[{"loc": where, "msg": message, "type": kind}])
+def _body_error(at: int | None, message: str, kind: str = "value_error") -> errors.InvalidInput:
+    """A body that cannot be read; ``at`` is the line or row (from 0; the header row of
+    a CSV body is 0), None for the body as a whole."""
+    details: dict[str, Any] = {"problem": message, "kind": kind}
+    if at is not None:
+        details["at"] = at
+    return errors.InvalidInput(message, details=details)
 
 
 async def ndjson_records(
@@ -29,7 +34,7 @@ async def ndjson_records(
         cut = buf.rfind(b"\n")
         if cut < 0:
             if len(buf) > max_record_bytes:
-                raise _loc_error(["body", line_no], f"line {line_no + 1} is too long")
+                raise _body_error(line_no, f"line {line_no + 1} is too long")
             continue
         lines, buf = buf[:cut].split(b"\n"), buf[cut + 1 :]
         records, line_no = _parse_lines(lines, line_no)
@@ -50,8 +55,8 @@ def _parse_lines(lines: list[bytes], line_no: int) -> tuple[list[Any], int]:
         try:
             records.append(loads(line))
         except orjson.JSONDecodeError as exc:
-            raise _loc_error(
-                ["body", line_no - 1], f"line {line_no} is not valid JSON: {exc}", "json_invalid"
+            raise _body_error(
+                line_no - 1, f"line {line_no} is not valid JSON: {exc}", "json_invalid"
             ) from None
     return records, line_no
 
@@ -107,7 +112,7 @@ async def csv_records(
         complete, pending = _split_complete(pending)
         if not complete:
             if len(pending) > max_record_bytes:
-                raise _loc_error(["body", row_no], f"row {row_no + 1} is too long")
+                raise _body_error(row_no, f"row {row_no + 1} is too long")
             continue
         header, records, row_no = _parse_csv(complete, header, row_no)
         if records:
@@ -118,7 +123,7 @@ async def csv_records(
         if records:
             yield records
     if header is None:
-        raise _loc_error(["body"], "the CSV body has no header row")
+        raise _body_error(None, "the CSV body has no header row")
 
 
 def _split_complete(text: str) -> tuple[str, str]:
@@ -151,17 +156,17 @@ def _parse_csv(
             if header is None:
                 header = [h.strip() for h in row]
                 if len(set(header)) != len(header) or not all(header):
-                    raise _loc_error(["body", 0], "the CSV header has empty or repeated names")
+                    raise _body_error(0, "the CSV header has empty or repeated names")
                 continue
             row_no += 1
             if len(row) > len(header):
-                raise _loc_error(
-                    ["body", row_no],
+                raise _body_error(
+                    row_no,
                     f"row {row_no} has {len(row)} cells but the header has {len(header)}",
                 )
             records.append(_unflatten(header, row))
     except csv.Error as exc:
-        raise _loc_error(["body", row_no], f"row {row_no + 1}: {exc}") from None
+        raise _body_error(row_no, f"row {row_no + 1}: {exc}") from None
     return header, records, row_no
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from batchd.domain import errors
 
@@ -13,6 +12,23 @@ class InputBufferFull(errors.Busy):
     """The upload does not fit the input buffer; nothing of it was stored. Retry later."""
 
     code = "input_buffer_full"
+
+
+class OutputBufferFull(errors.Busy):
+    """The tenant's output buffers are full: new items wait until results are taken."""
+
+    code = "output_buffer_full"
+
+
+def output_buffer_full(*, tenant_used: int, tenant_limit: int | None) -> OutputBufferFull | None:
+    """Backpressure: the error for an upload while the tenant's undelivered results
+    fill its output buffers (``tenant_limit`` None or 0: no limit), else None."""
+    if not tenant_limit or tenant_used < tenant_limit:
+        return None
+    return OutputBufferFull(
+        f"tenant output buffer full: {tenant_used} of {tenant_limit} bytes hold results not "
+        "yet taken; take results, then retry"
+    )
 
 
 def input_buffer_full(
@@ -35,73 +51,45 @@ def input_buffer_full(
     return None
 
 
-# Tiers: batch size and monthly limits. -1 means unlimited.
+# Tiers and their limits are vocabulary (settings check them too): batchd.domain.limits.
+from batchd.domain.limits import (  # noqa: E402
+    DEFAULT_TIERS,
+    LIMIT_NAMES,
+    UNLIMITED,
+    Limits,
+    check_overrides,
+    is_limited,
+    limits_for,
+    tier_table,
+)
 
-UNLIMITED = -1
-LIMIT_NAMES = ("max_batch_size", "api_calls", "items", "cost_usd")
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """What a key may do: items per batch, and API calls, items and cost per month."""
-
-    max_batch_size: int
-    api_calls: int
-    items: int
-    cost_usd: float
-
-    def with_overrides(self, overrides: Mapping[str, float] | None) -> Limits:
-        if not overrides:
-            return self
-        values = {name: getattr(self, name) for name in LIMIT_NAMES}
-        for name, value in overrides.items():
-            values[name] = float(value) if name == "cost_usd" else int(value)
-        return Limits(**values)
+__all__ = [
+    "DEFAULT_TIERS", "LIMIT_NAMES", "UNLIMITED", "Limits", "check_overrides", "is_limited",
+    "limits_for", "tier_table",
+]
 
 
-DEFAULT_TIERS: dict[str, Limits] = {
-    "free": Limits(max_batch_size=5, api_calls=1_000, items=100, cost_usd=5.0),
-    "basic": Limits(max_batch_size=20, api_calls=10_000, items=500, cost_usd=25.0),
-    "pro": Limits(max_batch_size=50, api_calls=100_000, items=1_000, cost_usd=100.0),
-    "enterprise": Limits(
-        max_batch_size=100, api_calls=UNLIMITED, items=UNLIMITED, cost_usd=UNLIMITED
-    ),
-}
+def batch_too_large(size: int, limits: Limits, *, tier: str) -> errors.BatchTooLarge | None:
+    """The error for a batch that would hold ``size`` items, past its key's batch size."""
+    most = limits.max_batch_size
+    if not is_limited(most) or size <= most:
+        return None
+    return errors.BatchTooLarge(
+        f"a batch holds at most {most} items for this key ({tier} tier); this one would "
+        f"hold {size}",
+        limit=most, size=size, tier=tier,
+    )
 
 
-def check_overrides(overrides: Mapping[str, Any]) -> dict[str, float]:
-    """Limit overrides checked by name and value (``-1`` = unlimited); raises ValueError."""
-    out: dict[str, float] = {}
-    for name, value in overrides.items():
-        if name not in LIMIT_NAMES:
-            raise ValueError(f"unknown limit {name!r}; known: {', '.join(LIMIT_NAMES)}")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"limit {name!r} must be a number")
-        if value < 0 and value != UNLIMITED:
-            raise ValueError(f"limit {name!r} must be >= 0, or -1 for unlimited")
-        out[name] = value
-    return out
-
-
-def tier_table(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Limits]:
-    """The default tiers with ``{tier: {limit: value}}`` applied; raises ValueError."""
-    table = dict(DEFAULT_TIERS)
-    for tier, values in (overrides or {}).items():
-        if tier not in table:
-            raise ValueError(f"unknown tier {tier!r}; known: {', '.join(table)}")
-        table[tier] = table[tier].with_overrides(check_overrides(values))
-    return table
-
-
-def limits_for(
-    tier: str, key_overrides: Mapping[str, float] | None, *, tiers: Mapping[str, Limits]
-) -> Limits:
-    """A key's limits: its tier's (free when unknown), then the key's own overrides."""
-    return tiers.get(tier, tiers["free"]).with_overrides(key_overrides)
-
-
-def is_limited(limit: float) -> bool:
-    return limit != UNLIMITED
+def over_budget(est_usd: float, budget_usd: float | None) -> errors.OverBudget | None:
+    """The error for a batch whose estimated cost is above its own budget cap."""
+    if budget_usd is None or est_usd <= budget_usd + 1e-9:
+        return None
+    return errors.OverBudget(
+        f"the estimated cost of the batch, ${est_usd:.6g}, is above its budget cap "
+        f"of ${budget_usd:.6g}",
+        est_usd=est_usd, budget_usd=budget_usd,
+    )
 
 
 # Metering: usage added in the transaction of the effect it counts, with the quotas
@@ -139,7 +127,7 @@ class Metering:
                 return errors.QuotaExceeded(
                     f"monthly {q.name} quota exceeded: this request would bring it to "
                     f"{_fmt(value)} of {_fmt(q.limit)}",
-                    quota=q.name,
+                    quota=q.name, limit=q.limit, value=value,
                 )
         return None
 

@@ -59,6 +59,26 @@ def call_metering(
     return Metering(tenant_id=tenant_id, add={API_CALLS: 1}, quotas=tuple(checks))
 
 
+def submit_metering(
+    tenant_id: str, limits: Limits, *, est_usd: float, call: Metering | None = None
+) -> Metering | None:
+    """What a transaction that submits items must stay within: the month's item quota
+    (the items it submits are metered with them) and its cost quota, the month's cost
+    plus ``est_usd`` on top; with ``call``, that API call's count and checks too.
+
+    None when there is nothing to add or check (unlimited quotas, no call).
+    """
+    checks = list(call.quotas) if call is not None else []
+    if quotas.is_limited(limits.items):
+        checks.append(Quota("items", ITEMS_SUBMITTED, limits.items))
+    if quotas.is_limited(limits.cost_usd):
+        checks.append(Quota("cost_usd", COST_USD, limits.cost_usd, pending=est_usd))
+    add = dict(call.add) if call is not None else {}
+    if not checks and not add:
+        return None
+    return Metering(tenant_id=tenant_id, add=add, quotas=tuple(checks))
+
+
 @dataclass(frozen=True, slots=True)
 class QuotaStatus:
     """Used, limit and remaining of one quota this period (-1 = unlimited)."""

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
+from batchd.api import errors as native
 from batchd.api.responses import JsonResponse
 from batchd.domain import errors
 
@@ -27,19 +28,15 @@ def _where(exc: errors.BatchdError) -> list[str]:
 
 
 def detail_of(exc: errors.BatchdError) -> list[dict[str, Any]]:
-    if isinstance(exc.details, list) and exc.details:
-        return exc.details
+    problems = native.field_problems(exc)
+    if problems:
+        return problems
     return [{"loc": _where(exc), "msg": exc.message, "type": exc.code}]
 
 
 def error_response(exc: errors.BatchdError) -> Response:
-    headers: dict[str, str] | None = None
-    if isinstance(exc, errors.Busy | errors.StoreError):
-        headers = {"Retry-After": "1"}
-    elif isinstance(exc, errors.Unauthorized):
-        headers = {"WWW-Authenticate": "Bearer"}
-    return JsonResponse({"detail": detail_of(exc)}, status_code=exc.http_status,
-                        headers=headers)
+    return JsonResponse({"detail": detail_of(exc)}, status_code=native.status_of(exc),
+                        headers=native.headers_of(exc))
 
 
 async def bind(request: Request) -> None:

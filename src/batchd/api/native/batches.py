@@ -119,26 +119,7 @@ async def create_batch(
     """Create a batch from a JSON body, or from NDJSON / CSV with settings in the query."""
     ctype = _content_type(request)
     if ctype in NDJSON_TYPES or ctype in CSV_TYPES:
-        params = dict(request.query_params)
-        try:
-            settings_ = BatchSettings.model_validate(params)
-        except ValidationError as exc:
-            raise _invalid(exc, "query") from None
-        hasher = hashlib.sha256(orjson.dumps(sorted(params.items())) + ctype.encode())
-        if idempotency_key:
-            existing = await mgr.store.find_batch_by_idempotency(caller.tenant_id, idempotency_key)
-            if existing is not None:
-                async for _ in limited_stream(request, cfg.max_body_bytes, hasher):
-                    pass
-                replay = await mgr.replay_if_known(caller, idempotency_key, hasher.hexdigest())
-                return _created(mgr, replay)
-        records = _stream_records(request, cfg, hasher)
-        spec = await _spec(mgr, cfg, settings_, "query")
-        created = await mgr.create_batch(
-            caller, spec, records, idempotency_key=idempotency_key,
-            request_hash=hasher.hexdigest,  # complete once the body is consumed
-        )
-        return _created(mgr, created)
+        return await _create_streamed(request, caller, mgr, cfg, ctype, idempotency_key)
     if ctype != "application/json":
         raise errors.InvalidInput(
             f"unsupported content type {ctype!r}",
@@ -166,6 +147,30 @@ async def create_batch(
     created = await mgr.create_batch(
         caller, spec, json_array_records(items or []), idempotency_key=idempotency_key,
         request_hash=request_hash,
+    )
+    return _created(mgr, created)
+
+
+async def _create_streamed(
+    request: Request, caller: Principal, mgr: BatchManager, cfg: Settings, ctype: str,
+    idempotency_key: str | None,
+) -> Response:
+    params = dict(request.query_params)
+    try:
+        settings_ = BatchSettings.model_validate(params)
+    except ValidationError as exc:
+        raise _invalid(exc, "query") from None
+    hasher = hashlib.sha256(orjson.dumps(sorted(params.items())) + ctype.encode())
+    if idempotency_key and await mgr.idempotency_key_used(caller, idempotency_key):
+        async for _ in limited_stream(request, cfg.max_body_bytes, hasher):
+            pass
+        replay = await mgr.replay_if_known(caller, idempotency_key, hasher.hexdigest())
+        return _created(mgr, replay)
+    records = _stream_records(request, cfg, hasher)
+    spec = await _spec(mgr, cfg, settings_, "query")
+    created = await mgr.create_batch(
+        caller, spec, records, idempotency_key=idempotency_key,
+        request_hash=hasher.hexdigest,  # complete once the body is consumed
     )
     return _created(mgr, created)
 

@@ -16,8 +16,7 @@ MAX_DEFINITION_BYTES = 1024 * 1024
 
 @router.get("/tasks")
 async def list_tasks(caller: Caller, mgr: Manager) -> dict[str, Any]:
-    if mgr.catalog is not None:
-        await mgr.catalog.sync()  # tasks defined through other servers too
+    await mgr.sync_tasks()  # tasks defined through other servers too
     reg = mgr.registry
     return {"data": [t.describe(reg.versions(t.name)) for t in reg.all_latest()]}
 

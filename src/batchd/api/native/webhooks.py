@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query
 from batchd.api.deps import Caller, Manager
 from batchd.api.native.schemas import BATCH_FINISHED, batch_json
 from batchd.domain.models import Batch, Item, iso
+from batchd.domain.webhooks import WebhookAttempt, WebhookMessage
 from batchd.events.webhooks import payloads, signing
-from batchd.store.webhooks import WebhookAttempt, WebhookMessage
 
 router = APIRouter(tags=["webhooks"])
 

@@ -31,11 +31,10 @@ class Call:
     limits: Limits
     mgr: BatchManager
 
-    def metering(self, *, items: bool = False, est_usd: float | None = None) -> Metering:
-        """This call's count, with the quotas its change must stay within."""
-        return usage.call_metering(
-            self.principal.tenant_id, self.limits, items=items, est_usd=est_usd
-        )
+    def metering(self) -> Metering:
+        """This call's count and call quota, for the transaction of its change (which
+        adds the quotas of what it changes)."""
+        return usage.call_metering(self.principal.tenant_id, self.limits)
 
     async def read(self, *, enforce: bool = True) -> None:
         """Count a call that changes nothing; past the call quota it is refused, unless

@@ -9,6 +9,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
+from batchd.api import errors as native
 from batchd.api.responses import JsonResponse
 from batchd.domain import errors
 
@@ -43,6 +44,16 @@ def error_name(exc: errors.BatchdError) -> str:
     return "BadRequest"
 
 
+def message_of(exc: errors.BatchdError) -> str:
+    """The message, in the document's words where core's differ."""
+    if isinstance(exc, errors.BatchTooLarge):
+        return (f"a batch holds at most {exc.limit} simulations for this key ({exc.tier} "
+                f"tier); this one has {exc.size}")
+    if isinstance(exc, errors.OverBudget):
+        return exc.message.replace("budget cap", "budget_cap_usd")
+    return exc.message
+
+
 def request_id(request: Request) -> str:
     return getattr(request.state, "request_id", None) or new_request_id(request)
 
@@ -56,11 +67,11 @@ def new_request_id(request: Request) -> str:
 def error_response(request: Request, exc: errors.BatchdError) -> Response:
     rid = request_id(request)
     headers = {"X-Request-ID": rid}
-    if isinstance(exc, errors.Busy | errors.StoreError):
+    if isinstance(exc, native.RETRY_LATER):
         headers["Retry-After"] = "1"
     return JsonResponse(
-        {"error": error_name(exc), "message": exc.message, "request_id": rid},
-        status_code=exc.http_status, headers=headers,
+        {"error": error_name(exc), "message": message_of(exc), "request_id": rid},
+        status_code=native.status_of(exc), headers=headers,
     )
 
 

@@ -14,8 +14,9 @@ from batchd.api.responses import JsonResponse
 from batchd.api.simulations import errors as wire
 from batchd.api.simulations import schemas, states, templates, views
 from batchd.api.simulations.calls import Call, Caller
-from batchd.core import quotas, usage
+from batchd.core import usage
 from batchd.core.ingest import json_array_records
+from batchd.core.manager import Admission
 from batchd.domain import errors
 from batchd.domain.models import Batch, BatchSpec
 from batchd.tasks.dispatch import SIMULATION
@@ -56,7 +57,7 @@ async def batch_view(call: Call, batch: Batch) -> dict[str, Any]:
 @router.get("/health")
 async def health(request: Request, mgr: Manager) -> Response:
     """Liveness, with a round trip to the database."""
-    await mgr.store.ping()
+    await mgr.ping()
     return respond(request, {"status": "healthy", "version": __version__})
 
 
@@ -66,28 +67,17 @@ async def create_batch(request: Request, call: Caller, cfg: Config) -> Response:
     """Submit simulations; returns at once with the batch (202)."""
     async with call.change():
         body = schemas.parse(schemas.BatchCreate, await read_body(request, cfg.max_body_bytes))
-        size, most = len(body.simulations), call.limits.max_batch_size
-        if quotas.is_limited(most) and size > most:
-            raise errors.BatchTooLarge(
-                f"a batch holds at most {most} simulations for this key "
-                f"({call.principal.tier} tier); this one has {size}"
-            )
-        records, est = templates.records(call.mgr, body.simulations)
-        cap = body.budget_cap_usd
-        if cap is not None and est > cap + 1e-9:
-            raise errors.OverBudget(
-                f"the estimated cost of the batch, ${est:.6g}, is above its budget_cap_usd "
-                f"of ${cap:.6g}"
-            )
+        call.mgr.check_batch_size(call.principal, len(body.simulations))
+        records = templates.records(call.mgr, body.simulations)
         spec = BatchSpec(
             task=SIMULATION, version="", priority=body.priority,
-            parallelism=body.parallel_jobs, fail_fast=body.fail_fast, budget_usd=cap,
-            metadata=body.metadata or {}, max_attempts=cfg.default_max_attempts,
-            retry_backoff_s=cfg.retry_backoff_s,
+            parallelism=body.parallel_jobs, fail_fast=body.fail_fast,
+            budget_usd=body.budget_cap_usd, metadata=body.metadata or {},
+            max_attempts=cfg.default_max_attempts, retry_backoff_s=cfg.retry_backoff_s,
         )
         created = await call.mgr.create_batch(
             call.principal, spec, json_array_records(records),
-            metering=call.metering(items=True, est_usd=est),
+            admission=Admission(call=call.metering(), refuse_over_budget=True),
         )
     return respond(request, await batch_view(call, created.batch), 202)
 

@@ -11,8 +11,8 @@ from batchd.api.simulations import states
 from batchd.core import quotas, usage
 from batchd.core.quotas import Limits
 from batchd.domain.models import Batch, Item, Principal, iso
+from batchd.domain.records import BatchTotals
 from batchd.domain.states import TERMINAL_ITEM
-from batchd.store.base import BatchTotals
 
 
 def _usd(value: float) -> float:

@@ -5,9 +5,11 @@ The document shows no error body, so every Spark route answers errors as::
     {"error": {"status": 429, "code": "input_buffer_full", "message": "…", "details": null}}
 
 ``code`` comes from the core exception (``invalid_input``, ``not_found``,
-``service_not_found``, ``input_buffer_full``, …); ``details`` lists the offending
-fields for validation errors (``loc``, ``msg``, ``type``). The body is BSON when the
-request was (see :mod:`batchd.api.spark.wire`).
+``service_not_found``, ``input_buffer_full``, ``batch_too_large``, ``quota_exceeded``,
+…); ``details`` lists the offending fields for validation errors (``loc``, ``msg``,
+``type``) and carries the core error's own details otherwise (``{quota, limit,
+value}``, ``{limit, size, tier}``). The body is BSON when the request was (see
+:mod:`batchd.api.spark.wire`). Statuses are the native ones but for the codes below.
 """
 
 from __future__ import annotations
@@ -18,29 +20,26 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
+from batchd.api import errors as native
 from batchd.api.spark import wire
 from batchd.domain import errors
 
+STATUS_BY_CODE = {"malformed_body": 400, "unsupported_media_type": 415}
 
-class OutputBufferFull(errors.Busy):
-    """The tenant's output buffers are full: new chunks wait until results are pulled."""
 
-    code = "output_buffer_full"
+def status_of(exc: errors.BatchdError) -> int:
+    return STATUS_BY_CODE.get(exc.code) or native.status_of(exc)
 
 
 def error_body(exc: errors.BatchdError) -> dict[str, Any]:
-    return {"error": {"status": exc.http_status, "code": exc.code, "message": exc.message,
-                      "details": _plain(exc.details)}}
+    details = native.field_problems(exc) if isinstance(exc, errors.InvalidInput) else None
+    return {"error": {"status": status_of(exc), "code": exc.code, "message": exc.message,
+                      "details": _plain(details if details is not None else exc.details)}}
 
 
 def spark_error(exc: errors.BatchdError, *, as_bson: bool) -> Response:
-    headers: dict[str, str] | None = None
-    if isinstance(exc, errors.Busy | errors.StoreError):
-        headers = {"Retry-After": "1"}
-    elif exc.http_status == 401:
-        headers = {"WWW-Authenticate": "Bearer"}
-    return wire.render(error_body(exc), as_bson=as_bson, status_code=exc.http_status,
-                       headers=headers)
+    return wire.render(error_body(exc), as_bson=as_bson, status_code=status_of(exc),
+                       headers=native.headers_of(exc))
 
 
 def validation_error(exc: RequestValidationError) -> errors.InvalidInput:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from batchd.store.base import ExportRow
+from batchd.domain.records import ExportRow
 
 _REGEX_CHARS = re.compile(r"[.^$*+?{}\[\]\\|()]")
 

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ValidationError
 from batchd.api.deps import Config, Manager
 from batchd.api.spark import records, results, schemas, services, views, wire
 from batchd.api.spark.auth import SparkCaller
-from batchd.api.spark.errors import OutputBufferFull
 from batchd.core.manager import BatchManager
 from batchd.domain import errors
 from batchd.domain.models import Batch, BatchSpec, Principal
@@ -49,11 +48,11 @@ async def add_chunks(
     await _spark_batch(mgr, caller, batch_id)
     doc, as_bson = await wire.read_document(request, limit=cfg.max_body_bytes)
     chunks = records.to_chunks(_parse(schemas.ChunksBody, doc), as_bson=as_bson)
-    await _check_tenant_output(mgr, caller, cfg)
     try:
         batch = await mgr.add_chunks(
             caller, batch_id, chunks,
             tenant_input_limit=int(cfg.spark_tenant_max_input_mb * schemas.MB) or None,
+            tenant_output_limit=int(cfg.spark_tenant_max_output_mb * schemas.MB) or None,
         )
     except orjson.JSONEncodeError as exc:  # a BSON value JSON cannot hold (ObjectId, …)
         raise errors.InvalidInput(f"a chunk holds a value that cannot be stored: {exc}") from None
@@ -67,22 +66,15 @@ async def tenant_status(
 ) -> Response:
     """In-progress batches and those finished in the last hour, and the tenant's buffers."""
     now = mgr.clock()
-    sees_all = caller.sees_all_of_tenant
-    visible = await mgr.store.recent_batches(
-        tenant_id=caller.tenant_id, owner=None if sees_all else caller.owner,
-        finished_since=now - RECENT_S, limit=1000,
-    )
-    everyone = visible if sees_all else await mgr.store.recent_batches(
-        tenant_id=caller.tenant_id, owner=None, finished_since=now, limit=1000
-    )
+    seen = await mgr.tenant_activity(caller, finished_since=now - RECENT_S, now=now, limit=1000)
     in_progress: list[dict[str, Any]] = []
     recent: list[dict[str, Any]] = []
-    for b in visible:
+    for b in seen.batches:
         if views.is_spark(b):
             entry = views.tenant_entry(b, now=now)
             finished = entry["data"]["batch_status"] in views.FINISHED
             (recent if finished else in_progress).append(entry)
-    in_used, out_used = await mgr.store.tenant_buffers(caller.tenant_id)
+    in_used, out_used = seen.input_bytes, seen.output_bytes
     in_limit = int(cfg.spark_tenant_max_input_mb * schemas.MB)
     out_limit = int(cfg.spark_tenant_max_output_mb * schemas.MB)
     body = {
@@ -99,7 +91,7 @@ async def tenant_status(
                 "input_buffer_remaining_bytes": max(0, in_limit - in_used),
                 "output_buffer_used_bytes": out_used,
                 "output_buffer_remaining_bytes": max(0, out_limit - out_used),
-                "workers_in_use": sum(b.n_running for b in everyone if not b.is_terminal),
+                "workers_in_use": seen.running,
             },
         },
         "environment": {"update": 0},
@@ -193,18 +185,6 @@ async def _spark_batch(mgr: BatchManager, caller: Principal, batch_id: str) -> B
     if not views.is_spark(batch):  # a batch of another dialect has no Spark face
         raise errors.NotFound(f"batch {batch_id} not found")
     return batch
-
-
-async def _check_tenant_output(mgr: BatchManager, caller: Principal, cfg: Settings) -> None:
-    limit = int(cfg.spark_tenant_max_output_mb * schemas.MB)
-    if not limit:
-        return
-    _, used = await mgr.store.tenant_buffers(caller.tenant_id)
-    if used >= limit:
-        raise OutputBufferFull(
-            f"tenant output buffer full: {used} of {limit} bytes hold results not yet pulled; "
-            "pull chunkresults, then retry"
-        )
 
 
 def _spec(

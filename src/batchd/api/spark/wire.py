@@ -30,12 +30,10 @@ class MalformedBody(errors.InvalidInput):
     """The body cannot be decoded at all (bad JSON, BSON or gzip)."""
 
     code = "malformed_body"
-    http_status = 400
 
 
 class UnsupportedMediaType(errors.BatchdError):
     code = "unsupported_media_type"
-    http_status = 415
 
 
 def media_type(request: Request) -> str:

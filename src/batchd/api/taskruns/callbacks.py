@@ -11,8 +11,8 @@ from typing import Any
 
 from batchd.api.taskruns.views import run_json, timestamp
 from batchd.domain.models import Batch, Item
+from batchd.domain.webhooks import WebhookMessage
 from batchd.events.webhooks import payloads
-from batchd.store.webhooks import WebhookMessage
 
 EVENT = "task_run.status"
 

@@ -1,0 +1,134 @@
+"""Who calls and what they may see: keys, tenants, roles, tiers, owner scoping."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from batchd.core import keys, quotas
+from batchd.core.quotas import Limits
+from batchd.domain import errors
+from batchd.domain.models import ApiKey, Batch, Principal, Role, Tier, new_id
+from batchd.domain.records import BatchQuery
+
+if TYPE_CHECKING:
+    from batchd.core.db import Database
+
+# An admin key is the operator's: it manages tenants and keys and is held to no tier.
+OPERATOR_LIMITS = Limits(
+    max_batch_size=quotas.UNLIMITED, api_calls=quotas.UNLIMITED, items=quotas.UNLIMITED,
+    cost_usd=quotas.UNLIMITED,
+)
+
+
+def may_see(principal: Principal, batch: Batch) -> bool:
+    return principal.sees_all_of_tenant or batch.owner == principal.owner
+
+
+def owner_scope(principal: Principal) -> str | None:
+    """The owner whose rows ``principal`` sees; None: the whole tenant's."""
+    return None if principal.sees_all_of_tenant else principal.owner
+
+
+def batch_query(principal: Principal, **filters: Any) -> BatchQuery:
+    """A query over the batches ``principal`` may see, narrowed by ``filters``."""
+    return BatchQuery(tenant_id=principal.tenant_id, owner=owner_scope(principal), **filters)
+
+
+def require_admin(principal: Principal) -> None:
+    if principal.role != Role.ADMIN:
+        raise errors.Forbidden("this needs an admin key")
+
+
+class Access:
+    """Keys and tenants, the caller's limits, and the batches a caller may see."""
+
+    def __init__(self, *, store: Database, clock: Callable[[], float],
+                 tiers: Mapping[str, Limits]) -> None:
+        self.store = store
+        self.clock = clock
+        self.tiers = dict(tiers)
+
+    async def bootstrap_admin(self, admin_key: str | None) -> str | None:
+        """Make sure an admin key exists; returns a newly generated key to print once."""
+        tenant = await self.store.ensure_tenant("default", tier=Tier.ENTERPRISE, now=self.clock())
+        if not admin_key and await self.store.count_keys(role=Role.ADMIN):
+            return None
+        raw = admin_key or keys.generate_key()
+        await self.store.create_key(
+            key_id=new_id("key"), tenant_id=tenant.id, key_hash=keys.hash_key(raw),
+            prefix=keys.display_prefix(raw), role=Role.ADMIN, tier=Tier.ENTERPRISE,
+            owner="admin", now=self.clock(), limits=dataclasses.asdict(OPERATOR_LIMITS),
+        )
+        return None if admin_key else raw
+
+    async def authenticate(self, raw_key: str | None) -> Principal:
+        if not raw_key:
+            raise errors.Unauthorized("an API key is required")
+        found = await self.store.key_by_hash(keys.hash_key(raw_key))
+        if found is None or not keys.matches(raw_key, found[1]):
+            raise errors.Unauthorized("the API key is not valid")
+        k = found[0]
+        return Principal(
+            key_id=k.id, tenant_id=k.tenant_id, tenant_name=k.tenant_name, role=k.role,
+            tier=k.tier, owner=k.owner, limits=k.limits,
+        )
+
+    async def create_tenant(self, admin: Principal, name: str, *, tier: str) -> Any:
+        require_admin(admin)
+        return await self.store.ensure_tenant(name, tier=tier, now=self.clock())
+
+    async def create_key(
+        self, admin: Principal, *, tenant: str, role: str, tier: str | None, owner: str | None,
+        limits: dict[str, float] | None = None,
+    ) -> tuple[ApiKey, str]:
+        require_admin(admin)
+        t = await self.store.ensure_tenant(tenant, tier=tier or Tier.FREE, now=self.clock())
+        raw = keys.generate_key()
+        key_id = new_id("key")
+        key = ApiKey(
+            id=key_id, tenant_id=t.id, tenant_name=t.name, role=role, tier=tier or t.tier,
+            owner=owner or key_id, prefix=keys.display_prefix(raw), created_at=self.clock(),
+            limits=limits or None,
+        )
+        await self.store.create_key(
+            key_id=key.id, tenant_id=t.id, key_hash=keys.hash_key(raw), prefix=key.prefix,
+            role=role, tier=key.tier, owner=key.owner, now=key.created_at, limits=key.limits,
+        )
+        return key, raw
+
+    async def list_keys(self, admin: Principal) -> list[ApiKey]:
+        require_admin(admin)
+        return await self.store.list_keys(None)
+
+    async def revoke_key(self, admin: Principal, key_id: str) -> None:
+        require_admin(admin)
+        if not await self.store.revoke_key(key_id, now=self.clock()):
+            raise errors.NotFound("key not found")
+
+    def limits_for(self, principal: Principal) -> Limits:
+        """The caller's limits: its key's tier, then the key's own overrides (the bootstrap
+        key's lift them all)."""
+        return quotas.limits_for(principal.tier, principal.limits, tiers=self.tiers)
+
+    async def batch(self, principal: Principal, batch_id: str) -> Batch:
+        """The batch, if ``principal`` may see it (else NotFound, whoever's it is)."""
+        batch = await self.store.get_batch(batch_id, tenant_id=principal.tenant_id)
+        if batch is None or not may_see(principal, batch):
+            raise errors.NotFound(f"batch {batch_id} not found")
+        return batch
+
+    async def batch_for(
+        self, principal: Principal, batch_id: str, *, task: str | None = None
+    ) -> Batch:
+        """The batch, for dialects that tell "not yours" (Forbidden) from "missing".
+
+        Another tenant's batch, or one of another task than ``task``, is missing.
+        """
+        batch = await self.store.get_batch(batch_id, tenant_id=principal.tenant_id)
+        if batch is None or (task is not None and batch.task != task):
+            raise errors.NotFound(f"batch {batch_id} not found")
+        if not may_see(principal, batch):
+            raise errors.Forbidden(f"batch {batch_id} belongs to another user")
+        return batch

@@ -1,0 +1,306 @@
+"""Creating batches and adding items: stage, decide admission, then commit or discard.
+
+Every dialect's submissions pass the same checks here: the key's tier batch size,
+the month's item and cost quotas (metered in the transaction that commits the
+items), a batch's own budget cap when the dialect refuses over-budget batches, and
+the tenant's output buffers (backpressure) for chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from batchd.core import quotas, staging, usage
+from batchd.core.access import Access
+from batchd.core.quotas import Metering
+from batchd.core.staging import Chunk, Run, Tally
+from batchd.core.taskset import TaskSet
+from batchd.domain import errors
+from batchd.domain.models import Batch, BatchSpec, Principal, new_id
+from batchd.domain.records import StagedItem
+from batchd.tasks.registry import TaskDef
+
+if TYPE_CHECKING:
+    from batchd.core.db import Database
+
+
+@dataclass(slots=True)
+class Created:
+    batch: Batch
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """How a dialect submits: ``call`` is the metering of the API call itself (for
+    dialects that count calls), ``refuse_over_budget`` refuses a batch whose estimate
+    is above its budget cap (else the cap stops it while it runs)."""
+
+    call: Metering | None = None
+    refuse_over_budget: bool = False
+
+
+@dataclass(slots=True)
+class _Upload:
+    """One upload in progress: its batch, stage token and what it holds so far."""
+
+    principal: Principal
+    batch_id: str
+    stage: str
+    held: int  # items the batch held before this upload
+    tally: Tally
+
+
+class Submissions:
+    """Batch creation and item uploads, all or nothing."""
+
+    def __init__(
+        self, *, store: Database, access: Access, tasks: TaskSet, clock: Callable[[], float],
+        notify: Callable[[], None], flush_items: int, max_items_per_request: int,
+    ) -> None:
+        self.store = store
+        self.access = access
+        self.tasks = tasks
+        self.clock = clock
+        self.notify = notify
+        self.flush_items = flush_items
+        self.max_items_per_request = max_items_per_request
+
+    def check_batch_size(self, principal: Principal, size: int) -> None:
+        """Raises BatchTooLarge if a batch of ``size`` items is past the key's tier."""
+        too_large = quotas.batch_too_large(
+            size, self.access.limits_for(principal), tier=principal.tier
+        )
+        if too_large is not None:
+            raise too_large
+
+    async def create_batch(
+        self, principal: Principal, spec: BatchSpec, records: AsyncIterator[list[Any]], *,
+        idempotency_key: str | None = None,
+        request_hash: str | Callable[[], str] | None = None,
+        admission: Admission = Admission(),
+    ) -> Created:
+        """Create a batch and ingest its records; nothing is visible unless all succeed.
+
+        ``request_hash`` may be a function, called once the records are consumed.
+        """
+        spec = self.tasks.resolve_spec(spec)
+        task = self.tasks.task(spec.task, spec.version)
+        spec.est_usd_per_record = task.cost_for(spec.runner).per_record_usd
+        up = await self._new_batch(principal, spec)
+
+        async def fill() -> None:
+            await self._ingest(up, task, spec, records)
+
+        def request() -> str | None:
+            return request_hash() if callable(request_hash) else request_hash
+
+        holder = await self._commit(
+            up, fill, close=spec.close, drop_batch=True, admission=admission, spec=spec,
+            idempotency_key=idempotency_key, request_hash=request,
+        )
+        return await self._created(principal, holder, up.batch_id, request())
+
+    async def create_runs(
+        self, principal: Principal, spec: BatchSpec, runs: list[Run], *,
+        webhook_event: str | None = None, idempotency_key: str | None = None,
+        request_hash: str | None = None, admission: Admission = Admission(),
+    ) -> Created:
+        """Create a closed batch of one item per run, each with its own runner and webhook
+        (an event of type ``webhook_event``); every run is checked before anything is stored.
+
+        Raises:
+            errors.InvalidRecord: a run's input fails the task's schema, or it names an
+                unknown runner (``index`` says which run).
+        """
+        spec = self.tasks.resolve_spec(spec)
+        task = self.tasks.task(spec.task, spec.version)
+        staging.check_records(task, [r.input for r in runs], 0)
+        spec.records_per_item, spec.close = 1, True
+        spec.est_usd_per_record = task.cost_for(spec.runner).per_record_usd
+        items = [staging.run_item(task, spec, i, r, webhook_event) for i, r in enumerate(runs)]
+        self.check_batch_size(principal, len(items))
+        up = await self._new_batch(principal, spec)
+
+        async def fill() -> None:
+            for start in range(0, len(items), self.flush_items):
+                await self._stage(up, items[start : start + self.flush_items])
+
+        holder = await self._commit(
+            up, fill, close=True, drop_batch=True, admission=admission, spec=spec,
+            idempotency_key=idempotency_key, request_hash=lambda: request_hash,
+        )
+        return await self._created(principal, holder, up.batch_id, request_hash)
+
+    async def append_items(
+        self, principal: Principal, batch_id: str, records: AsyncIterator[list[Any]], *,
+        admission: Admission = Admission(),
+    ) -> Batch:
+        batch = await self._open_batch(principal, batch_id, "items")
+        task = self.tasks.task(batch.task, batch.version)
+        spec = BatchSpec(
+            task=batch.task, version=batch.version, runner=batch.runner,
+            records_per_item=batch.records_per_item,
+        )
+        up = _Upload(principal, batch_id, self._stage_token(), batch.n_total, Tally())
+
+        async def fill() -> None:
+            await self._ingest(up, task, spec, records)
+
+        await self._commit(up, fill, close=False, drop_batch=False, admission=admission)
+        self.notify()
+        return await self.access.batch(principal, batch_id)
+
+    async def add_chunks(
+        self, principal: Principal, batch_id: str, chunks: list[Chunk], *,
+        tenant_input_limit: int | None = None, tenant_output_limit: int | None = None,
+        admission: Admission = Admission(),
+    ) -> Batch:
+        """Append whole chunks (one item each) to an open batch, all or nothing.
+
+        Raises:
+            quotas.OutputBufferFull: the tenant's output buffers are full (backpressure).
+            errors.Conflict: the batch is not open.
+            quotas.InputBufferFull: the chunks do not fit the input buffer; none is stored.
+        """
+        batch = await self.access.batch(principal, batch_id)
+        if tenant_output_limit:
+            _, used = await self.store.tenant_buffers(principal.tenant_id)
+            full = quotas.output_buffer_full(tenant_used=used, tenant_limit=tenant_output_limit)
+            if full is not None:
+                raise full
+        batch = await self._open_batch(principal, batch_id, "chunks", batch)
+        task = self.tasks.task(batch.task, batch.version)
+        items = staging.chunk_items(task, batch.runner, chunks)
+        self.check_batch_size(principal, batch.n_total + len(items))
+        up = _Upload(principal, batch_id, self._stage_token(), batch.n_total, Tally())
+
+        async def fill() -> None:
+            if items:
+                await self._stage(up, items)
+
+        await self._commit(up, fill, close=False, drop_batch=False, admission=admission,
+                           tenant_input_limit=tenant_input_limit)
+        self.notify()
+        return await self.access.batch(principal, batch_id)
+
+    async def idempotency_key_used(self, principal: Principal, idempotency_key: str) -> bool:
+        found = await self.store.find_batch_by_idempotency(principal.tenant_id, idempotency_key)
+        return found is not None
+
+    async def replay_if_known(
+        self, principal: Principal, idempotency_key: str, request_hash: str
+    ) -> Created | None:
+        existing = await self.store.find_batch_by_idempotency(principal.tenant_id, idempotency_key)
+        if existing is None:
+            return None
+        return await self._replay(principal, existing.id, request_hash)
+
+    async def _replay(
+        self, principal: Principal, batch_id: str, request_hash: str | None
+    ) -> Created:
+        batch = await self.access.batch(principal, batch_id)
+        if batch.request_hash != request_hash:
+            raise errors.InvalidInput(
+                "this Idempotency-Key was already used with a different request",
+                details={"field": "idempotency_key", "kind": "idempotency_mismatch",
+                         "problem": "key reused with a different request body"},
+            )
+        return Created(batch=batch, replayed=True)
+
+    async def _created(
+        self, principal: Principal, holder: str, batch_id: str, request_hash: str | None
+    ) -> Created:
+        if holder != batch_id:
+            return await self._replay(principal, holder, request_hash)
+        self.notify()
+        return Created(batch=await self.access.batch(principal, batch_id))
+
+    async def _open_batch(
+        self, principal: Principal, batch_id: str, what: str, batch: Batch | None = None
+    ) -> Batch:
+        batch = batch or await self.access.batch(principal, batch_id)
+        if batch.status != "open" or batch.stop_reason:
+            raise errors.Conflict(f"batch is {batch.status} and accepts no more {what}")
+        return batch
+
+    async def _new_batch(self, principal: Principal, spec: BatchSpec) -> _Upload:
+        batch_id = new_id("bat")
+        await self.store.create_batch(
+            batch_id=batch_id, tenant_id=principal.tenant_id, owner=principal.owner, spec=spec,
+            now=self.clock(),
+        )
+        return _Upload(principal, batch_id, self._stage_token(), 0, Tally())
+
+    async def _commit(
+        self, up: _Upload, fill: Callable[[], Awaitable[None]], *, close: bool,
+        drop_batch: bool, admission: Admission, spec: BatchSpec | None = None,
+        idempotency_key: str | None = None,
+        request_hash: Callable[[], str | None] = lambda: None,
+        tenant_input_limit: int | None = None,
+    ) -> str:
+        """Stage the upload with ``fill``, decide, and commit it (or discard it all)."""
+        try:
+            await fill()
+            metering = self._metering(up, admission, spec)
+            return await self.store.commit_stage(
+                up.batch_id, up.stage, close=close, now=self.clock(),
+                idempotency_key=idempotency_key, request_hash=request_hash(),
+                tenant_input_limit=tenant_input_limit, metering=metering,
+            )
+        except BaseException:
+            await asyncio.shield(
+                self.store.discard_stage(up.batch_id, up.stage, drop_batch=drop_batch)
+            )
+            raise
+
+    def _metering(
+        self, up: _Upload, admission: Admission, spec: BatchSpec | None
+    ) -> Metering | None:
+        """The upload's admission: the budget cap (when refused), then the quotas that
+        its commit checks, with the call's own metering."""
+        est = up.tally.est_usd
+        if admission.refuse_over_budget and spec is not None:
+            over = quotas.over_budget(est, spec.budget_usd)
+            if over is not None:
+                raise over
+        limits = self.access.limits_for(up.principal)
+        return usage.submit_metering(up.principal.tenant_id, limits, est_usd=est,
+                                     call=admission.call)
+
+    async def _stage(self, up: _Upload, items: list[StagedItem]) -> None:
+        up.tally.add(items)
+        self.check_batch_size(up.principal, up.held + up.tally.items)
+        await self.store.stage_items(up.batch_id, up.stage, items)
+
+    async def _ingest(
+        self, up: _Upload, task: TaskDef, spec: BatchSpec, records: AsyncIterator[list[Any]]
+    ) -> None:
+        # One write in flight while the next group is prepared, so parsing and the
+        # database's inserts overlap.
+        in_flight: asyncio.Future[None] | None = None
+        groups = staging.item_groups(task, spec, records, flush_items=self.flush_items,
+                                     max_items=self.max_items_per_request)
+        try:
+            async for group in groups:
+                up.tally.add(group)
+                self.check_batch_size(up.principal, up.held + up.tally.items)
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.ensure_future(
+                    self.store.stage_items(up.batch_id, up.stage, group)
+                )
+        except BaseException:
+            if in_flight is not None:
+                # Settle the last write before the caller discards the upload.
+                await asyncio.gather(in_flight, return_exceptions=True)
+            raise
+        if in_flight is not None:
+            await in_flight
+
+    def _stage_token(self) -> str:
+        return f"{int(self.clock())}-{secrets.token_hex(6)}"
