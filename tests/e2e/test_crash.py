@@ -28,6 +28,7 @@ import pytest
 from batchd.domain.models import item_public_id
 from batchd.store.sqlite.connection import sqlite_path
 from tests.conftest import Server, scaled, wait_batch, wait_until
+from tests.support.paging import all_items
 from tests.support.runlog import Run, read_runs, runs_by_item
 
 # The kill tests share one xdist worker (--dist loadgroup): run side by side on two
@@ -57,20 +58,6 @@ def export_rows(c: httpx.Client, batch_id: str) -> list[dict[str, Any]]:
     r = c.get(f"/api/batches/{batch_id}/results", params={"format": "jsonl"})
     assert r.status_code == 200, r.text
     return [orjson.loads(line) for line in r.content.splitlines() if line.strip()]
-
-
-def all_items(c: httpx.Client, batch_id: str, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        r = c.get(f"/api/batches/{batch_id}/items",
-                  params={"limit": 1000, **params, **({"cursor": cursor} if cursor else {})})
-        assert r.status_code == 200, r.text
-        page = r.json()
-        items.extend(page["data"])
-        cursor = page["next_cursor"]
-        if not cursor:
-            return items
 
 
 def ndjson_body(n: int, *, after_chunk: Callable[[int], None] | None = None) -> Iterator[bytes]:

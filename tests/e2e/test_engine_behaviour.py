@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, scaled, wait_batch, wait_until
+from tests.support.paging import all_items
 from tests.support.runlog import read_runs
 
 pytestmark = pytest.mark.timeout(scaled(60))
@@ -28,22 +29,6 @@ def create(c: httpx.Client, **body: Any) -> dict[str, Any]:
     r = c.post("/api/batches", json=body)
     assert r.status_code == 201, r.text
     return dict(r.json())
-
-
-def all_items(c: httpx.Client, batch_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"limit": 1000}
-        if cursor:
-            params["cursor"] = cursor
-        r = c.get(f"/api/batches/{batch_id}/items", params=params)
-        assert r.status_code == 200, r.text
-        page = r.json()
-        items += page["data"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return items
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:

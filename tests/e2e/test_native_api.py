@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tests.conftest import Server, scaled, wait_batch
+from tests.support.paging import pages
 
 pytestmark = pytest.mark.timeout(scaled(60))
 
@@ -23,22 +24,6 @@ def create(c: httpx.Client, **body: Any) -> dict[str, Any]:
     r = c.post("/api/batches", json=body)
     assert r.status_code == 201, r.text
     return dict(r.json())
-
-
-def pages(c: httpx.Client, url: str, **params: Any) -> list[list[dict[str, Any]]]:
-    """Every page of a cursor-paged list."""
-    out = []
-    cursor = None
-    while True:
-        query = {**params, **({"cursor": cursor} if cursor else {})}
-        r = c.get(url, params=query)
-        assert r.status_code == 200, r.text
-        body = r.json()
-        out.append(body["data"])
-        cursor = body["next_cursor"]
-        if not cursor:
-            return out
-        assert len(out) < 100, "paging does not end"
 
 
 def inputs(c: httpx.Client, batch_id: str) -> list[Any]:

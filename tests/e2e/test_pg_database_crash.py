@@ -114,9 +114,7 @@ class Crasher:
             return f.read().decode(errors="replace")
 
     def _pids_running_since(self, offset: int) -> set[int]:
-        with self.run_log.open("rb") as f:
-            f.seek(offset)
-            return {int(line.split()[2]) for line in f.read().split(b"\n")[:-1]}
+        return {run.pid for run in read_runs(self.run_log, offset=offset)}
 
     def _api_healthy(self) -> bool:
         try:

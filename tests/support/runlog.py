@@ -22,12 +22,15 @@ class Run:
     at: float
 
 
-def read_runs(path: Path) -> list[Run]:
-    """Every line so far; none if no task has run yet."""
+def read_runs(path: Path, *, offset: int = 0) -> list[Run]:
+    """Every complete line from byte ``offset`` on; none if no task has run yet."""
     if not path.exists():
         return []
+    with path.open("rb") as f:
+        f.seek(offset)
+        lines = f.read().decode().split("\n")[:-1]  # the last: empty, or still being written
     runs = []
-    for line in path.read_text().splitlines():
+    for line in lines:
         item_id, attempt, pid, what, at = line.split()
         runs.append(Run(item_id, int(attempt), int(pid), what, float(at)))
     return runs

@@ -93,6 +93,7 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run a standalone worker on the database in BATCHD_DATABASE_URL."""
+    from batchd.core import scheduling
     from batchd.core.db import open_database
     from batchd.exec.local import LocalExecutor
     from batchd.exec.worker import Worker
@@ -107,7 +108,8 @@ def worker() -> None:
                                  processes=settings.worker_processes)
         w = Worker(store=store, registry=load_tasks(
             settings.task_modules(), examples=settings.load_example_tasks,
-            entry_points=settings.load_entry_points), executor=executor, settings=settings)
+            entry_points=settings.load_entry_points), executor=executor, settings=settings,
+            retry_delay=scheduling.retry_delay_s)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,10 +1,12 @@
-"""The executor interface: run one item's records through a task's handler."""
+"""The worker's two interfaces: where its work comes from, and how handlers run."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from batchd.domain.models import ClaimedItem, Outcome
 from batchd.tasks.context import TaskContext
 from batchd.tasks.registry import TaskDef
 
@@ -21,3 +23,44 @@ class Executor(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+class WorkSource(Protocol):
+    """Where a worker claims items and records their outcomes (the engine's database,
+    :class:`batchd.core.db.Database`)."""
+
+    async def subscribe_work(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever another process commits new items."""
+        ...
+
+    async def claim_items(
+        self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int
+    ) -> list[ClaimedItem]:
+        """Lease up to ``limit`` ready items to ``owner`` for ``lease_s``."""
+        ...
+
+    async def finish_items(self, outcomes: list[Outcome], *, now: float) -> int:
+        """Group-commit outcomes; returns how many still held their lease."""
+        ...
+
+    async def heartbeat(
+        self, *, owner: str, now: float, lease_until: float, info: dict[str, Any],
+        item_ids: list[int] | None = None,
+    ) -> None:
+        """Record the worker as alive and renew its leases (only ``item_ids``' when given)."""
+        ...
+
+    async def cancel_requests(self, *, owner: str) -> list[int]:
+        """Running items of ``owner`` whose cancellation was requested."""
+        ...
+
+    async def reap(self, *, now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> int:
+        """Return expired leases to the queue, expire batches, drop abandoned uploads."""
+        ...
+
+
+class RetryDelay(Protocol):
+    """Seconds before the next attempt of an item that failed ``attempts`` times
+    (the engine's policy: :func:`batchd.core.scheduling.retry_delay_s`)."""
+
+    def __call__(self, attempts: int, *, base_s: float, max_s: float) -> float: ...

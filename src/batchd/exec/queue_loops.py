@@ -10,18 +10,30 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-from batchd.core.jobqueue import JobQueue
 from batchd.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class Queue(Protocol):
+    """What the loops drive (the AI job queue, :class:`batchd.core.jobqueue.JobQueue`)."""
+
+    async def auto_flush(self, *, min_count: int, max_age_s: float, max_jobs: int) -> int:
+        """Flush the tenants whose ready jobs reach ``min_count`` or ``max_age_s``."""
+        ...
+
+    async def poll_open(self) -> int:
+        """Poll every unfinished provider batch once."""
+        ...
 
 
 class QueueLoops:
     """Flushes tenants whose ready jobs reach a count or an age, and polls unfinished
     provider batches, as ``settings`` ask."""
 
-    def __init__(self, *, queue: JobQueue, settings: Settings) -> None:
+    def __init__(self, *, queue: Queue, settings: Settings) -> None:
         self.queue = queue
         self.settings = settings
         self._tasks: list[asyncio.Task[None]] = []

@@ -9,19 +9,17 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import orjson
-
-from batchd.core.scheduling import retry_delay_s
-from batchd.domain import codec, errors
+from batchd.domain import errors
 from batchd.domain.models import ClaimedItem, Outcome, item_public_id, new_id
 from batchd.domain.states import ItemStatus
-from batchd.events.webhooks.delivery import WebhookDeliverer
-from batchd.exec.base import Executor
+from batchd.domain.taskdefs import TaskDefStore
+from batchd.events.webhooks.delivery import WebhookDeliverer, WebhookOutbox
+from batchd.exec import outcomes
+from batchd.exec.base import Executor, RetryDelay, WorkSource
 from batchd.exec.local import run_sync as _run_sync
 from batchd.settings import Settings
-from batchd.store.base import Store
 from batchd.tasks.catalog import TaskCatalog
 from batchd.tasks.context import RecordError, TaskContext
 from batchd.tasks.registry import TaskDef, TaskRegistry
@@ -30,6 +28,10 @@ log = logging.getLogger(__name__)
 # A group commit that failed is tried again after this long, doubling up to the max.
 FLUSH_RETRY_MIN_S = 0.1
 FLUSH_RETRY_MAX_S = 1.0
+
+
+class WorkerStore(WorkSource, WebhookOutbox, TaskDefStore, Protocol):
+    """What a worker needs of the database: its work, the webhook outbox, task definitions."""
 
 
 @dataclass(slots=True)
@@ -43,18 +45,19 @@ class Worker:
     """Claims ready items from the store and runs them until stopped.
 
     Args:
-        store: where items live.
+        store: where items live (the engine's database).
         registry: the tasks this worker can run.
         executor: how handlers are run.
         settings: concurrency, lease and commit settings.
+        retry_delay: the backoff before a failed item's next attempt.
         clock: seconds since the epoch, for leases and recorded times (injected in tests).
         catalog: tasks defined over the API (one on ``store`` when omitted).
     """
 
     def __init__(
-        self, *, store: Store, registry: TaskRegistry, executor: Executor, settings: Settings,
-        metrics: Any = None, clock: Callable[[], float] = time.time,
-        catalog: TaskCatalog | None = None,
+        self, *, store: WorkerStore, registry: TaskRegistry, executor: Executor,
+        settings: Settings, retry_delay: RetryDelay, metrics: Any = None,
+        clock: Callable[[], float] = time.time, catalog: TaskCatalog | None = None,
     ) -> None:
         self.clock = clock
         self.catalog = catalog or TaskCatalog(store=store, registry=registry, settings=settings)
@@ -67,6 +70,7 @@ class Worker:
         self.registry = registry
         self.executor = executor
         self.settings = settings
+        self.retry_delay = retry_delay
         self.metrics = metrics
         self.owner = new_id("wrk")
         self._running: dict[int, _Running] = {}
@@ -203,13 +207,13 @@ class Worker:
     def _run_inline(self, item: ClaimedItem, ctx: TaskContext) -> Outcome:
         task = self.registry.get(item.task, item.version)
         try:
-            outputs = _run_sync(task, _records(item), ctx)
+            outputs = _run_sync(task, outcomes.records(item), ctx)
         except RecordError as exc:
-            return _failure(item, exc.as_dict(), final=True)
+            return outcomes.failure(item, exc.as_dict(), final=True)
         except Exception as exc:
             error = {"code": "handler_error", "message": f"{type(exc).__name__}: {exc}"}
             return self._retry_or_fail(item, error)
-        return _success(item, outputs, ctx)
+        return outcomes.success(item, outputs, ctx)
 
     def _finish(self, outcome: Outcome, started: float) -> None:
         outcome.finished_at = outcome.finished_at or self.clock()
@@ -232,7 +236,7 @@ class Worker:
                     retry_at=self.clock(),
                 )
             else:
-                outcome = _cancelled(item)
+                outcome = outcomes.cancelled(item)
         finally:
             self._running.pop(item.rowid, None)
             self._slot_free.set()
@@ -246,13 +250,14 @@ class Worker:
         try:
             task = await self.catalog.get(item.task, item.version)  # defined over the API too
         except errors.NotFound as exc:
-            return _failure(item, {"code": "unknown_task", "message": exc.message}, final=True)
+            error = {"code": "unknown_task", "message": exc.message}
+            return outcomes.failure(item, error, final=True)
         except errors.StoreError as exc:  # could not look the task up: not the item's fault
             return self._retry_or_fail(item, {"code": "store_unavailable", "message": exc.message})
         timeout = task.timeout_for(item.runner, item.item_timeout_s)
         try:
             outputs = await asyncio.wait_for(
-                self.executor.run(task, _records(item), ctx), timeout
+                self.executor.run(task, outcomes.records(item), ctx), timeout
             )
         except TimeoutError:
             ctx.cancel()
@@ -261,17 +266,17 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except RecordError as exc:
-            return _failure(item, exc.as_dict(), final=True)
+            return outcomes.failure(item, exc.as_dict(), final=True)
         except Exception as exc:
             error = {"code": "handler_error", "message": f"{type(exc).__name__}: {exc}"}
             return self._retry_or_fail(item, error)
         if ctx.cancelled:
-            return _cancelled(item)
-        return _success(item, outputs, ctx)
+            return outcomes.cancelled(item)
+        return outcomes.success(item, outputs, ctx)
 
     def _retry_or_fail(self, item: ClaimedItem, error: dict[str, Any]) -> Outcome:
         if item.attempts < item.max_attempts:
-            delay = retry_delay_s(
+            delay = self.retry_delay(
                 item.attempts, base_s=item.retry_backoff_s,
                 max_s=self.settings.retry_backoff_max_s,
             )
@@ -279,7 +284,7 @@ class Worker:
                 rowid=item.rowid, fence=item.fence, status=ItemStatus.QUEUED, error=error,
                 retry_at=self.clock() + delay,
             )
-        return _failure(item, error, final=True)
+        return outcomes.failure(item, error, final=True)
 
     # committing
     def _add_outcome(self, outcome: Outcome) -> None:
@@ -381,58 +386,3 @@ class Worker:
                 running.ctx.cancel()
                 if running.task is not None:
                     running.task.cancel()
-
-
-def _records(item: ClaimedItem) -> list[Any]:
-    records = orjson.loads(item.input)
-    return [records] if item.records_per_item == 1 else records  # type: ignore[no-any-return]
-
-
-def _success(item: ClaimedItem, outputs: list[Any], ctx: TaskContext) -> Outcome:
-    errors_: list[dict[str, str] | None] = []
-    failed = 0
-    values: list[Any] = []
-    for out in outputs:
-        if isinstance(out, RecordError):
-            failed += 1
-            errors_.append(out.as_dict())
-            values.append(None)
-        else:
-            errors_.append(None)
-            values.append(out)
-    if item.records_per_item == 1 and failed:
-        return _failure(item, errors_[0] or {}, final=True, ctx=ctx)
-    try:
-        output = codec.dumps(values[0] if item.records_per_item == 1 else values)
-    except orjson.JSONEncodeError as exc:
-        # Raised here it would escape the claim loop, and the lease loop would keep
-        # this worker's items leased forever: fail the item instead, for good.
-        error = {"code": "invalid_output", "message": f"the output is not storable JSON: {exc}"}
-        return _failure(item, error, final=True, ctx=ctx)
-    usage = ctx.usage
-    return Outcome(
-        rowid=item.rowid, fence=item.fence, status=ItemStatus.SUCCEEDED, output=output,
-        error={"code": "record_errors", "records": errors_} if failed else None,
-        records_succeeded=len(outputs) - failed, records_failed=failed,
-        tokens_in=usage.tokens_in, tokens_out=usage.tokens_out,
-        cost_usd=usage.cost_usd if usage.reported else item.est_usd,
-    )
-
-
-def _failure(
-    item: ClaimedItem, error: dict[str, Any], *, final: bool, ctx: TaskContext | None = None
-) -> Outcome:
-    usage = ctx.usage if ctx is not None else None
-    return Outcome(
-        rowid=item.rowid, fence=item.fence,
-        status=ItemStatus.FAILED if final else ItemStatus.QUEUED, error=error,
-        tokens_in=usage.tokens_in if usage else 0, tokens_out=usage.tokens_out if usage else 0,
-        cost_usd=usage.cost_usd if usage else 0.0,
-    )
-
-
-def _cancelled(item: ClaimedItem) -> Outcome:
-    return Outcome(
-        rowid=item.rowid, fence=item.fence, status=ItemStatus.CANCELLED,
-        error={"code": "cancelled", "message": "cancelled while running"},
-    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -19,6 +20,11 @@ class Exporter(ABC):
     media_type: str
     extension: str
 
+    @classmethod
+    def require(cls) -> None:
+        """Raises ImportError, saying what to install, when the writer cannot run here."""
+        return None
+
     @abstractmethod
     def stream(self, pages: Pages) -> AsyncIterator[bytes]:
         """Rows given as dicts (nested values flattened or written as they are)."""
@@ -33,47 +39,37 @@ class Exporter(ABC):
         return self.stream(pages)
 
 
+FORMATS: dict[str, str] = {
+    "jsonl": "batchd.export.json:JsonlExporter",
+    "json": "batchd.export.json:JsonExporter",
+    "csv": "batchd.export.csv:CsvExporter",
+    "parquet": "batchd.export.parquet:ParquetExporter",
+}
+"""Every export format, as ``module:class`` of its writer (imported on first use:
+``parquet`` needs the optional ``parquet`` extra, pyarrow, and most servers never load it)."""
+
+
 def exporter_for(fmt: str, **options: Any) -> Exporter:
     """The writer of ``fmt`` (``jsonl``, ``json``, ``csv``, ``parquet``).
 
     Raises:
-        errors.InvalidInput: an unknown format, or ``parquet`` on a server without
-            pyarrow (the message names the extra to install).
+        errors.InvalidInput: an unknown format, or one whose optional dependency is
+            missing on the server (``parquet`` without pyarrow: the message names the
+            extra to install).
     """
     try:
-        factory = FORMATS[fmt]
+        module, _, name = FORMATS[fmt].partition(":")
     except KeyError:
         raise errors.InvalidInput(
             f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}",
             details=[{"loc": ["query", "format"], "type": "enum",
                       "msg": f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}"}],
         ) from None
-    return factory(**options)
-
-
-def _parquet(**options: Any) -> Exporter:
-    # pyarrow is imported on first use, not at start-up: most servers never write
-    # Parquet, and it costs tens of MB.
+    writer: type[Exporter] = getattr(importlib.import_module(module), name)
     try:
-        from batchd.export.parquet import ParquetExporter, require_pyarrow
-
-        require_pyarrow()
+        writer.require()
     except ImportError as exc:
-        message = (f"Parquet export needs pyarrow on the server "
-                   f"(pip install 'batchd[parquet]'): {exc}")
-        raise errors.InvalidInput(message, details=[
-            {"loc": ["query", "format"], "msg": message, "type": "format_unavailable"}
+        raise errors.InvalidInput(str(exc), details=[
+            {"loc": ["query", "format"], "msg": str(exc), "type": "format_unavailable"}
         ]) from None
-    return ParquetExporter(**options)
-
-
-def _formats() -> dict[str, Callable[..., Exporter]]:
-    from batchd.export.csv import CsvExporter
-    from batchd.export.json import JsonExporter, JsonlExporter
-
-    return {"jsonl": JsonlExporter, "json": JsonExporter, "csv": CsvExporter,
-            "parquet": _parquet}
-
-
-FORMATS: dict[str, Callable[..., Exporter]] = _formats()
-"""Every export format; ``parquet`` needs the optional ``parquet`` extra (pyarrow)."""
+    return writer(**options)

@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from batchd.export.base import CHUNK_BYTES, Exporter, Pages
-from batchd.export.flat import NO_SHAPE, Document, flatten
+from batchd.export.base import CHUNK_BYTES, Pages
+from batchd.export.flat import NO_SHAPE, Document, FlatExporter, flatten
 from batchd.export.spool import Spool
 from batchd.export.table import Constant, Table, TablePage, parse
 from batchd.export.tuning import tuned_for_export
@@ -43,7 +43,7 @@ def cell(value: Any) -> Any:
     return orjson.dumps(value).decode()  # floats as JSON writes them, lists, objects
 
 
-class CsvExporter(Exporter):
+class CsvExporter(FlatExporter):
     """Writes ``columns`` as they are, then the flattened ``nested`` ones.
 
     The header is the union of all flattened keys, found in a first pass over the
@@ -53,32 +53,14 @@ class CsvExporter(Exporter):
     media_type = "text/csv"
     extension = "csv"
 
-    def __init__(
-        self, *, columns: Iterable[str] = ("item_id", "seq", "status"),
-        nested: Iterable[str] = ("input", "output"), trailing: Iterable[str] = ("error",),
-    ) -> None:
-        self.columns = list(columns)
-        self.nested = list(nested)
-        self.trailing = list(trailing)
-
     def _flat(self, row: dict[str, Any]) -> dict[str, Any]:
-        flat: dict[str, Any] = {c: row.get(c) for c in self.columns}
-        for n in self.nested:
-            if n in row:
-                flatten(n, row[n], flat)
-        for t in self.trailing:
-            flat[t] = row.get(t)
-        return {k: cell(v) for k, v in flat.items()}
+        return {k: cell(v) for k, v in self.flat_row(row).items()}
 
     async def stream(self, pages: Pages) -> AsyncIterator[bytes]:
         seen: dict[str, dict[str, None]] = {n: {} for n in self.nested}
         async for rows in pages():
             for row in rows:
-                flat: dict[str, Any] = {}
-                for n in self.nested:
-                    if n in row:
-                        flatten(n, row[n], flat)
-                for k in flat:
+                for k in self.flat_nested(row, {}):
                     seen[k.split(".", 1)[0]].setdefault(k, None)
         header = self.columns + [k for n in self.nested for k in seen[n]] + self.trailing
         text = io.StringIO()

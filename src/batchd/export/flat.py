@@ -16,13 +16,14 @@ needs no per-row work at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
 import orjson
 
+from batchd.export.base import Exporter
 from batchd.export.table import Documents, Parsed
 
 
@@ -37,6 +38,35 @@ def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = orjson.dumps(value).decode()
     else:
         out[prefix] = value
+
+
+class FlatExporter(Exporter):
+    """A writer of flat rows (CSV, Parquet): ``columns`` as they are, then the ``nested``
+    documents flattened into dotted columns, then the ``trailing`` columns (an object
+    or a list there as its JSON text)."""
+
+    def __init__(
+        self, *, columns: Iterable[str] = ("item_id", "seq", "status"),
+        nested: Iterable[str] = ("input", "output"), trailing: Iterable[str] = ("error",),
+    ) -> None:
+        self.columns = list(columns)
+        self.nested = list(nested)
+        self.trailing = list(trailing)
+
+    def flat_nested(self, row: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+        """The row's nested documents flattened into ``out``."""
+        for n in self.nested:
+            if n in row:
+                flatten(n, row[n], out)
+        return out
+
+    def flat_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row's cells by column name (absent nested columns left out)."""
+        flat = self.flat_nested(row, {c: row.get(c) for c in self.columns})
+        for t in self.trailing:
+            v = row.get(t)
+            flat[t] = orjson.dumps(v).decode() if isinstance(v, dict | list) else v
+        return flat
 
 
 Extract = Callable[[dict[str, Any]], Sequence[Any] | None]

@@ -13,13 +13,13 @@ disagree with the schema, and memory holds one page and one row group.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
 
 from batchd.export.base import Exporter, Pages
-from batchd.export.flat import flatten
+from batchd.export.flat import FlatExporter
 from batchd.export.spool import Spool
 from batchd.export.table import Table
 from batchd.export.tuning import tuned_for_export
@@ -94,27 +94,17 @@ def _text(value: Any) -> Any:
     return orjson.dumps(value).decode()
 
 
-class ParquetExporter(Exporter):
+class ParquetExporter(FlatExporter):
     media_type = "application/vnd.apache.parquet"
     extension = "parquet"
 
-    def __init__(
-        self, *, columns: Iterable[str] = ("item_id", "seq", "status"),
-        nested: Iterable[str] = ("input", "output"), trailing: Iterable[str] = ("error",),
-    ) -> None:
-        self.columns = list(columns)
-        self.nested = list(nested)
-        self.trailing = list(trailing)
-
-    def _flat(self, row: dict[str, Any]) -> dict[str, Any]:
-        flat: dict[str, Any] = {c: row.get(c) for c in self.columns}
-        for n in self.nested:
-            if n in row:
-                flatten(n, row[n], flat)
-        for t in self.trailing:
-            v = row.get(t)
-            flat[t] = orjson.dumps(v).decode() if isinstance(v, dict | list) else v
-        return flat
+    @classmethod
+    def require(cls) -> None:
+        try:
+            require_pyarrow()
+        except ImportError as exc:
+            raise ImportError(f"Parquet export needs pyarrow on the server "
+                              f"(pip install 'batchd[parquet]'): {exc}") from exc
 
     def stream_table(self, table: Table) -> AsyncIterator[bytes]:
         # The table's own columns, its documents nested under their first names.
@@ -124,46 +114,58 @@ class ParquetExporter(Exporter):
 
     async def stream(self, pages: Pages) -> AsyncIterator[bytes]:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
+        with Spool() as spool, tuned_for_export():
+            types = await self._first_pass(pages, spool)
+            schema = pa.schema([(n, _arrow_type(kinds)) for n, kinds in types.items()])
+            for chunk in _row_groups(schema, spool.records()):
+                yield chunk
+
+    async def _first_pass(self, pages: Pages, spool: Spool) -> dict[str, set[str]]:
+        """Spools the flattened rows; each column's kinds of values, in column order."""
         kinds: dict[str, set[str]] = {c: set() for c in self.columns}
         nested: dict[str, set[str]] = {}
         for t in self.trailing:
             kinds.setdefault(t, set())
-        with Spool() as spool, tuned_for_export():
-            async for rows in pages():
-                flats = [self._flat(row) for row in rows]
-                for flat in flats:
-                    for k, v in flat.items():
-                        bucket = kinds.get(k)
-                        if bucket is None:
-                            bucket = nested.setdefault(k, set())
-                        if v is not None:
-                            bucket.add(_kind(v))
-                spool.put(flats)
-            names = [*self.columns, *nested, *self.trailing]
-            types = {**kinds, **nested}
-            schema = pa.schema([(n, _arrow_type(types[n])) for n in names])
-            sink = _Sink()
-            writer = pq.ParquetWriter(sink, schema)
-            group: dict[str, list[Any]] = {n: [] for n in names}
-            size = 0
-            try:
-                for flats in spool.records():
-                    for flat in flats:
-                        for n in names:
-                            group[n].append(flat.get(n))
-                    size += len(flats)
-                    if size >= ROW_GROUP_ROWS:
-                        writer.write_table(_table(schema, group))
-                        group = {n: [] for n in names}
-                        size = 0
-                        yield sink.drain()
-                if size:
-                    writer.write_table(_table(schema, group))
-            finally:
-                writer.close()
-            yield sink.drain()
+        async for rows in pages():
+            flats = [self.flat_row(row) for row in rows]
+            for flat in flats:
+                for k, v in flat.items():
+                    bucket = kinds.get(k)
+                    if bucket is None:
+                        bucket = nested.setdefault(k, set())
+                    if v is not None:
+                        bucket.add(_kind(v))
+            spool.put(flats)
+        types = {**kinds, **nested}
+        return {n: types[n] for n in [*self.columns, *nested, *self.trailing]}
+
+
+def _row_groups(schema: Any, pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
+    """The Parquet file of the spooled rows, a row group at a time."""
+    import pyarrow.parquet as pq
+
+    names = schema.names
+    sink = _Sink()
+    writer = pq.ParquetWriter(sink, schema)
+    group: dict[str, list[Any]] = {n: [] for n in names}
+    size = 0
+    try:
+        for flats in pages:
+            for flat in flats:
+                for n in names:
+                    group[n].append(flat.get(n))
+            size += len(flats)
+            if size >= ROW_GROUP_ROWS:
+                writer.write_table(_table(schema, group))
+                group = {n: [] for n in names}
+                size = 0
+                yield sink.drain()
+        if size:
+            writer.write_table(_table(schema, group))
+    finally:
+        writer.close()
+    yield sink.drain()
 
 
 def _table(schema: Any, group: dict[str, list[Any]]) -> Any:

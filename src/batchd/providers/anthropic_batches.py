@@ -12,54 +12,25 @@ from typing import TYPE_CHECKING, Any
 
 from batchd.core.jobs import ResultKind
 from batchd.providers import prompts
-from batchd.providers.base import (
-    BatchProgress,
-    Fetched,
-    JobRequest,
-    Provider,
-    ProviderError,
-    ProviderResult,
-)
-from batchd.tasks.registry import TaskRegistry
+from batchd.providers.base import BatchProgress, Fetched, JobRequest, ProviderResult
+from batchd.providers.sdk import SdkProvider
 
 if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
     from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 
 
-class AnthropicBatches(Provider):
-    """Jobs as Anthropic Message Batches.
-
-    Args:
-        registry: the job types' tasks (to render requests).
-        api_key: the Anthropic API key.
-        base_url: another endpoint than Anthropic's (a proxy, a test server).
-        model: the model jobs run on, unless their task picks one.
-        max_tokens: the answer's token cap.
-    """
+class AnthropicBatches(SdkProvider):
+    """Jobs as Anthropic Message Batches (arguments: :class:`SdkProvider`'s)."""
 
     name = "anthropic"
-
-    def __init__(
-        self, *, registry: TaskRegistry, api_key: str | None, base_url: str | None = None,
-        model: str = "claude-haiku-4-5", max_tokens: int = 1024, timeout_s: float = 120.0,
-    ) -> None:
-        try:
-            import anthropic
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ProviderError(
-                "the anthropic provider needs the SDK: pip install 'batchd[providers]'"
-            ) from exc
-        self._sdk = anthropic
-        self.client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=3
-        )
-        self.registry = registry
-        self.model = self.chat_model = model
-        self.max_tokens = max_tokens
+    sdk = "anthropic"
+    client_class = "AsyncAnthropic"
+    default_model = "claude-haiku-4-5"
+    client: AsyncAnthropic
 
     def _params(self, r: JobRequest) -> dict[str, Any]:
-        chat = prompts.render(self.registry, r.job_type, r.payload, model=self.chat_model,
-                              max_tokens=self.max_tokens)
+        chat = self.chat(r)
         params: dict[str, Any] = {"model": chat.model, "max_tokens": chat.max_tokens,
                                   "messages": chat.messages}
         if chat.system:
@@ -68,14 +39,12 @@ class AnthropicBatches(Provider):
 
     async def submit(self, *, tenant_id: str, requests: list[JobRequest]) -> str:
         body = [{"custom_id": r.custom_id, "params": self._params(r)} for r in requests]
-        try:
+        with self.calling("Anthropic refused the batch"):
             batch = await self.client.messages.batches.create(requests=body)  # type: ignore[arg-type]
-        except self._sdk.APIError as exc:
-            raise ProviderError(f"Anthropic refused the batch: {exc}") from exc
         return batch.id
 
     async def fetch(self, batch_id: str, *, waiting: set[str]) -> Fetched:
-        try:
+        with self.calling("Anthropic"):
             batch = await self.client.messages.batches.retrieve(batch_id)
             progress = BatchProgress(batch.processing_status)
             if progress != BatchProgress.ENDED:
@@ -84,18 +53,11 @@ class AnthropicBatches(Provider):
             async for line in await self.client.messages.batches.results(batch_id):
                 if line.custom_id in waiting:
                     results.append(_result(line, batch))
-        except self._sdk.APIError as exc:
-            raise ProviderError(f"Anthropic: {exc}") from exc
         return Fetched(progress=progress, results=results)
 
     async def cancel(self, batch_id: str) -> None:
-        try:
+        with self.calling(f"Anthropic could not cancel {batch_id}"):
             await self.client.messages.batches.cancel(batch_id)
-        except self._sdk.APIError as exc:
-            raise ProviderError(f"Anthropic could not cancel {batch_id}: {exc}") from exc
-
-    async def close(self) -> None:
-        await self.client.close()
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int:

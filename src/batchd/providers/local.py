@@ -16,14 +16,8 @@ from batchd.core.jobs import ResultKind
 from batchd.core.manager import BatchManager
 from batchd.domain.models import BatchSpec, Item, Principal, Role, Tier
 from batchd.domain.states import ItemStatus
-from batchd.providers.base import (
-    BatchProgress,
-    Fetched,
-    JobRequest,
-    Provider,
-    ProviderError,
-    ProviderResult,
-)
+from batchd.providers import base
+from batchd.providers.base import BatchProgress, Fetched, ProviderResult
 from batchd.tasks.dispatch import AIBATCH
 
 OWNER = "aibatch"  # the engine batches' owner: visible to the tenant's supervisor keys
@@ -35,7 +29,10 @@ KINDS = {
 }
 
 
-class LocalProvider(Provider):
+UNLIMITED: dict[str, float] = {"max_batch_size": -1, "api_calls": -1, "items": -1, "cost_usd": -1}
+
+
+class LocalProvider(base.Provider):
     """Provider batches run by this batchd's engine.
 
     Args:
@@ -59,9 +56,11 @@ class LocalProvider(Provider):
     @staticmethod
     def principal(tenant_id: str) -> Principal:
         return Principal(key_id="aibatch", tenant_id=tenant_id, tenant_name="",
-                         role=Role.SUPERVISOR, tier=Tier.ENTERPRISE, owner=OWNER)
+                         role=Role.SUPERVISOR, tier=Tier.ENTERPRISE, owner=OWNER,
+                         # The jobs were metered when enqueued: a flush is not held to a tier.
+                         limits=UNLIMITED)
 
-    async def submit(self, *, tenant_id: str, requests: list[JobRequest]) -> str:
+    async def submit(self, *, tenant_id: str, requests: list[base.JobRequest]) -> str:
         spec = BatchSpec(
             task=AIBATCH, version="", priority=max(r.priority for r in requests),
             parallelism=self.parallelism, max_attempts=self.max_attempts,
@@ -79,7 +78,7 @@ class LocalProvider(Provider):
         store = self.manager.store
         batch = await store.get_batch(batch_id, tenant_id=None)
         if batch is None:
-            raise ProviderError(f"the engine has no batch {batch_id}")
+            raise base.ProviderError(f"the engine has no batch {batch_id}")
         if batch.is_terminal:
             progress = BatchProgress.ENDED
         else:

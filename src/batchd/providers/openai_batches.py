@@ -7,21 +7,17 @@ output file (and error file) give one line per request, matched by ``custom_id``
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
 from batchd.core.jobs import ResultKind
 from batchd.providers import prompts
-from batchd.providers.base import (
-    BatchProgress,
-    Fetched,
-    JobRequest,
-    Provider,
-    ProviderError,
-    ProviderResult,
-)
-from batchd.tasks.registry import TaskRegistry
+from batchd.providers.base import BatchProgress, Fetched, JobRequest, ProviderResult
+from batchd.providers.sdk import SdkProvider
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 ENDPOINT: Final = "/v1/chat/completions"
 PROGRESS = {
@@ -37,40 +33,18 @@ MISSING = {
 }
 
 
-class OpenAIBatches(Provider):
-    """Jobs as OpenAI batches of chat completions.
-
-    Args:
-        registry: the job types' tasks (to render requests).
-        api_key: the OpenAI API key.
-        base_url: another endpoint than OpenAI's (ends in ``/v1``).
-        model: the model jobs run on, unless their task picks one.
-        max_tokens: the answer's token cap (``max_completion_tokens``).
-    """
+class OpenAIBatches(SdkProvider):
+    """Jobs as OpenAI batches of chat completions (arguments: :class:`SdkProvider`'s;
+    ``base_url`` ends in ``/v1``, ``max_tokens`` is ``max_completion_tokens``)."""
 
     name = "openai"
-
-    def __init__(
-        self, *, registry: TaskRegistry, api_key: str | None, base_url: str | None = None,
-        model: str = "gpt-4o-mini", max_tokens: int = 1024, timeout_s: float = 120.0,
-    ) -> None:
-        try:
-            import openai
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ProviderError(
-                "the openai provider needs the SDK: pip install 'batchd[providers]'"
-            ) from exc
-        self._sdk = openai
-        self.client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=3
-        )
-        self.registry = registry
-        self.model = self.chat_model = model
-        self.max_tokens = max_tokens
+    sdk = "openai"
+    client_class = "AsyncOpenAI"
+    default_model = "gpt-4o-mini"
+    client: AsyncOpenAI
 
     def _line(self, r: JobRequest) -> bytes:
-        chat = prompts.render(self.registry, r.job_type, r.payload, model=self.chat_model,
-                              max_tokens=self.max_tokens)
+        chat = self.chat(r)
         messages = [{"role": "system", "content": chat.system}] if chat.system else []
         body = {"model": chat.model, "max_completion_tokens": chat.max_tokens,
                 "messages": messages + chat.messages}
@@ -79,7 +53,7 @@ class OpenAIBatches(Provider):
 
     async def submit(self, *, tenant_id: str, requests: list[JobRequest]) -> str:
         data = b"\n".join(self._line(r) for r in requests) + b"\n"
-        try:
+        with self.calling("OpenAI refused the batch"):
             file = await self.client.files.create(
                 file=("batchd-jobs.jsonl", data, "application/jsonl"), purpose="batch"
             )
@@ -87,12 +61,10 @@ class OpenAIBatches(Provider):
                 input_file_id=file.id, endpoint=ENDPOINT, completion_window="24h",
                 metadata={"source": "batchd"},
             )
-        except self._sdk.APIError as exc:
-            raise ProviderError(f"OpenAI refused the batch: {exc}") from exc
         return batch.id
 
     async def fetch(self, batch_id: str, *, waiting: set[str]) -> Fetched:
-        try:
+        with self.calling("OpenAI"):
             batch = await self.client.batches.retrieve(batch_id)
             progress = PROGRESS.get(batch.status, BatchProgress.ENDED)
             if progress != BatchProgress.ENDED:
@@ -110,20 +82,13 @@ class OpenAIBatches(Provider):
                         line = orjson.loads(raw) if raw.strip() else None
                         if line and line.get("custom_id") in waiting:
                             results[line["custom_id"]] = _result(line, ms, finished)
-        except self._sdk.APIError as exc:
-            raise ProviderError(f"OpenAI: {exc}") from exc
         for custom_id in waiting - results.keys():
             results[custom_id] = _missing(custom_id, batch.status, batch.errors, ms, finished)
         return Fetched(progress=progress, results=list(results.values()))
 
     async def cancel(self, batch_id: str) -> None:
-        try:
+        with self.calling(f"OpenAI could not cancel {batch_id}"):
             await self.client.batches.cancel(batch_id)
-        except self._sdk.APIError as exc:
-            raise ProviderError(f"OpenAI could not cancel {batch_id}: {exc}") from exc
-
-    async def close(self) -> None:
-        await self.client.close()
 
 
 def _result(line: dict[str, Any], ms: int, finished: float) -> ProviderResult:

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from batchd.domain import errors
-from batchd.store.taskdefs import TaskDefStore, TaskRecord
+from batchd.domain.taskdefs import TaskDefStore, TaskRecord
 from batchd.tasks import kinds
 from batchd.tasks.kinds import runtime
 from batchd.tasks.kinds.spec import TaskSpec
@@ -30,7 +30,7 @@ class TaskCatalog:
     """Keeps a registry in step with the task definitions in the database.
 
     Args:
-        store: where definitions are kept.
+        store: where definitions are kept (the engine's database).
         registry: the process's registry, which gains the stored tasks.
         settings: what task kinds use when they run (the LLM endpoint, outbound policy).
     """

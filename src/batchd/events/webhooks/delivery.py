@@ -14,19 +14,60 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from importlib import metadata
+from typing import Any, Protocol
 
 import httpx
 
-from batchd import __version__, netguard
+from batchd import netguard
 from batchd.domain import errors
+from batchd.domain.models import Batch, Item
+from batchd.domain.webhooks import MessageStatus, WebhookAttempt, WebhookMessage
 from batchd.events.webhooks import payloads, signing
 from batchd.events.webhooks.schedule import RetrySchedule
-from batchd.store.webhooks import MessageStatus, WebhookAttempt, WebhookMessage
 
 log = logging.getLogger(__name__)
 SECRET_TTL_S = 30.0  # a rotated secret is used within this long
-USER_AGENT = f"batchd-webhooks/{__version__}"
+
+
+def _version() -> str:
+    # The distribution's: importing the `batchd` package (above every layer) would cycle.
+    try:
+        return metadata.version("batchd")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        return "dev"
+
+
+USER_AGENT = f"batchd-webhooks/{_version()}"
+
+
+class WebhookOutbox(Protocol):
+    """The outbox a deliverer sends from (the engine's database,
+    :class:`batchd.core.db.Database`), and the state its messages announce."""
+
+    async def next_webhook_at(self) -> float | None:
+        """When the earliest pending message is due (None: nothing pending)."""
+        ...
+
+    async def claim_webhooks(
+        self, *, now: float, limit: int, lease_s: float
+    ) -> list[WebhookMessage]:
+        """Take up to ``limit`` due pending messages, oldest first, for ``lease_s``."""
+        ...
+
+    async def record_webhook_attempt(
+        self, attempt: WebhookAttempt, *, status: str, next_attempt_at: float | None
+    ) -> bool:
+        """Log ``attempt`` and move its message to ``status``."""
+        ...
+
+    async def webhook_secret(self, tenant_id: str, *, candidate: str, rotate: bool = False) -> str:
+        """The tenant's signing secret (``candidate`` when it has none yet)."""
+        ...
+
+    async def get_batch(self, batch_id: str, *, tenant_id: str | None) -> Batch | None: ...
+
+    async def get_item(self, batch_id: str, rowid: int) -> Item | None: ...
 
 
 class Undeliverable(Exception):
@@ -37,13 +78,13 @@ class WebhookDeliverer:
     """Sends the outbox's due messages until cancelled.
 
     Args:
-        store: a Store (which is also a :class:`~batchd.store.webhooks.WebhookStore`).
+        store: the outbox.
         settings: timeouts, the retry schedule, the outbound address policy.
         clock: seconds since the epoch.
     """
 
     def __init__(
-        self, *, store: Any, settings: Any, clock: Callable[[], float] = time.time,
+        self, *, store: WebhookOutbox, settings: Any, clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.store = store

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from batchd.domain.models import Batch, Item, iso
-from batchd.store.webhooks import WebhookMessage
+from batchd.domain.webhooks import WebhookMessage
 
 Renderer = Callable[[WebhookMessage, Batch, Item | None], dict[str, Any]]
 
