@@ -166,3 +166,23 @@ async def test_quota_refusal_commits_nothing_and_leaves_the_upload_to_discard(
     assert await staged_left(store, batch, token) == 0
     assert (await fetch(store, batch.id)).n_total == 1
 
+
+
+async def test_uploads_staged_side_by_side_cannot_both_pass_the_tier_batch_size(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    """Each of two concurrent appends fits alone; the commit, which sees what the other
+    committed, refuses the second and keeps nothing of it."""
+    free = quotas.tier_table()["free"]  # 5 items a batch
+    batch = await make_batch(items=2, close=False)
+    first, second = await stage(store, batch.id, 2), await stage(store, batch.id, 2)
+
+    assert await store.commit_stage(batch.id, first, close=False, now=NOW, limits=free,
+                                    tier="free") == batch.id
+    with pytest.raises(errors.BatchTooLarge):
+        await store.commit_stage(batch.id, second, close=False, now=NOW, limits=free,
+                                 tier="free")
+
+    after = await fetch(store, batch.id)
+    assert after.n_total == 4
+    assert await staged_left(store, after, second) == 0

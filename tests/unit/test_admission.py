@@ -68,3 +68,20 @@ def test_admit_refuses_an_upload_over_the_tenant_buffer() -> None:
     assert isinstance(v.error, quotas.InputBufferFull)
     assert "tenant input buffer full" in v.error.message
     assert verdict(tenant_used=10**9, tenant_limit=0) == Admit()  # 0: no tenant limit
+
+
+def test_admit_refuses_an_upload_past_the_tier_batch_size_counting_what_the_batch_holds() -> None:
+    free = quotas.tier_table()["free"]  # 5 items a batch
+    holding_3 = replace(OPEN, n_total=3)
+
+    assert admission.admit(holding_3, UPLOAD, replay_of=None, tenant_used=0, tenant_limit=None,
+                           limits=free, tier="free") == Admit()
+    refused = admission.admit(replace(holding_3, n_total=4), UPLOAD, replay_of=None,
+                              tenant_used=0, tenant_limit=None, limits=free, tier="free")
+    assert isinstance(refused, Refuse)
+    assert isinstance(refused.error, errors.BatchTooLarge)
+    assert refused.drop_batch is False
+    created = admission.admit(replace(OPEN, staging=True), replace(UPLOAD, items=6),
+                              replay_of=None, tenant_used=0, tenant_limit=None, limits=free,
+                              tier="free")
+    assert isinstance(created, Refuse) and created.drop_batch is True

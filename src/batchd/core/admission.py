@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from batchd.core.quotas import input_buffer_full
+from batchd.core.quotas import Limits, batch_too_large, input_buffer_full
 from batchd.domain import errors
 from batchd.domain.states import BatchStatus
 
@@ -25,6 +25,7 @@ class CommitTarget:
     stop_reason: str | None
     in_buffer_bytes: int
     max_input_bytes: int | None
+    n_total: int = 0  # items already committed to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ Verdict = Admit | Replay | Refuse
 
 def admit(
     target: CommitTarget, upload: Upload, *, replay_of: str | None, tenant_used: int,
-    tenant_limit: int | None,
+    tenant_limit: int | None, limits: Limits | None = None, tier: str = "",
 ) -> Verdict:
     """The verdict on committing ``upload`` to ``target``.
 
@@ -70,6 +71,7 @@ def admit(
         replay_of: the batch an earlier request with the same idempotency key created.
         tenant_used: input buffer bytes in use over the tenant's active batches.
         tenant_limit: the tenant's input buffer (None or 0: unlimited).
+        limits, tier: the caller's tier limits (None: not held to any), for the batch size.
     """
     if replay_of is not None:
         return Replay(replay_of)
@@ -78,6 +80,12 @@ def admit(
             errors.Conflict(f"batch is {target.status} and accepts no more items"),
             drop_batch=False,
         )
+    if limits is not None:
+        # Here, in the commit's transaction (the batch row locked), two concurrent appends
+        # cannot both pass the last of a batch's size.
+        too_large = batch_too_large(target.n_total + upload.items, limits, tier=tier)
+        if too_large is not None:
+            return Refuse(too_large, drop_batch=target.staging)
     full = input_buffer_full(
         upload.size, batch_used=target.in_buffer_bytes, batch_limit=target.max_input_bytes,
         tenant_used=tenant_used, tenant_limit=tenant_limit,

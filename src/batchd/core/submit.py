@@ -251,6 +251,7 @@ class Submissions:
                 up.batch_id, up.stage, close=close, now=self.clock(),
                 idempotency_key=idempotency_key, request_hash=request_hash(),
                 tenant_input_limit=tenant_input_limit, metering=metering,
+                limits=self.access.limits_for(up.principal), tier=up.principal.tier,
             )
         except BaseException:
             await asyncio.shield(

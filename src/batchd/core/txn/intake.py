@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from batchd.core import admission
-from batchd.core.quotas import Metering
+from batchd.core.quotas import Limits, Metering
 from batchd.core.txn import lifecycle, usage
 from batchd.core.txn.runner import Runner
 from batchd.domain import errors
@@ -56,10 +56,11 @@ def stage_items(batch_id: str, stage: str, items: list[StagedItem]) -> Script[No
 
 
 def _target(row: Any) -> admission.CommitTarget:
-    # columns: pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes
+    # columns: pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes,
+    # n_total
     return admission.CommitTarget(
         pk=row[0], tenant_id=row[1], status=row[2], staging=bool(row[3]), stop_reason=row[4],
-        in_buffer_bytes=int(row[5]), max_input_bytes=row[6],
+        in_buffer_bytes=int(row[5]), max_input_bytes=row[6], n_total=int(row[7]),
     )
 
 
@@ -83,6 +84,7 @@ def _upload(target: admission.CommitTarget, stage: str) -> Script[admission.Uplo
 def commit_stage(
     batch_id: str, stage: str, close: bool, now: float, idempotency_key: str | None,
     request_hash: str | None, tenant_input_limit: int | None, metering: Metering | None,
+    limits: Limits | None = None, tier: str = "",
 ) -> Script[str | errors.BatchdError]:
     row = yield q.one("batch_for_commit", batch_id)  # locks the batch row (PostgreSQL)
     if row is None:
@@ -96,7 +98,7 @@ def commit_stage(
     if tenant_input_limit:
         tenant_used = int((yield q.value("tenant_input_used", target.tenant_id)))
     verdict = admission.admit(target, upload, replay_of=replay_of, tenant_used=tenant_used,
-                              tenant_limit=tenant_input_limit)
+                              tenant_limit=tenant_input_limit, limits=limits, tier=tier)
     if isinstance(verdict, admission.Replay):
         yield from _discard(target, stage, drop_batch=True)
         return verdict.batch_id
@@ -153,8 +155,12 @@ class IntakeOps(Runner):
         self, batch_id: str, stage: str, *, close: bool, now: float,
         idempotency_key: str | None = None, request_hash: str | None = None,
         tenant_input_limit: int | None = None, metering: Metering | None = None,
+        limits: Limits | None = None, tier: str = "",
     ) -> str:
         """Make staged items runnable and count them, in one transaction.
+
+        With ``limits`` (the caller's tier ``tier``), the batch may not grow past their
+        batch size: :class:`batchd.domain.errors.BatchTooLarge`, the upload discarded.
 
         ``metering`` is added to the usage in the same transaction, after the items,
         and its quotas checked; if one is passed, nothing is committed and
@@ -173,7 +179,7 @@ class IntakeOps(Runner):
         """
         holder = await self._write(
             commit_stage, batch_id, stage, close, now, idempotency_key, request_hash,
-            tenant_input_limit, metering,
+            tenant_input_limit, metering, limits, tier,
         )
         assert isinstance(holder, str)
         return holder

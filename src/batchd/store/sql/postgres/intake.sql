@@ -28,12 +28,12 @@ COPY item_inputs (id, data) FROM STDIN;
 
 -- name: batch_for_commit
 -- The columns of core.admission.CommitTarget.
-SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes
+SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes, n_total
 FROM batches WHERE id = %s FOR UPDATE;
 
 -- name: batch_for_discard
 -- As batch_for_commit, without a lock: a discard deletes items first, like the reaper.
-SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes
+SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes, n_total
 FROM batches WHERE id = %s;
 
 -- name: batch_id_by_idempotency

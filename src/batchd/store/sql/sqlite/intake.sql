@@ -35,12 +35,12 @@ INSERT INTO item_inputs (id, data) VALUES (?, ?);
 
 -- name: batch_for_commit
 -- The columns of core.admission.CommitTarget.
-SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes
+SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes, n_total
 FROM batches WHERE id = ?;
 
 -- name: batch_for_discard
 -- As batch_for_commit, without a lock: a discard deletes items first, like the reaper.
-SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes
+SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes, n_total
 FROM batches WHERE id = ?;
 
 -- name: batch_id_by_idempotency
