@@ -63,6 +63,22 @@ def test_cli_keys_create_prints_the_key_alone_on_the_last_line(server: Server) -
     assert tasks.returncode == 0 and "sales" in tasks.stdout
 
 
+def test_cli_keys_create_operator_only_with_an_operator_key(server: Server) -> None:
+    admin = server.new_key("acme", role="admin")
+    for args in (["--tenant", "acme", "--role", "operator"],
+                 ["--tenant", "globex", "--role", "user"]):
+        denied = cli(server, "keys", "create", *args, key=admin)
+        assert denied.returncode == 1 and "error 403" in denied.stderr, (args, denied.stderr)
+    mine = cli(server, "keys", "create", "--tenant", "acme", "--role", "admin", key=admin)
+    assert mine.returncode == 0, mine.stderr
+    assert "(role admin," in mine.stderr
+    made = cli(server, "keys", "create", "--tenant", "default", "--role", "operator")
+    assert made.returncode == 0 and "(role operator," in made.stderr, made.stderr
+    again = cli(server, "keys", "create", "--tenant", "globex", "--role", "user",
+                key=made.stdout.strip().splitlines()[-1])
+    assert again.returncode == 0, again.stderr
+
+
 def test_cli_cancel_and_errors(server: Server, tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text("".join('{"seconds": 30}\n' for _ in range(3)))

@@ -439,7 +439,7 @@ def test_first_start_prints_an_admin_key_once_and_it_works(
     assert listed.returncode == 0, listed.stderr  # the first key still works
     with httpx.Client(base_url=second.url, headers={"Authorization": f"Bearer {key}"}) as c:
         keys = c.get("/api/keys").json()["data"]
-    assert [k["role"] for k in keys].count("admin") == 1
+    assert [k["role"] for k in keys].count("operator") == 1
     assert cli(second.url, "bd_not_the_key", "tasks").returncode == 1
 
 

@@ -142,7 +142,7 @@ def test_only_admins_manage_keys(server: Server) -> None:
             assert c.get("/api/keys").status_code == 403
     with server.client() as admin:
         listed = admin.get("/api/keys").json()["data"]
-        assert sorted(k["role"] for k in listed) == ["admin", "supervisor", "user"]
+        assert sorted(k["role"] for k in listed) == ["operator", "supervisor", "user"]
         assert all("key" not in k for k in listed)
         victim = next(k for k in listed if k["role"] == "user")
         assert admin.delete(f"/api/keys/{victim['id']}").status_code == 204

@@ -15,7 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 app = typer.Typer(help="batchd: self-hosted batch processing.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage API keys (admin key needed).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Manage API keys (an admin key: its own tenant's; the operator key: any tenant's).",
+    no_args_is_help=True,
+)
 app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
@@ -243,8 +246,11 @@ def tasks() -> None:
 
 @keys_app.command("create")
 def keys_create(
-    tenant: Annotated[str, typer.Option(help="Tenant name (created if new).")],
-    role: Annotated[str, typer.Option(help="user, supervisor or admin.")] = "user",
+    tenant: Annotated[str, typer.Option(
+        help="Tenant name (an admin key: its own; the operator key: any, created if new).")],
+    role: Annotated[str, typer.Option(
+        help="user, supervisor, admin or operator (operator: only with an operator key).")]
+    = "user",
     tier: Annotated[str | None, typer.Option(help="free, basic, pro or enterprise.")] = None,
     owner: Annotated[str | None, typer.Option(help="Owner id recorded on batches.")] = None,
     limits: Annotated[str | None, typer.Option(

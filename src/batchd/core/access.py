@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from batchd.core import keys, quotas
+from batchd.core import keys, quotas, roles
 from batchd.core.quotas import Limits
 from batchd.domain import errors
 from batchd.domain.models import ApiKey, Batch, Principal, Role, Tier, new_id
@@ -15,7 +15,9 @@ from batchd.domain.records import BatchQuery
 if TYPE_CHECKING:
     from batchd.core.db import Database
 
-# An admin key is the operator's: it manages tenants and keys and is held to no tier.
+# The bootstrap key is the operator's: it manages tenants and every tenant's keys and is
+# held to no tier. (Migration 006 finds the keys made before the operator role by this
+# shape: tenant "default", owner "admin", tier enterprise, these limits.)
 OPERATOR_LIMITS = Limits(
     max_batch_size=quotas.UNLIMITED, api_calls=quotas.UNLIMITED, items=quotas.UNLIMITED,
     cost_usd=quotas.UNLIMITED,
@@ -36,11 +38,6 @@ def batch_query(principal: Principal, **filters: Any) -> BatchQuery:
     return BatchQuery(tenant_id=principal.tenant_id, owner=owner_scope(principal), **filters)
 
 
-def require_admin(principal: Principal) -> None:
-    if principal.role != Role.ADMIN:
-        raise errors.Forbidden("this needs an admin key")
-
-
 class Access:
     """Keys and tenants, the caller's limits, and the batches a caller may see."""
 
@@ -51,14 +48,16 @@ class Access:
         self.tiers = dict(tiers)
 
     async def bootstrap_admin(self, admin_key: str | None) -> str | None:
-        """Make sure an admin key exists; returns a newly generated key to print once."""
+        """Make sure an operator key exists: ``admin_key`` (stored, or made an operator if
+        it is stored already), else a new one unless there is one; returns a newly
+        generated key to print once."""
         tenant = await self.store.ensure_tenant("default", tier=Tier.ENTERPRISE, now=self.clock())
-        if not admin_key and await self.store.count_keys(role=Role.ADMIN):
+        if not admin_key and await self.store.count_keys(role=Role.OPERATOR):
             return None
         raw = admin_key or keys.generate_key()
-        await self.store.create_key(
+        await self.store.ensure_key(
             key_id=new_id("key"), tenant_id=tenant.id, key_hash=keys.hash_key(raw),
-            prefix=keys.display_prefix(raw), role=Role.ADMIN, tier=Tier.ENTERPRISE,
+            prefix=keys.display_prefix(raw), role=Role.OPERATOR, tier=Tier.ENTERPRISE,
             owner="admin", now=self.clock(), limits=dataclasses.asdict(OPERATOR_LIMITS),
         )
         return None if admin_key else raw
@@ -76,15 +75,21 @@ class Access:
         )
 
     async def create_tenant(self, admin: Principal, name: str, *, tier: str) -> Any:
-        require_admin(admin)
+        roles.require_operator(admin, "creating a tenant")
         return await self.store.ensure_tenant(name, tier=tier, now=self.clock())
 
     async def create_key(
         self, admin: Principal, *, tenant: str, role: str, tier: str | None, owner: str | None,
         limits: dict[str, float] | None = None,
     ) -> tuple[ApiKey, str]:
-        require_admin(admin)
+        """A new key and its raw value (shown once). An operator may name any tenant (a new
+        one is created); an admin only its own, and gives no more than it has."""
+        roles.check_key_tenant(admin, tenant)
         t = await self.store.ensure_tenant(tenant, tier=tier or Tier.FREE, now=self.clock())
+        roles.check_key_grant(
+            admin, role=role, own_limits=self.limits_for(admin),
+            limits=quotas.limits_for(tier or t.tier, limits, tiers=self.tiers),
+        )
         raw = keys.generate_key()
         key_id = new_id("key")
         key = ApiKey(
@@ -99,13 +104,11 @@ class Access:
         return key, raw
 
     async def list_keys(self, admin: Principal) -> list[ApiKey]:
-        require_admin(admin)
-        return await self.store.list_keys(None)
+        """The keys of the admin's tenant; an operator's: every tenant's."""
+        return await self.store.list_keys(roles.key_scope(admin))
 
     async def revoke_key(self, admin: Principal, key_id: str) -> None:
-        require_admin(admin)
-        if not await self.store.revoke_key(key_id, now=self.clock()):
-            raise errors.NotFound("key not found")
+        await self.store.revoke_key_as(admin, key_id, now=self.clock())
 
     def limits_for(self, principal: Principal) -> Limits:
         """The caller's limits: its key's tier, then the key's own overrides (the bootstrap

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from batchd.core import access, paging
+from batchd.core import access, paging, roles
 from batchd.core.access import Access
 from batchd.domain import errors
 from batchd.domain.models import Principal
@@ -46,7 +46,7 @@ class Deliveries:
 
     async def secret(self, principal: Principal, *, candidate: str, rotate: bool = False) -> str:
         """The tenant's signing secret (made on first use); rotating needs a supervisor."""
-        if rotate and not principal.sees_all_of_tenant:
-            raise errors.Forbidden("rotating the webhook secret needs a supervisor or admin key")
+        if rotate:
+            roles.require_supervisor(principal, "rotating the webhook secret")
         return await self.store.webhook_secret(principal.tenant_id, candidate=candidate,
                                                rotate=rotate)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from batchd.core import access
+from batchd.core import roles
 from batchd.domain import errors
 from batchd.domain.models import BatchSpec, Principal
 from batchd.tasks.registry import TaskDef, TaskRegistry
@@ -55,8 +55,9 @@ class TaskSet:
             await self.source.sync()
 
     async def define(self, principal: Principal, data: dict[str, Any]) -> TaskDef:
-        """Store and register a task of kind ``python``, ``http`` or ``llm`` (admin only)."""
-        access.require_admin(principal)
+        """Store and register a task of kind ``python``, ``http`` or ``llm`` (an operator
+        only: every tenant sees and runs the tasks of the one catalog)."""
+        roles.require_operator(principal, "defining a task")
         if self.source is None:
             raise errors.Conflict("this server keeps no task definitions")
         return await self.source.create(data, tenant_id=principal.tenant_id, now=self.clock())

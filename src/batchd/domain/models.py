@@ -10,9 +10,13 @@ from typing import Any
 
 
 class Role(StrEnum):
-    USER = "user"
-    SUPERVISOR = "supervisor"
-    ADMIN = "admin"
+    """From least to most: a role may do everything the ones before it may (see
+    ``batchd.core.roles``)."""
+
+    USER = "user"  # its own batches
+    SUPERVISOR = "supervisor"  # every batch of its tenant
+    ADMIN = "admin"  # and its own tenant's keys and settings
+    OPERATOR = "operator"  # and tenants, every tenant's keys, task definitions
 
 
 class Tier(StrEnum):
@@ -85,7 +89,7 @@ class Principal:
 
     @property
     def sees_all_of_tenant(self) -> bool:
-        return self.role in (Role.SUPERVISOR, Role.ADMIN)
+        return self.role in (Role.SUPERVISOR, Role.ADMIN, Role.OPERATOR)
 
 
 @dataclass(slots=True)

@@ -1,4 +1,5 @@
-"""Who calls: ``Authorization: Bearer <key>``; the internal routes need a supervisor."""
+"""Who calls: ``Authorization: Bearer <key>``; the internal routes need a supervisor (or
+any role above: admin, operator)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from batchd.core import roles
 from batchd.core.manager import BatchManager
 from batchd.domain import errors
 from batchd.domain.models import Principal
@@ -26,8 +28,7 @@ async def caller(
 
 
 async def supervisor(principal: Annotated[Principal, Depends(caller)]) -> Principal:
-    if not principal.sees_all_of_tenant:
-        raise errors.Forbidden("the internal routes need a supervisor or admin key")
+    roles.require_supervisor(principal, "the internal routes")
     return principal
 
 

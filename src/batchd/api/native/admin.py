@@ -1,4 +1,5 @@
-"""Tenants and keys (admin only), and the caller's usage."""
+"""Tenants (operator keys) and keys (admin keys: their own tenant's; operator keys:
+every tenant's), and the caller's usage."""
 
 from __future__ import annotations
 

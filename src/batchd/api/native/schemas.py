@@ -103,7 +103,11 @@ class TenantCreate(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tenant: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
-    role: Literal["user", "supervisor", "admin"] = "user"
+    role: Literal["user", "supervisor", "admin", "operator"] = Field(
+        default="user",
+        description="An admin key may give at most its own role, for its own tenant; only an "
+        "operator key may give `operator` or name another tenant.",
+    )
     tier: Literal["free", "basic", "pro", "enterprise"] | None = None
     owner: Text | None = Field(default=None, min_length=1, max_length=200)
     limits: dict[str, float] | None = Field(

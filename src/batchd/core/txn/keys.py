@@ -6,8 +6,10 @@ from typing import Any
 
 import orjson
 
+from batchd.core import roles
 from batchd.core.txn.runner import Runner
-from batchd.domain.models import ApiKey, Tenant, new_id
+from batchd.domain import errors
+from batchd.domain.models import ApiKey, Principal, Tenant, new_id
 from batchd.store import script as q
 from batchd.store.script import Script
 
@@ -40,6 +42,12 @@ def create_key(row: tuple[Any, ...]) -> Script[None]:
     yield q.run("insert_key", *row)
 
 
+def ensure_key(row: tuple[Any, ...], role: str) -> Script[None]:
+    # The key may exist already (the same BATCHD_ADMIN_KEY at every start): it gets ``role``.
+    yield q.run("insert_key", *row)
+    yield q.run("set_role_by_hash", role, row[2])
+
+
 def key_by_hash(key_hash: str) -> Script[tuple[ApiKey, str] | None]:
     row = yield q.one("live_key_by_hash", key_hash)
     return None if row is None else (_key(row), row[9])
@@ -52,6 +60,13 @@ def list_keys(tenant_id: str | None) -> Script[list[ApiKey]]:
 
 def revoke_key(key_id: str, now: float) -> Script[bool]:
     return (yield q.run("revoke_key", now, key_id)) == 1
+
+
+def revoke_key_as(principal: Principal, key_id: str, now: float) -> Script[None]:
+    row = yield q.one("key_by_id", key_id)
+    roles.check_revoke(principal, None if row is None else _key(row))
+    if (yield q.run("revoke_key", now, key_id)) != 1:
+        raise errors.NotFound("key not found")
 
 
 def count_keys(role: str) -> Script[int]:
@@ -73,6 +88,14 @@ class KeyOps(Runner):
         await self._write(create_key, (key_id, tenant_id, key_hash, prefix, role, tier, owner,
                                        now, orjson.dumps(limits) if limits else None))
 
+    async def ensure_key(
+        self, *, key_id: str, tenant_id: str, key_hash: str, prefix: str, role: str,
+        tier: str, owner: str, now: float, limits: dict[str, float] | None = None,
+    ) -> None:
+        """Store a key, or give the stored key with this hash ``role``."""
+        await self._write(ensure_key, (key_id, tenant_id, key_hash, prefix, role, tier, owner,
+                                       now, orjson.dumps(limits) if limits else None), role)
+
     async def key_by_hash(self, key_hash: str) -> tuple[ApiKey, str] | None:
         """The live key with this hash, and the stored hash (for a constant-time compare)."""
         return await self._read(key_by_hash, key_hash)
@@ -82,6 +105,10 @@ class KeyOps(Runner):
 
     async def revoke_key(self, key_id: str, *, now: float) -> bool:
         return await self._write(revoke_key, key_id, now)
+
+    async def revoke_key_as(self, principal: Principal, key_id: str, *, now: float) -> None:
+        """Revoke a live key if ``principal`` may (raises NotFound or Forbidden)."""
+        await self._write(revoke_key_as, principal, key_id, now)
 
     async def count_keys(self, *, role: str) -> int:
         return await self._read(count_keys, role)

@@ -18,6 +18,15 @@ SELECT k.id, k.tenant_id, t.name, k.role, k.tier, k.owner, k.prefix, k.created_a
 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
 WHERE k.key_hash = %s AND k.revoked_at IS NULL;
 
+-- name: key_by_id
+SELECT k.id, k.tenant_id, t.name, k.role, k.tier, k.owner, k.prefix, k.created_at,
+       k.revoked_at, k.key_hash, k.limits
+FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+WHERE k.id = %s;
+
+-- name: set_role_by_hash
+UPDATE api_keys SET role = %s WHERE key_hash = %s AND revoked_at IS NULL;
+
 -- name: keys_of_tenant
 -- Every tenant's keys when the tenant is NULL.
 SELECT k.id, k.tenant_id, t.name, k.role, k.tier, k.owner, k.prefix, k.created_at,
