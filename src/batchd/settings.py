@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -113,11 +113,12 @@ class Settings(BaseSettings):
         description="Jobs of a flush whose provider never answered go back to pending after this.",
     )
 
-    # Outbound requests (webhooks, HTTP tasks), webhooks and the LLM task kind.
+    # Outbound requests (webhooks, HTTP tasks, the LLM endpoint), webhooks, the LLM kind.
     outbound_allow: str = Field(
         default="",
-        description="Address kinds outbound URLs may resolve to beyond public ones: a comma "
-        "list of loopback, private, link_local and CIDR networks (e.g. 'loopback').",
+        description="What outbound URLs (webhooks, http tasks, the LLM endpoint) may reach "
+        "beyond public addresses: a comma list of the kinds loopback, private, link_local "
+        "and of CIDR networks (e.g. 'loopback' or '10.2.0.0/16, fd12:3456::/48').",
     )
     webhook_delivery: bool = Field(default=True, description="Workers deliver webhooks.")
     webhook_timeout_s: float = Field(default=10.0, gt=0, description="One delivery attempt.")
@@ -197,6 +198,16 @@ class Settings(BaseSettings):
 
         OutboundPolicy.parse(value)  # raises ValueError naming a bad entry
         return value
+
+    @model_validator(mode="after")
+    def _llm_endpoint_allowed(self) -> Settings:
+        from batchd.netguard import literal_refusal
+
+        reason = literal_refusal(self.llm_base_url, self.outbound_policy())
+        if reason is not None:  # a name is checked against its addresses at every call
+            raise ValueError(f"llm_base_url: {reason}; allow it with BATCHD_OUTBOUND_ALLOW "
+                             "(e.g. 'loopback' or its network as CIDR)")
+        return self
 
     def outbound_policy(self) -> Any:
         """The :class:`batchd.netguard.OutboundPolicy` of ``outbound_allow``."""

@@ -89,6 +89,7 @@ class TaskCatalog:
             raise errors.Conflict(f"task {spec.name!r} is defined in Python and cannot be "
                                   "redefined over the API")
         task = kinds.build(spec)  # checks the kind's config before anything is stored
+        await kinds.check(spec)  # and what it names (an http task's URL)
         stored_spec = spec.model_dump(mode="json")
         stored = await self.store.save_task_def(TaskRecord(
             name=spec.name, version=spec.version, kind=spec.kind, spec=stored_spec,

@@ -13,7 +13,7 @@ Over the API: ``POST /api/tasks`` with the same body (see :mod:`batchd.tasks.cat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,6 +28,9 @@ BUILDERS: dict[str, Callable[[TaskSpec], TaskDef]] = {
     "http": http.build,
     "llm": llm.build,
 }
+
+# What a kind checks when a task is defined over the API, beyond its config's shape.
+CHECKS: dict[str, Callable[[TaskSpec], Awaitable[None]]] = {"http": http.check}
 
 
 def parse(data: dict[str, Any]) -> TaskSpec:
@@ -48,6 +51,13 @@ def build(spec: TaskSpec) -> TaskDef:
     return BUILDERS[spec.kind](spec)
 
 
+async def check(spec: TaskSpec) -> None:
+    """Refuse a definition its kind cannot accept now (an outbound URL the policy refuses)."""
+    kind_check = CHECKS.get(spec.kind)
+    if kind_check is not None:
+        await kind_check(spec)
+
+
 def define(data: dict[str, Any] | TaskSpec, *, registry: TaskRegistry | None = None) -> TaskDef:
     """Register a task of any kind from its definition, in Python (like ``@task``)."""
     spec = data if isinstance(data, TaskSpec) else parse(data)
@@ -56,4 +66,4 @@ def define(data: dict[str, Any] | TaskSpec, *, registry: TaskRegistry | None = N
     return task
 
 
-__all__ = ["TaskSpec", "build", "define", "parse"]
+__all__ = ["TaskSpec", "build", "check", "define", "parse"]

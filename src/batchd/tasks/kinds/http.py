@@ -5,7 +5,8 @@
 ``{"text": …}`` when it is not JSON). Timeouts, connection errors, 408/425/429 and
 5xx answers are retried by the engine (``retries`` more attempts, with the batch's
 backoff, surviving restarts); any other status fails the run at once. The URL must
-pass the outbound address policy (``BATCHD_OUTBOUND_ALLOW``) on every call.
+pass the outbound address policy (``BATCHD_OUTBOUND_ALLOW``) when the task is defined
+over the API (:func:`check`) and again on every call, against the address connected to.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class HttpConfig(BaseModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         try:
-            netguard.check_syntax(value)  # the address is checked at every call
+            netguard.parse(value)  # the address: by check() and at every call
         except netguard.UnsafeUrl as exc:
             raise ValueError(exc.message) from None
         return value
@@ -54,6 +55,8 @@ class HttpCaller:
         c = self.config
         try:
             target = await netguard.resolve(c.url, runtime.settings().outbound_policy())
+        except netguard.Unresolvable as exc:  # DNS may answer on the next attempt
+            raise RuntimeError(exc.message) from None
         except errors.InvalidInput as exc:
             raise RecordError(exc.message, code="unsafe_url") from None
         if self._client is None:
@@ -77,6 +80,17 @@ def answer(response: httpx.Response, url: str) -> Any:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
         return {"text": response.text}
+
+
+async def check(spec: TaskSpec) -> None:
+    """Refuse a definition whose URL the outbound policy refuses now (InvalidInput)."""
+    url = config_of(HttpConfig, spec).url
+    refused = await netguard.refusals([url], runtime.settings().outbound_policy())
+    if url in refused:
+        message = f"config.url: {refused[url]}"
+        raise netguard.UnsafeUrl(message, details=[
+            {"loc": ["body", "config", "url"], "msg": refused[url], "type": "unsafe_url"}
+        ])
 
 
 def build(spec: TaskSpec) -> TaskDef:

@@ -9,7 +9,9 @@ The request goes to ``BATCHD_LLM_BASE_URL`` + ``/chat/completions`` with
 ``BATCHD_LLM_API_KEY``. The output is ``{"content": …}``, or with ``json_output`` the
 answer parsed as JSON. Tokens come from the response's ``usage``; the cost from
 ``BATCHD_LLM_PRICES`` (USD per million input and output tokens by model; 0 for a
-model without a price).
+model without a price). The endpoint passes the outbound address policy
+(``BATCHD_OUTBOUND_ALLOW``) when settings are loaded and on every call, against the
+address connected to.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from batchd import netguard
+from batchd.domain import errors
 from batchd.tasks.context import RecordError, TaskContext
 from batchd.tasks.kinds import runtime
 from batchd.tasks.kinds.base import config_of, retryable_status, task_def
@@ -90,9 +94,16 @@ class LlmCaller:
         if self._client is None:
             self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
         url = s.llm_base_url.rstrip("/") + "/chat/completions"
+        try:
+            target = await netguard.resolve(url, s.outbound_policy())
+        except netguard.Unresolvable as exc:  # DNS may answer on the next attempt
+            raise RuntimeError(f"the LLM endpoint: {exc.message}") from None
+        except errors.InvalidInput as exc:
+            raise RecordError(f"the LLM endpoint: {exc.message}", code="unsafe_url") from None
         response = await self._client.post(
-            url, content=orjson.dumps(self.request(record, model)),
-            headers={"Content-Type": "application/json", **headers}, timeout=s.llm_timeout_s,
+            target.request_url(), content=orjson.dumps(self.request(record, model)),
+            headers={**target.headers(), "Content-Type": "application/json", **headers},
+            extensions=target.extensions(), timeout=s.llm_timeout_s,
         )
         if retryable_status(response.status_code):
             raise RuntimeError(f"HTTP {response.status_code} from the LLM endpoint")
