@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from batchd import __version__
-from batchd.api import aibatch, native, simulations, spark, taskruns
+from batchd.api import aibatch, jsonbody, native, simulations, spark, taskruns
 from batchd.api import errors as api_errors
 from batchd.api.responses import JsonResponse
 from batchd.core import quotas, scheduling
@@ -141,6 +141,7 @@ def create_app(
     app.include_router(simulations.router)
     app.include_router(taskruns.router)
     _ops_routes(app, engine)
+    jsonbody.check_routes(app)
     return app
 
 

@@ -8,6 +8,7 @@ this is where they become locations (``loc``) and statuses.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,6 +81,7 @@ def field_problems(exc: errors.BatchdError) -> list[dict[str, Any]] | None:
         loc = FIELD_LOC.get(d["field"], ["body", d["field"]])
     else:
         loc = ["body"] if d.get("at") is None else ["body", d["at"]]
+        loc.extend(d.get("path") or ())
     return [{"loc": loc, "msg": d.get("problem", exc.message),
              "type": d.get("kind", "value_error")}]
 
@@ -89,7 +91,8 @@ def native_error(exc: errors.BatchdError) -> Response:
     detail: Any = exc.message
     if status == 422:
         detail = field_problems(exc) or exc.message
-    return JsonResponse({"detail": detail}, status_code=status, headers=headers_of(exc))
+    return JsonResponse({"detail": jsonable(detail)}, status_code=status,
+                        headers=headers_of(exc))
 
 
 def install(app: FastAPI) -> None:
@@ -107,17 +110,33 @@ def install(app: FastAPI) -> None:
             {k: v for k, v in e.items() if k in ("type", "loc", "msg", "input", "ctx")}
             for e in exc.errors()
         ]
-        return JsonResponse({"detail": _jsonable(detail)}, status_code=422)
+        return JsonResponse({"detail": jsonable(detail)}, status_code=422)
 
     app.add_exception_handler(errors.BatchdError, on_batchd_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
 
 
-def _jsonable(value: object) -> object:
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def jsonable(value: object) -> object:
+    """``value`` as something any JSON (or BSON) writer takes, never raising: an error
+    body may echo what the client sent (a huge integer, bytes, a lone surrogate, NaN)."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {_text(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
+        return [jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None:
         return value
-    return str(value)
+    if isinstance(value, int):
+        return value if INT64[0] <= value <= INT64[1] else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, bytes):
+        return _text(value.decode("utf-8", "backslashreplace"))
+    return _text(value if isinstance(value, str) else str(value))
+
+
+def _text(value: object) -> str:
+    s = value if isinstance(value, str) else str(value)
+    return s.encode("utf-8", "backslashreplace").decode("utf-8")

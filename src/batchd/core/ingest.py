@@ -5,13 +5,14 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import math
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
-from batchd.domain import errors
+from batchd.domain import errors, jsonpolicy
 
 
 def _body_error(at: int | None, message: str, kind: str = "value_error") -> errors.InvalidInput:
@@ -36,28 +37,48 @@ async def ndjson_records(
             if len(buf) > max_record_bytes:
                 raise _body_error(line_no, f"line {line_no + 1} is too long")
             continue
-        lines, buf = buf[:cut].split(b"\n"), buf[cut + 1 :]
-        records, line_no = _parse_lines(lines, line_no)
+        block, buf = buf[:cut], buf[cut + 1 :]
+        # One scan of the whole block: only then does each line need the exact check.
+        careful = jsonpolicy.may_hold_wide_ints(block)
+        records, line_no = _parse_lines(block.split(b"\n"), line_no, careful=careful)
         if records:
             yield records
     if buf.strip():
-        records, line_no = _parse_lines([buf], line_no)
+        records, line_no = _parse_lines([buf], line_no, careful=True)
         yield records
 
 
-def _parse_lines(lines: list[bytes], line_no: int) -> tuple[list[Any], int]:
+def _strict(line: bytes, line_no: int) -> Any:
+    try:
+        return jsonpolicy.loads(line, where=f"line {line_no}")
+    except errors.InvalidInput as exc:
+        exc.details["at"] = line_no - 1
+        exc.details["problem"] = exc.message  # names the line too, as before
+        raise
+
+
+def _parse_lines(
+    lines: list[bytes], line_no: int, *, careful: bool
+) -> tuple[list[Any], int]:
+    """The records of ``lines`` under the JSON policy. orjson alone refuses what the policy
+    refuses (NaN, overflowing floats, lone surrogates, invalid UTF-8) except wide integers
+    and deep nesting, so a line goes the policy's slower way only when a byte scan says it
+    may hold either (``careful``: the block may hold a wide integer) or orjson refuses it
+    (the policy then names the place)."""
     records = []
-    loads = orjson.loads
+    fast = orjson.loads
+    shortest_deep = jsonpolicy.SHORTEST_TOO_DEEP
     for line in lines:
         line_no += 1
         if not line.strip():
             continue
+        if careful or (len(line) >= shortest_deep and jsonpolicy.may_be_too_deep(line)):
+            records.append(_strict(line, line_no))
+            continue
         try:
-            records.append(loads(line))
-        except orjson.JSONDecodeError as exc:
-            raise _body_error(
-                line_no - 1, f"line {line_no} is not valid JSON: {exc}", "json_invalid"
-            ) from None
+            records.append(fast(line))
+        except orjson.JSONDecodeError:
+            records.append(_strict(line, line_no))  # raises, naming what and where
     return records, line_no
 
 
@@ -66,20 +87,32 @@ _FLOAT = re.compile(r"-?(0|[1-9][0-9]*)?(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
 def _convert(value: str) -> Any:
-    """A CSV cell as JSON: plain decimal numbers become numbers; ``0150`` stays text."""
+    """A CSV cell as JSON: plain decimal numbers become numbers; ``0150`` stays text.
+
+    Numbers JSON cannot hold exactly (beyond 64-bit integers, overflowing floats) are
+    refused by the JSON policy, like the same numbers in a JSON body."""
     if value == "":
         return None
     if _INT.fullmatch(value):
-        return int(value)
+        number = int(value)
+        if not jsonpolicy.INT_MIN <= number <= jsonpolicy.INT_MAX:
+            raise ValueError(f"the integer {value[:30]} is outside the signed 64-bit range")
+        return number
     if any(ch.isdigit() for ch in value) and _FLOAT.fullmatch(value):
-        return float(value)
+        real = float(value)
+        if math.isinf(real):
+            raise ValueError(f"{value[:30]} is too large for a double-precision number")
+        return real
     return value
 
 
 def _unflatten(header: list[str], row: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, raw in zip(header, row, strict=False):
-        value = _convert(raw)
+        try:
+            value = _convert(raw)
+        except ValueError as exc:
+            raise jsonpolicy.violation(str(exc), path=[*key.split(".")]) from None
         if "." not in key:
             out[key] = value
             continue
@@ -107,8 +140,13 @@ async def csv_records(
     row_no = 0
     decoder = io.IncrementalNewlineDecoder(None, translate=False)
     text_decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    offset = 0
     async for chunk in chunks:
-        pending += decoder.decode(text_decoder.decode(chunk))
+        try:
+            pending += decoder.decode(text_decoder.decode(chunk))
+        except UnicodeDecodeError as exc:
+            raise _utf8_error(row_no, offset + exc.start) from None
+        offset += len(chunk)
         complete, pending = _split_complete(pending)
         if not complete:
             if len(pending) > max_record_bytes:
@@ -117,13 +155,23 @@ async def csv_records(
         header, records, row_no = _parse_csv(complete, header, row_no)
         if records:
             yield records
-    pending += decoder.decode(text_decoder.decode(b"", final=True), final=True)
+    try:
+        pending += decoder.decode(text_decoder.decode(b"", final=True), final=True)
+    except UnicodeDecodeError:
+        raise _utf8_error(row_no, offset) from None
     if pending.strip():
         header, records, row_no = _parse_csv(pending, header, row_no)
         if records:
             yield records
     if header is None:
         raise _body_error(None, "the CSV body has no header row")
+
+
+def _utf8_error(row_no: int, offset: int) -> errors.InvalidInput:
+    exc = jsonpolicy.violation("not valid UTF-8", offset=offset, where=f"row {row_no + 1}")
+    exc.details["at"] = row_no
+    exc.details["problem"] = exc.message
+    return exc
 
 
 def _split_complete(text: str) -> tuple[str, str]:
@@ -157,6 +205,10 @@ def _parse_csv(
                 header = [h.strip() for h in row]
                 if len(set(header)) != len(header) or not all(header):
                     raise _body_error(0, "the CSV header has empty or repeated names")
+                deep = [h for h in header if h.count(".") >= jsonpolicy.MAX_DEPTH]
+                if deep:
+                    raise _body_error(0, f"the CSV header {deep[0][:60]!r} nests deeper than "
+                                         f"the limit of {jsonpolicy.MAX_DEPTH} levels")
                 continue
             row_no += 1
             if len(row) > len(header):
@@ -164,7 +216,13 @@ def _parse_csv(
                     row_no,
                     f"row {row_no} has {len(row)} cells but the header has {len(header)}",
                 )
-            records.append(_unflatten(header, row))
+            try:
+                records.append(_unflatten(header, row))
+            except errors.InvalidInput as exc:
+                exc.details["at"] = row_no
+                exc.message = exc.details["problem"] = f"row {row_no}, {exc.message}"
+                exc.args = (exc.message,)
+                raise
     except csv.Error as exc:
         raise _body_error(row_no, f"row {row_no + 1}: {exc}") from None
     return header, records, row_no

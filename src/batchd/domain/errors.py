@@ -27,7 +27,9 @@ class InvalidInput(BatchdError):
 
     Core gives ``details`` as a mapping: ``field`` (the setting at fault, e.g.
     ``runner``, ``cursor``, ``idempotency_key``), ``at`` (a position in the body: a
-    line, row or record), ``problem`` and ``kind`` (``value_error``, ``json_invalid``, …).
+    line, row or record), ``problem`` and ``kind`` (``value_error``, ``json_invalid``, …);
+    a JSON policy refusal (:mod:`batchd.domain.jsonpolicy`) adds ``path`` (keys and indexes
+    inside the document) and, where known, ``offset`` (a byte offset).
     """
 
     code = "invalid_input"

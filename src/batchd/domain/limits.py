@@ -42,6 +42,9 @@ DEFAULT_TIERS: dict[str, Limits] = {
 }
 
 
+MAX_LIMIT = 1e15  # any count or sum of dollars a month; exact as a float and an int64
+
+
 def check_overrides(overrides: Mapping[str, Any]) -> dict[str, float]:
     """Limit overrides checked by name and value (``-1`` = unlimited); raises ValueError."""
     out: dict[str, float] = {}
@@ -52,6 +55,9 @@ def check_overrides(overrides: Mapping[str, Any]) -> dict[str, float]:
             raise ValueError(f"limit {name!r} must be a number")
         if value < 0 and value != UNLIMITED:
             raise ValueError(f"limit {name!r} must be >= 0, or -1 for unlimited")
+        if not value <= MAX_LIMIT:  # also NaN; larger numbers are "unlimited", say so
+            raise ValueError(f"limit {name!r} must be at most {MAX_LIMIT:.0e}, "
+                             "or -1 for unlimited")
         out[name] = value
     return out
 

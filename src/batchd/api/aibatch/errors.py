@@ -35,8 +35,8 @@ def detail_of(exc: errors.BatchdError) -> list[dict[str, Any]]:
 
 
 def error_response(exc: errors.BatchdError) -> Response:
-    return JsonResponse({"detail": detail_of(exc)}, status_code=native.status_of(exc),
-                        headers=native.headers_of(exc))
+    return JsonResponse({"detail": native.jsonable(detail_of(exc))},
+                        status_code=native.status_of(exc), headers=native.headers_of(exc))
 
 
 async def bind(request: Request) -> None:

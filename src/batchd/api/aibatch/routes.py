@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 
+from batchd.api import jsonbody
 from batchd.api.aibatch import views
 from batchd.api.aibatch.auth import Caller, Supervisor
 from batchd.api.aibatch.schemas import EnqueueRequest, FlushRequest, PollRequest
 from batchd.core.jobqueue import JobQueue
 from batchd.core.jobs import JobPick, JobStatus
 
-router = APIRouter()
+router = APIRouter(route_class=jsonbody.PolicyRoute)
 
 
 async def job_queue(request: Request) -> JobQueue:

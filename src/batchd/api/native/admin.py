@@ -8,11 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from batchd.api import jsonbody
 from batchd.api.deps import Caller, Manager
 from batchd.api.native.schemas import KeyCreate, TenantCreate
 from batchd.domain.models import ApiKey, iso
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], route_class=jsonbody.PolicyRoute)
 
 
 def key_json(k: ApiKey) -> dict[str, Any]:

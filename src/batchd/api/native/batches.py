@@ -13,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from batchd import netguard
+from batchd.api import jsonbody
 from batchd.api.deps import Caller, Config, Manager, limited_stream, read_body
 from batchd.api.native.schemas import (
     BatchCreate,
@@ -30,7 +31,7 @@ from batchd.events.sse import sse_stream
 from batchd.export import exporter_for
 from batchd.settings import Settings
 
-router = APIRouter(tags=["batches"])
+router = APIRouter(tags=["batches"], route_class=jsonbody.PolicyRoute)
 
 NDJSON_TYPES = {"application/x-ndjson", "application/jsonl", "application/json-lines",
                 "application/ndjson"}
@@ -62,13 +63,7 @@ def _invalid(exc: ValidationError, where: str) -> RequestValidationError:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body) if body.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise errors.InvalidInput(
-            "body is not valid JSON",
-            details=[{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json_invalid"}],
-        ) from None
+    data = jsonbody.parse(body) if body.strip() else {}
     if not isinstance(data, dict):
         raise errors.InvalidInput(
             "body must be a JSON object",
@@ -184,13 +179,7 @@ async def add_items(batch_id: str, request: Request, caller: Caller, mgr: Manage
         records = _stream_records(request, cfg, None)
     else:
         body = await read_body(request, cfg.max_body_bytes)
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise errors.InvalidInput(
-                "body is not valid JSON",
-                details=[{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json_invalid"}],
-            ) from None
+        data = jsonbody.parse(body)
         if isinstance(data, dict) and isinstance(data.get("items"), list):
             data = data["items"]
         if not isinstance(data, list):

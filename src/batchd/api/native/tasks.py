@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 
+from batchd.api import jsonbody
 from batchd.api.deps import Caller, Manager, read_body
 from batchd.domain import errors
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], route_class=jsonbody.PolicyRoute)
 MAX_DEFINITION_BYTES = 1024 * 1024
 
 
@@ -27,13 +27,7 @@ async def define_task(request: Request, caller: Caller, mgr: Manager) -> Any:
     version?, kind, description?, input_schema?, output_schema?, runners?, cost?,
     timeout_s?, max_attempts?, config}``. Kept in the database for every server and
     worker; a version cannot be changed once defined (the same body again is fine)."""
-    try:
-        data = orjson.loads(await read_body(request, MAX_DEFINITION_BYTES) or b"null")
-    except orjson.JSONDecodeError as exc:
-        raise errors.InvalidInput(
-            "body is not valid JSON",
-            details=[{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json_invalid"}],
-        ) from None
+    data = jsonbody.parse(await read_body(request, MAX_DEFINITION_BYTES) or b"null")
     if not isinstance(data, dict):
         raise errors.InvalidInput(
             "body must be a JSON object",

@@ -7,13 +7,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
+from batchd.api import jsonbody
 from batchd.api.deps import Caller, Manager
 from batchd.api.native.schemas import BATCH_FINISHED, batch_json
 from batchd.domain.models import Batch, Item, iso
 from batchd.domain.webhooks import WebhookAttempt, WebhookMessage
 from batchd.events.webhooks import payloads, signing
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], route_class=jsonbody.PolicyRoute)
 
 
 @payloads.register(BATCH_FINISHED)

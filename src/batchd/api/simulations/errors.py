@@ -70,7 +70,8 @@ def error_response(request: Request, exc: errors.BatchdError) -> Response:
     if isinstance(exc, native.RETRY_LATER):
         headers["Retry-After"] = "1"
     return JsonResponse(
-        {"error": error_name(exc), "message": message_of(exc), "request_id": rid},
+        {"error": error_name(exc), "message": native.jsonable(message_of(exc)),
+         "request_id": rid},
         status_code=native.status_of(exc), headers=headers,
     )
 

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from batchd import __version__
+from batchd.api import jsonbody
 from batchd.api.deps import Config, Manager, read_body
 from batchd.api.responses import JsonResponse
 from batchd.api.simulations import errors as wire
@@ -21,7 +22,8 @@ from batchd.domain import errors
 from batchd.domain.models import Batch, BatchSpec
 from batchd.tasks.dispatch import SIMULATION
 
-router = APIRouter(tags=["simulations"], dependencies=[Depends(wire.bind)])
+router = APIRouter(tags=["simulations"], dependencies=[Depends(wire.bind)],
+                   route_class=jsonbody.PolicyRoute)
 QueryText = Annotated[str | None, Query()]
 
 

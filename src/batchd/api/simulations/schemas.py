@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
 )
 
+from batchd.api import jsonbody
 from batchd.domain import errors
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -85,10 +86,7 @@ def parse(model: type[Model], body: bytes, *, empty_ok: bool = False) -> Model:
         if empty_ok:
             return model()
         raise errors.InvalidInput("the request needs a JSON body")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise errors.InvalidInput(f"the body is not valid JSON: {exc}") from None
+    data = jsonbody.parse(body)
     if not isinstance(data, dict):
         raise errors.InvalidInput("the body must be a JSON object")
     try:

@@ -96,7 +96,10 @@ QUOTA_WORDS = {"api_calls": "API call", "items": "simulation", "cost_usd": "cost
 
 
 def _count(limit: float) -> int:
-    return int(limit) if quotas.is_limited(limit) else quotas.UNLIMITED
+    # A limit stored before limits were bounded may be beyond any integer JSON holds.
+    if not quotas.is_limited(limit) or not limit < 2**63:
+        return quotas.UNLIMITED
+    return int(limit)
 
 
 def usage_json(

@@ -33,8 +33,9 @@ def status_of(exc: errors.BatchdError) -> int:
 
 def error_body(exc: errors.BatchdError) -> dict[str, Any]:
     details = native.field_problems(exc) if isinstance(exc, errors.InvalidInput) else None
-    return {"error": {"status": status_of(exc), "code": exc.code, "message": exc.message,
-                      "details": _plain(details if details is not None else exc.details)}}
+    return {"error": {"status": status_of(exc), "code": exc.code,
+                      "message": native.jsonable(exc.message),
+                      "details": native.jsonable(details if details is not None else exc.details)}}
 
 
 def spark_error(exc: errors.BatchdError, *, as_bson: bool) -> Response:
@@ -59,12 +60,3 @@ async def use_spark_errors(request: Request) -> None:
         validation_error(exc), as_bson=as_bson
     )
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)

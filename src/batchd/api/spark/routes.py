@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
+from batchd.api import jsonbody
 from batchd.api.deps import Config, Manager
 from batchd.api.spark import records, results, schemas, services, views, wire
 from batchd.api.spark.auth import SparkCaller
@@ -18,7 +19,7 @@ from batchd.domain import errors
 from batchd.domain.models import Batch, BatchSpec, Principal
 from batchd.settings import Settings
 
-router = APIRouter()
+router = APIRouter(route_class=jsonbody.PolicyRoute)
 
 M = TypeVar("M", bound=BaseModel)
 MAX_PARALLELISM = 100_000

@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bson
-import orjson
 from bson.errors import BSONError
 from fastapi import Request
 from fastapi.responses import Response
 
+from batchd.api import jsonbody
 from batchd.api.deps import read_body
 from batchd.api.responses import JsonResponse
-from batchd.domain import errors
+from batchd.domain import errors, jsonpolicy
 
 JSON = "application/json"
 BSON = "application/bson"
@@ -83,19 +83,26 @@ async def read_document(request: Request, *, limit: int) -> tuple[dict[str, Any]
             f"Content-Encoding {encoding!r} is not supported; send gzip or nothing"
         )
     try:
-        data = bson.decode(body) if is_bson else (orjson.loads(body) if body.strip() else {})
-    except (orjson.JSONDecodeError, BSONError, ValueError, TypeError, IndexError) as exc:
-        kind = "BSON" if is_bson else "JSON"
-        raise MalformedBody(
-            f"the body is not valid {kind}: {exc}",
-            details=[{"loc": ["body"], "msg": f"invalid {kind}", "type": "body_invalid"}],
-        ) from None
+        data = _decode_bson(body) if is_bson else (jsonbody.parse(body) if body.strip() else {})
+    except errors.InvalidInput as exc:  # the JSON policy: the details name the place
+        raise MalformedBody(exc.message, details=exc.details) from None
     if not isinstance(data, dict):
         raise MalformedBody(
             "the body must be an object",
             details=[{"loc": ["body"], "msg": "expected an object", "type": "dict_type"}],
         )
     return data, is_bson
+
+
+def _decode_bson(body: bytes) -> Any:
+    try:
+        data = bson.decode(body)
+    except (BSONError, ValueError, TypeError, IndexError, RecursionError) as exc:
+        raise MalformedBody(
+            f"the body is not valid BSON: {exc}",
+            details=[{"loc": ["body"], "msg": "invalid BSON", "type": "body_invalid"}],
+        ) from None
+    return jsonpolicy.check(data)
 
 
 def gunzip(body: bytes, *, limit: int) -> bytes:

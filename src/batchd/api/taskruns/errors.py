@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from batchd.api.errors import native_error
+from batchd.api.errors import jsonable, native_error
 from batchd.api.responses import JsonResponse
 from batchd.domain import errors
 
@@ -35,7 +35,7 @@ def taskruns_error(exc: errors.BatchdError) -> Response:
         kind = "schema_error" if exc.field == "input" else "value_error"
         body = {"detail": [{"loc": ["body", RUNS, exc.index, field], "msg": exc.problem,
                             "type": kind}]}
-        return JsonResponse(body, status_code=422)
+        return JsonResponse(jsonable(body), status_code=422)
     return native_error(exc)
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from batchd import netguard
+from batchd.api import jsonbody
 from batchd.api.deps import Caller, Config, Manager, read_body
 from batchd.api.responses import JsonResponse
 from batchd.api.taskruns import schemas, views
@@ -23,7 +24,7 @@ from batchd.export.table import Constant, Documents, Table, TablePage
 from batchd.settings import Settings
 from batchd.tasks.registry import TaskDef
 
-router = APIRouter()
+router = APIRouter(route_class=jsonbody.PolicyRoute)
 ALL_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 COLUMNS = ("task_id", "batch_run_id", "run_id", "status", "runner")
 DOCUMENTS = ("input.arguments", "output")

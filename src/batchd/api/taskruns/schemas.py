@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from batchd.api import jsonbody
 from batchd.api.taskruns.errors import RUNS, invalid_run
 from batchd.core.manager import Run
 from batchd.domain import errors
@@ -36,10 +35,7 @@ def _runner(value: Any, loc: list[Any]) -> str | None:
 
 
 def parse(body: bytes, *, max_runs: int) -> BatchRequest:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise _invalid(["body"], f"invalid JSON: {exc}", "json_invalid") from None
+    data = jsonbody.parse(body)
     if not isinstance(data, dict):
         raise _invalid(["body"], "expected an object", "dict_type")
     requests = data.get(RUNS)
