@@ -144,10 +144,16 @@ def finish(outcomes: list[Outcome], now: float) -> Script[int]:
     if not outcomes:
         return 0
     rows = yield q.rows("items_for_finish", q.array(sorted({o.rowid for o in outcomes})))
+    # That read waited for the items' row locks, but the batch columns it joined are as of
+    # its start (PostgreSQL, read committed): a stop that committed meanwhile is read again
+    # here, so that, say, a cancelled batch gets no output counted to deliver.
+    stopped = dict((yield q.rows("stop_reasons_of_batches",
+                                 q.array(sorted({r[1] for r in rows})))))
     current: dict[int, accounting.LeasedItem] = {}
     hooks: dict[int, webhooks.Hook] = {}
     for r in rows:
-        current[r[0]] = _leased_item(r)
+        item = current[r[0]] = _leased_item(r)
+        item.stop_reason = stopped.get(item.batch_id, item.stop_reason)
         if r[12] is not None:  # webhook_url, webhook_event
             hooks[r[0]] = (r[8], r[1], r[0], r[13], r[12])
     plan = accounting.plan_group_commit(outcomes, current, now=now)

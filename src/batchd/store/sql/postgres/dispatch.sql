@@ -185,3 +185,7 @@ UPDATE batches SET last_activity_at = %s,
                    out_buffer_bytes = GREATEST(0, out_buffer_bytes - %s),
                    n_undelivered = n_undelivered - %s, r_undelivered = r_undelivered - %s
 WHERE pk = %s;
+
+-- name: stop_reasons_of_batches
+-- Read after the items are locked: fresher than the join of items_for_finish.
+SELECT id, stop_reason FROM batches WHERE id = ANY(%s);

@@ -141,3 +141,7 @@ RETURNING id, seq, rec0, n_records, status,
 UPDATE batches SET last_activity_at = ?, out_buffer_bytes = MAX(0, out_buffer_bytes - ?),
                    n_undelivered = n_undelivered - ?, r_undelivered = r_undelivered - ?
 WHERE pk = ?;
+
+-- name: stop_reasons_of_batches
+-- Read after the items are locked: fresher than the join of items_for_finish.
+SELECT id, stop_reason FROM batches WHERE id IN (SELECT value FROM json_each(?));
