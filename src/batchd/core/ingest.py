@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import math
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -94,15 +93,9 @@ def _convert(value: str) -> Any:
     if value == "":
         return None
     if _INT.fullmatch(value):
-        number = int(value)
-        if not jsonpolicy.INT_MIN <= number <= jsonpolicy.INT_MAX:
-            raise ValueError(f"the integer {value[:30]} is outside the signed 64-bit range")
-        return number
+        return jsonpolicy.int_value(value)
     if any(ch.isdigit() for ch in value) and _FLOAT.fullmatch(value):
-        real = float(value)
-        if math.isinf(real):
-            raise ValueError(f"{value[:30]} is too large for a double-precision number")
-        return real
+        return jsonpolicy.float_value(value)
     return value
 
 

@@ -167,19 +167,35 @@ def _constant(name: str) -> _Bad:
     return _Bad(f"{name} is not a JSON number; JSON has no NaN or Infinity")
 
 
-def _float(literal: str) -> float | _Bad:
+def float_value(literal: str) -> float:
+    """The number ``literal`` as a double; ValueError if it overflows one."""
     value = float(literal)
     if math.isinf(value):
-        return _Bad(f"{literal} is too large for a double-precision number")
+        raise ValueError(f"{literal[:30]} is too large for a double-precision number")
     return value
+
+
+def int_value(literal: str) -> int:
+    """The integer ``literal``; ValueError if it is outside the signed 64-bit range."""
+    value = int(literal)
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"the integer {literal[:30]}{'…' if len(literal) > 30 else ''} is "
+                         "outside the signed 64-bit range; send it as a string")
+    return value
+
+
+def _float(literal: str) -> float | _Bad:
+    try:
+        return float_value(literal)
+    except ValueError as exc:
+        return _Bad(str(exc))
 
 
 def _int(literal: str) -> int | _Bad:
-    value = int(literal)
-    if not INT_MIN <= value <= INT_MAX:
-        return _Bad(f"the integer {literal[:30]}{'…' if len(literal) > 30 else ''} is outside "
-                    "the signed 64-bit range; send it as a string")
-    return value
+    try:
+        return int_value(literal)
+    except ValueError as exc:
+        return _Bad(str(exc))
 
 
 def _string_problem(s: str) -> str | None:
