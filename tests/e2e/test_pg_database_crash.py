@@ -2,8 +2,8 @@
 
 A PostgreSQL cluster of this test's own (never the shared server) is stopped in
 ``immediate`` mode (every backend killed mid-transaction, no checkpoint) and
-started again several times while an API server and two workers work through a
-50,000-item batch. Nobody restarts batchd: the server and the workers must notice,
+started again several times while an API server and two workers work through an
+80,000-item batch. Nobody restarts batchd: the server and the workers must notice,
 answer clearly meanwhile, reconnect by themselves and go on, losing nothing and
 recording no outcome twice. A group commit cut off by a crash is retried once the
 database is back; if the items' leases ran out first, they run again and the late
@@ -41,7 +41,7 @@ from tests.support.runlog import Run, read_runs
 # cores they would only measure each other.
 pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("crash")]
 
-N_ITEMS = 50_000
+N_ITEMS = 80_000
 LEASE_S = 2.0
 SETTINGS = {"lease_s": LEASE_S, "reap_interval_s": 0.25, "poll_interval_s": 0.1}
 # How long each outage lasts at least, once every process has noticed it. The long
@@ -122,6 +122,11 @@ class Crasher:
         except httpx.HTTPError:
             return False
 
+    def _nothing_queued(self, batch_id: str) -> bool:
+        with self.api.client() as c:
+            r = c.get(f"/api/batches/{batch_id}")
+        return r.status_code == 200 and r.json()["counts"]["queued"] == 0
+
     def outage(self, batch_id: str, *, min_down_s: float) -> Outage:
         offsets = {id(p): p.log_path.stat().st_size for p in self.processes}
         before = recorded_in_db(self.cluster)
@@ -153,10 +158,15 @@ class Crasher:
             wait_until(lambda p=p: BACK in self._since(offsets, p), timeout_s=30,
                        what=f"{p.log_path.name} to reconnect")
             assert p.proc is not None and p.proc.poll() is None, f"{p.log_path.name} exited"
-        # ... and back at work: each worker runs items again.
+        # ... and back at work: each worker runs items again, unless nothing is left
+        # for it to claim (near the end of the batch, the other worker may hold the
+        # last items; idle then is right, idle with items queued is not).
         pids = {w.proc.pid for w in self.workers if w.proc is not None}
-        wait_until(lambda: pids <= self._pids_running_since(runs_offset), timeout_s=30,
-                   what="every worker to run items again")
+
+        def at_work() -> bool:
+            return pids <= self._pids_running_since(runs_offset) or self._nothing_queued(batch_id)
+
+        wait_until(at_work, timeout_s=30, what="every worker to run items again")
         out.back_s = time.time() - out.restarted_at
         out.cut_commits = sum(self._since(offsets, w).count(CUT) for w in self.workers)
         print(f"crash {len(self.outages)}: {out}", flush=True)

@@ -153,8 +153,8 @@ async def test_items_keep_their_own_runner(store: Store) -> None:
     assert page.outputs == b'[{"ok":1},{"ok":1}]' and page.output_lengths == [8, 8]
     assert await store.export_page(batch_id, status="succeeded", after_seq=1, limit=10) is None
     assert await store.export_page(batch_id, status="failed", after_seq=-1, limit=10) is None
-    assert await store.item_keys(batch_id, statuses=("succeeded",), after_seq=0, limit=10) == [
-        (1, claimed[1].rowid)]
+    assert await store.item_states(batch_id, after_seq=0, limit=10) == [
+        (1, claimed[1].rowid, "succeeded")]
     assert await store.item_batch(claimed[1].rowid, tenant_id=tenant_id) == batch_id
     assert await store.item_batch(claimed[1].rowid, tenant_id="ten_other") is None
 

@@ -112,7 +112,8 @@ class BatchManager:
         self.get_item = self.browse.get_item
         self.item_at = self.browse.item_at
         self.iter_results = self.browse.iter_results
-        self.item_ids_by_status = self.browse.item_ids_by_status
+        self.item_ids = self.browse.item_ids
+        self.item_rowids_by_group = self.browse.item_rowids_by_group
         self.iter_export_pages = self.browse.iter_export_pages
         self.watch = self.browse.watch
         self.usage = self.browse.usage

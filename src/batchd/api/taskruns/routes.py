@@ -18,14 +18,14 @@ from batchd.api.taskruns.callbacks import EVENT
 from batchd.api.taskruns.errors import invalid_run
 from batchd.core.manager import BatchManager
 from batchd.domain import errors
-from batchd.domain.models import Batch, BatchSpec, Principal
+from batchd.domain.models import Batch, BatchSpec, Principal, item_public_id
 from batchd.export import exporter_for
 from batchd.export.table import Constant, Documents, Table, TablePage
 from batchd.settings import Settings
 from batchd.tasks.registry import TaskDef
 
 router = APIRouter(route_class=jsonbody.PolicyRoute)
-ALL_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+STATUS_MAP_CHUNK = 5000  # run ids per piece of the streamed status map
 COLUMNS = ("task_id", "batch_run_id", "run_id", "status", "runner")
 DOCUMENTS = ("input.arguments", "output")
 
@@ -47,7 +47,7 @@ async def create_batch_run(
     )
     created = await mgr.create_runs(caller, spec, body.runs, webhook_event=EVENT)
     batch = created.batch
-    run_ids = [i async for page in mgr.item_ids_by_status(batch, ALL_STATES) for i in page]
+    run_ids = [i async for page in mgr.item_ids(batch) for i in page]
     return JsonResponse({
         "task_id": task.name, "batch_run_id": batch.id, "run_ids": run_ids,
         "created_at": views.timestamp(batch.created_at),
@@ -110,21 +110,19 @@ async def _check_callbacks(runs: list[Any], cfg: Settings) -> None:
 
 
 async def _status_map(mgr: BatchManager, batch: Batch) -> AsyncIterator[bytes]:
+    groups = await mgr.item_rowids_by_group(batch, views.STATUS)
     yield b'{"status_map":{'
     first_group = True
-    for group, states in views.GROUPS:
-        if not states:
+    for group, _ in views.GROUPS:
+        rowids = groups.get(group)
+        if not rowids:
             continue
-        opened = False
-        async for ids in mgr.item_ids_by_status(batch, states):
-            if not opened:
-                yield (b"" if first_group else b",") + orjson.dumps(group) + b":["
-                opened, first_group, first = True, False, True
-            else:
-                first = False
-            yield (b"" if first else b",") + orjson.dumps(ids)[1:-1]
-        if opened:
-            yield b"]"
+        yield (b"" if first_group else b",") + orjson.dumps(group) + b":["
+        first_group = False
+        for start in range(0, len(rowids), STATUS_MAP_CHUNK):
+            ids = [item_public_id(i) for i in rowids[start:start + STATUS_MAP_CHUNK]]
+            yield (b"," if start else b"") + orjson.dumps(ids)[1:-1]
+        yield b"]"
     yield b"}}"
 
 
@@ -136,7 +134,7 @@ def _completed_runs(mgr: BatchManager, batch: Batch) -> Table:
             yield TablePage(
                 size=n,
                 columns=[Constant(batch.task), Constant(batch.id),
-                         [f"itm_{i}" for i in page.ids],  # item_public_id, inlined
+                         [item_public_id(i) for i in page.ids],
                          Constant("complete"),
                          [r or batch.runner for r in page.runners] if own_runners
                          else Constant(batch.runner)],

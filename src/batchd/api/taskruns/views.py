@@ -20,8 +20,8 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("complete", ("succeeded",)),
     ("failed", ("failed", "cancelled")),
 )
-STATUS = {"queued": "queued", "running": "running", "succeeded": "complete",
-          "failed": "failed", "cancelled": "failed"}
+# A run's status is the status-map group its item's status falls in.
+STATUS = {status: group for group, states in GROUPS for status in states}
 MARKER = "taskruns"  # batches made through this dialect carry it in their metadata
 
 

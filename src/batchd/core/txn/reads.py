@@ -150,11 +150,9 @@ def export_page(
     return export_page_row((yield q.one("export_page", batch_id, after_seq, status, limit)))
 
 
-def item_keys(
-    batch_id: str, statuses: tuple[str, ...], after_seq: int, limit: int
-) -> Script[list[tuple[int, int]]]:
-    rows = yield q.rows("item_keys", batch_id, after_seq, q.array(statuses), limit)
-    return [(r[0], r[1]) for r in rows]
+def item_states(batch_id: str, after_seq: int, limit: int) -> Script[list[tuple[int, int, str]]]:
+    rows = yield q.rows("item_states", batch_id, after_seq, limit)
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def item_batch(rowid: int, tenant_id: str) -> Script[str | None]:
@@ -216,11 +214,11 @@ class ReadOps(Runner):
         the database assembles so that no Python object is made per row."""
         return await self._read(export_page, batch_id, status, after_seq, limit)
 
-    async def item_keys(
-        self, batch_id: str, *, statuses: tuple[str, ...], after_seq: int, limit: int
-    ) -> list[tuple[int, int]]:
-        """``(seq, rowid)`` of the items in ``statuses``, in seq order (no payloads)."""
-        return await self._read(item_keys, batch_id, statuses, after_seq, limit)
+    async def item_states(
+        self, batch_id: str, *, after_seq: int, limit: int
+    ) -> list[tuple[int, int, str]]:
+        """``(seq, rowid, status)`` of the items after ``after_seq``, in seq order."""
+        return await self._read(item_states, batch_id, after_seq, limit)
 
     async def item_batch(self, rowid: int, *, tenant_id: str) -> str | None:
         """The id of the batch holding item ``rowid``, if it is the tenant's and visible."""

@@ -146,10 +146,11 @@ FROM (SELECT i.id, i.seq, i.runner, d.data AS din, o.data AS dout FROM items i
         AND i.status = %s ORDER BY i.seq LIMIT %s) s;
 
 
--- name: item_keys
--- (seq, id) of a batch's items in some statuses, in seq order.
-SELECT seq, id FROM items
-WHERE batch_pk = (SELECT pk FROM batches WHERE id = %s) AND seq > %s AND status = ANY(%s)
+-- name: item_states
+-- (seq, id, status) of a batch's items (staged ones aside), in seq order: one pass
+-- reads each item once, whatever it does meanwhile.
+SELECT seq, id, status FROM items
+WHERE batch_pk = (SELECT pk FROM batches WHERE id = %s) AND seq > %s AND status != 'staged'
 ORDER BY seq LIMIT %s;
 
 -- name: batch_of_item

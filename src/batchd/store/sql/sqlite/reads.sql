@@ -145,10 +145,11 @@ FROM (SELECT i.id, i.seq, i.runner, d.data AS din, o.data AS dout FROM items i
       ORDER BY i.seq LIMIT ?);
 
 
--- name: item_keys
--- (seq, id) of a batch's items in some statuses, in seq order.
-SELECT seq, id FROM items
-WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?) AND seq > ? AND status IN (SELECT value FROM json_each(?))
+-- name: item_states
+-- (seq, id, status) of a batch's items (staged ones aside), in seq order: one pass
+-- reads each item once, whatever it does meanwhile.
+SELECT seq, id, status FROM items
+WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?) AND seq > ? AND status != 'staged'
 ORDER BY seq LIMIT ?;
 
 -- name: batch_of_item
