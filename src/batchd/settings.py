@@ -46,7 +46,19 @@ class Settings(BaseSettings):
 
     default_parallelism: int = Field(default=64, ge=1)
     default_max_attempts: int = Field(default=3, ge=1)
-    max_body_bytes: int = Field(default=512 * 1024 * 1024, description="Largest request body.")
+    max_body_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=0,
+        description="Largest request body: NDJSON and CSV uploads, parsed as they arrive.",
+    )
+    max_json_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=0,
+        description="Largest body held whole while it is parsed (a JSON or BSON document: "
+        "the dialects' create routes, Spark chunks, a native JSON batch).",
+    )
+    max_control_body_bytes: int = Field(
+        default=64 * 1024, ge=0,
+        description="Largest body of the other routes (cancel, keys, tenants, …).",
+    )
     max_items_per_request: int = Field(default=10_000_000)
     max_record_bytes: int = Field(default=8 * 1024 * 1024)
     ingest_flush_items: int = Field(default=5000, ge=1)

@@ -10,11 +10,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from batchd import __version__
-from batchd.api import aibatch, jsonbody, native, simulations, spark, taskruns
+from batchd.api import aibatch, ingress, jsonbody, native, simulations, spark, taskruns
 from batchd.api import errors as api_errors
 from batchd.api.responses import JsonResponse
 from batchd.core import quotas, scheduling
@@ -140,18 +140,35 @@ def create_app(
     app.include_router(spark.router)
     app.include_router(simulations.router)
     app.include_router(taskruns.router)
-    _ops_routes(app, engine)
+    ops = _ops_routes(app, engine)
     jsonbody.check_routes(app)
+    dialects = {endpoint: dialect
+                for routers, dialect in (((aibatch.router,), aibatch.DIALECT),
+                                         ((native.router, ops), native.DIALECT),
+                                         ((spark.router,), spark.DIALECT),
+                                         ((simulations.router,), simulations.DIALECT),
+                                         ((taskruns.router,), taskruns.DIALECT))
+                for endpoint in ingress.endpoints(*routers)}
+    ingress.install(app, dialects=dialects, fallback=native.DIALECT, manager=engine.manager,
+                    settings=settings)
     return app
 
 
-def _ops_routes(app: FastAPI, engine: Engine) -> None:
-    @app.get("/healthz", tags=["ops"])
+def _ops_routes(app: FastAPI, engine: Engine) -> APIRouter:
+    """``/healthz`` and ``/metrics``: no key."""
+    ops = APIRouter(tags=["ops"])
+
+    @ops.get("/healthz")
+    @ingress.public
     async def healthz() -> dict[str, Any]:
         await engine.store.ping()
         return {"status": "ok", "version": __version__, "worker": engine.worker is not None}
 
-    @app.get("/metrics", tags=["ops"])
+    @ops.get("/metrics")
+    @ingress.public
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(engine.metrics.registry),
                         media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(ops)
+    return ops

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from batchd.api.ingress import principal_of
 from batchd.core.manager import BatchManager
 from batchd.domain import errors
 from batchd.domain.models import Principal
@@ -31,10 +32,9 @@ def bearer_or_header(request: Request, header: str = "x-api-key") -> str | None:
     return request.headers.get(header)
 
 
-async def principal(
-    request: Request, mgr: Annotated[BatchManager, Depends(manager)]
-) -> Principal:
-    return await mgr.authenticate(bearer_or_header(request))
+async def principal(request: Request) -> Principal:
+    """The caller, whose key the ingress checked (:mod:`batchd.api.ingress`)."""
+    return principal_of(request)  # type: ignore[no-any-return]
 
 
 Caller = Annotated[Principal, Depends(principal)]
@@ -42,28 +42,27 @@ Manager = Annotated[BatchManager, Depends(manager)]
 Config = Annotated[Settings, Depends(settings)]
 
 
-def check_declared_size(request: Request, limit: int) -> None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise errors.LimitExceeded(f"request body is larger than the limit of {limit} bytes")
-
-
-async def limited_stream(
-    request: Request, limit: int, hasher: hashlib._Hash | None = None
+async def body_stream(
+    request: Request, hasher: hashlib._Hash | None = None
 ) -> AsyncIterator[bytes]:
-    """The request body as it arrives; fails cleanly past ``limit`` bytes."""
-    check_declared_size(request, limit)
-    seen = 0
+    """The request body as it arrives; the ingress counts it under the route's limit."""
     async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > limit:
-            raise errors.LimitExceeded(f"request body is larger than the limit of {limit} bytes")
         if hasher is not None:
             hasher.update(chunk)
         if chunk:
             yield chunk
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    parts = [c async for c in limited_stream(request, limit)]
+async def read_body(request: Request, limit: int | None = None, *, instead: str = "") -> bytes:
+    """The whole body. ``limit``: a bound of the route's own below the ingress's (a
+    body held whole on a route that also streams); ``instead`` says what to send then."""
+    parts: list[bytes] = []
+    seen = 0
+    async for chunk in body_stream(request):
+        seen += len(chunk)
+        if limit is not None and seen > limit:
+            raise errors.LimitExceeded(
+                f"request body is larger than the limit of {limit} bytes{instead}",
+                details={"limit": limit})
+        parts.append(chunk)
     return b"".join(parts)

@@ -35,7 +35,7 @@ STATUS: tuple[tuple[type[errors.BatchdError], int], ...] = (
     (errors.OverBudget, 400),
 )
 # Errors of the layers above core, by code.
-STATUS_BY_CODE = {"provider_error": 502}
+STATUS_BY_CODE = {"provider_error": 502, "unsupported_media_type": 415}
 RETRY_LATER = (errors.Busy, errors.StoreError)
 # Where a setting that core names lives in a native request.
 FIELD_LOC: dict[str, list[Any]] = {

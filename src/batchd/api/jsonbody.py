@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
+from batchd.api.ingress import api_routes
 from batchd.domain import jsonpolicy
 
 
@@ -47,11 +48,12 @@ class PolicyRoute(APIRoute):
             return handler
 
         async def run(request: Request) -> Response:
-            if _is_json(request):
-                body = await request.body()
-                if body:
-                    # Starlette's Request.json() returns this instead of parsing again.
-                    request._json = parse(body)
+            # Read here, not by FastAPI: the ingress's errors (413, bad gzip) reach the
+            # dialect's handler instead of FastAPI's "error parsing the body".
+            body = await request.body()
+            if body and _is_json(request):
+                # Starlette's Request.json() returns this instead of parsing again.
+                request._json = parse(body)
             return await handler(request)
 
         return run
@@ -59,8 +61,7 @@ class PolicyRoute(APIRoute):
 
 def check_routes(app: FastAPI) -> None:
     """Refuse to build an app with a route whose body FastAPI would parse around the policy."""
-    loose = [r.path for r in app.routes
-             if isinstance(r, APIRoute) and r.body_field is not None
-             and not isinstance(r, PolicyRoute)]
+    loose = [r.path for r in api_routes(app)
+             if r.route.body_field is not None and not isinstance(r.route, PolicyRoute)]
     if loose:
         raise RuntimeError(f"routes parse JSON bodies around the policy: {', '.join(loose)}")

@@ -1,11 +1,17 @@
 """The AI batch job queue dialect under ``/api/v1/batch`` (seed 003)."""
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
+from batchd.api import ingress
 from batchd.api.aibatch import routes
+from batchd.api.aibatch.auth import bearer_key
 from batchd.api.aibatch.errors import bind
 
-router = APIRouter(prefix="/api/v1/batch", tags=["aibatch"], dependencies=[Depends(bind)])
+router = APIRouter(prefix="/api/v1/batch", tags=["aibatch"])
 router.include_router(routes.router)
+DIALECT = ingress.Dialect(
+    "aibatch", key=bearer_key, bind=bind,
+    missing_key="an API key is required: Authorization: Bearer <key>",
+)
 
-__all__ = ["router"]
+__all__ = ["DIALECT", "router"]

@@ -39,7 +39,7 @@ def error_response(exc: errors.BatchdError) -> Response:
                         status_code=native.status_of(exc), headers=native.headers_of(exc))
 
 
-async def bind(request: Request) -> None:
-    """Router dependency: errors of this request take the dialect's shape (validation
+def bind(request: Request) -> None:
+    """Errors of this request take the dialect's shape (the ingress calls it; validation
     errors already do: the app's handler answers FastAPI's own list)."""
     request.state.error_handler = error_response

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 
-from batchd.api import jsonbody
+from batchd.api import ingress, jsonbody
 from batchd.api.aibatch import views
 from batchd.api.aibatch.auth import Caller, Supervisor
 from batchd.api.aibatch.schemas import EnqueueRequest, FlushRequest, PollRequest
@@ -24,6 +24,7 @@ Queue = Annotated[JobQueue, Depends(job_queue)]
 
 
 @router.post("/enqueue")
+@ingress.accepts(ingress.BodyKind.JSON)
 async def enqueue(body: EnqueueRequest, caller: Caller, queue: Queue) -> dict[str, Any]:
     """Queue a job for the next flush; an ``idempotency_key`` seen before returns that job."""
     job, created = await queue.enqueue(

@@ -2,6 +2,9 @@
 
 from fastapi import APIRouter
 
+from batchd.api import ingress
+from batchd.api.deps import bearer_or_header
+from batchd.api.errors import native_error
 from batchd.api.native import admin, batches, tasks, webhooks
 
 router = APIRouter(prefix="/api")
@@ -10,4 +13,14 @@ router.include_router(batches.router)
 router.include_router(admin.router)
 router.include_router(webhooks.router)
 
-__all__ = ["router"]
+
+def bind(request: ingress.Request) -> None:
+    request.state.error_handler = native_error
+
+
+DIALECT = ingress.Dialect(
+    "native", key=bearer_or_header, bind=bind,
+    missing_key="an API key is required: Authorization: Bearer <key> or x-api-key",
+)
+
+__all__ = ["DIALECT", "router"]

@@ -13,8 +13,8 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from batchd import netguard
-from batchd.api import jsonbody
-from batchd.api.deps import Caller, Config, Manager, limited_stream, read_body
+from batchd.api import ingress, jsonbody
+from batchd.api.deps import Caller, Config, Manager, body_stream, read_body
 from batchd.api.native.schemas import (
     BatchCreate,
     BatchSettings,
@@ -36,6 +36,8 @@ router = APIRouter(tags=["batches"], route_class=jsonbody.PolicyRoute)
 NDJSON_TYPES = {"application/x-ndjson", "application/jsonl", "application/json-lines",
                 "application/ndjson"}
 CSV_TYPES = {"text/csv", "application/csv"}
+# A JSON body is held whole while it is parsed: above BATCHD_MAX_JSON_BODY_BYTES, stream.
+SEND_NDJSON = "; send the items as NDJSON (application/x-ndjson), parsed as it arrives"
 BODY_DOC = {
     "requestBody": {
         "content": {
@@ -60,6 +62,12 @@ def _invalid(exc: ValidationError, where: str) -> RequestValidationError:
     return RequestValidationError(
         [{**e, "loc": (where, *e["loc"])} for e in exc.errors(include_url=False)]
     )
+
+
+async def _whole_body(request: Request, cfg: Settings) -> bytes:
+    """A JSON body, held whole under the smaller JSON limit (NDJSON streams instead)."""
+    return await read_body(request, ingress.limit_of(ingress.BodyKind.JSON, cfg),
+                           instead=SEND_NDJSON)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -95,7 +103,7 @@ async def _spec(mgr: BatchManager, cfg: Settings, s: BatchSettings, where: str) 
 
 
 def _stream_records(request: Request, cfg: Settings, hasher: Any) -> AsyncIterator[list[Any]]:
-    body = limited_stream(request, cfg.max_body_bytes, hasher)
+    body = body_stream(request, hasher)
     if _content_type(request) in CSV_TYPES:
         return csv_records(body, max_record_bytes=cfg.max_record_bytes)
     return ndjson_records(body, max_record_bytes=cfg.max_record_bytes)
@@ -107,6 +115,7 @@ def _created(mgr: BatchManager, created: Any) -> Response:
 
 
 @router.post("/batches", status_code=201, openapi_extra=BODY_DOC)
+@ingress.accepts(ingress.BodyKind.STREAM)
 async def create_batch(
     request: Request, caller: Caller, mgr: Manager, cfg: Config,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
@@ -121,7 +130,7 @@ async def create_batch(
             details=[{"loc": ["header", "content-type"], "msg": "use application/json, "
                       "application/x-ndjson or text/csv", "type": "content_type"}],
         )
-    body = await read_body(request, cfg.max_body_bytes)
+    body = await _whole_body(request, cfg)
     request_hash = hashlib.sha256(body).hexdigest()
     if idempotency_key:
         replay = await mgr.replay_if_known(caller, idempotency_key, request_hash)
@@ -157,7 +166,7 @@ async def _create_streamed(
         raise _invalid(exc, "query") from None
     hasher = hashlib.sha256(orjson.dumps(sorted(params.items())) + ctype.encode())
     if idempotency_key and await mgr.idempotency_key_used(caller, idempotency_key):
-        async for _ in limited_stream(request, cfg.max_body_bytes, hasher):
+        async for _ in body_stream(request, hasher):
             pass
         replay = await mgr.replay_if_known(caller, idempotency_key, hasher.hexdigest())
         return _created(mgr, replay)
@@ -171,6 +180,7 @@ async def _create_streamed(
 
 
 @router.post("/batches/{batch_id}/items", openapi_extra=BODY_DOC)
+@ingress.accepts(ingress.BodyKind.STREAM)
 async def add_items(batch_id: str, request: Request, caller: Caller, mgr: Manager,
                     cfg: Config) -> Response:
     """Append items (JSON array, NDJSON or CSV) to an open batch."""
@@ -178,7 +188,7 @@ async def add_items(batch_id: str, request: Request, caller: Caller, mgr: Manage
     if ctype in NDJSON_TYPES or ctype in CSV_TYPES:
         records = _stream_records(request, cfg, None)
     else:
-        body = await read_body(request, cfg.max_body_bytes)
+        body = await _whole_body(request, cfg)
         data = jsonbody.parse(body)
         if isinstance(data, dict) and isinstance(data.get("items"), list):
             data = data["items"]

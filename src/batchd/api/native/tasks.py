@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from batchd.api import jsonbody
+from batchd.api import ingress, jsonbody
 from batchd.api.deps import Caller, Manager, read_body
 from batchd.domain import errors
 
@@ -22,6 +22,7 @@ async def list_tasks(caller: Caller, mgr: Manager) -> dict[str, Any]:
 
 
 @router.post("/tasks", status_code=201)
+@ingress.accepts(ingress.BodyKind.JSON)
 async def define_task(request: Request, caller: Caller, mgr: Manager) -> Any:
     """Define a task of kind ``python``, ``http`` or ``llm`` (admin keys): ``{name,
     version?, kind, description?, input_schema?, output_schema?, runners?, cost?,

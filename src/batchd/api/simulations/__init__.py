@@ -1,5 +1,10 @@
 """The Simulations batch dialect (seed 000): ``/simulations/batch…`` and ``/health``."""
 
+from batchd.api import ingress
+from batchd.api.deps import bearer_or_header
+from batchd.api.simulations.errors import bind
 from batchd.api.simulations.routes import router
 
-__all__ = ["router"]
+DIALECT = ingress.Dialect("simulations", key=bearer_or_header, bind=bind)
+
+__all__ = ["DIALECT", "router"]

@@ -17,7 +17,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from batchd.api.deps import Manager, bearer_or_header
+from batchd.api.deps import Manager
+from batchd.api.ingress import principal_of
 from batchd.core import usage
 from batchd.core.manager import BatchManager
 from batchd.core.quotas import Limits, Metering
@@ -55,7 +56,7 @@ class Call:
 
 
 async def caller(request: Request, mgr: Manager) -> Call:
-    principal = await mgr.authenticate(bearer_or_header(request))
+    principal = principal_of(request)  # the ingress checked the key
     return Call(principal=principal, limits=mgr.limits_for(principal), mgr=mgr)
 
 

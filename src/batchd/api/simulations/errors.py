@@ -84,8 +84,8 @@ def validation_response(request: Request, exc: RequestValidationError) -> Respon
     return error_response(request, errors.InvalidInput(problems or "invalid request"))
 
 
-async def bind(request: Request) -> None:
-    """Give the request an id and this dialect's error shape (a router dependency)."""
+def bind(request: Request) -> None:
+    """Give the request an id and this dialect's error shape (the ingress calls it)."""
     request.state.request_id = new_request_id(request)
     request.state.error_handler = lambda exc: error_response(request, exc)
     request.state.validation_handler = lambda exc: validation_response(request, exc)

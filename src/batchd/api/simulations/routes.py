@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from batchd import __version__
-from batchd.api import jsonbody
+from batchd.api import ingress, jsonbody
 from batchd.api.deps import Config, Manager, read_body
 from batchd.api.responses import JsonResponse
 from batchd.api.simulations import errors as wire
@@ -22,8 +22,7 @@ from batchd.domain import errors
 from batchd.domain.models import Batch, BatchSpec
 from batchd.tasks.dispatch import SIMULATION
 
-router = APIRouter(tags=["simulations"], dependencies=[Depends(wire.bind)],
-                   route_class=jsonbody.PolicyRoute)
+router = APIRouter(tags=["simulations"], route_class=jsonbody.PolicyRoute)
 QueryText = Annotated[str | None, Query()]
 
 
@@ -57,6 +56,7 @@ async def batch_view(call: Call, batch: Batch) -> dict[str, Any]:
 
 
 @router.get("/health")
+@ingress.public
 async def health(request: Request, mgr: Manager) -> Response:
     """Liveness, with a round trip to the database."""
     await mgr.ping()
@@ -65,10 +65,11 @@ async def health(request: Request, mgr: Manager) -> Response:
 
 @router.post("/simulations/batch", status_code=202,
              openapi_extra=body_doc(schemas.BatchCreate, required=True))
+@ingress.accepts(ingress.BodyKind.JSON)
 async def create_batch(request: Request, call: Caller, cfg: Config) -> Response:
     """Submit simulations; returns at once with the batch (202)."""
     async with call.change():
-        body = schemas.parse(schemas.BatchCreate, await read_body(request, cfg.max_body_bytes))
+        body = schemas.parse(schemas.BatchCreate, await read_body(request))
         call.mgr.check_batch_size(call.principal, len(body.simulations))
         records = templates.records(call.mgr, body.simulations)
         spec = BatchSpec(
@@ -159,7 +160,7 @@ async def cancel_batch(batch_id: str, request: Request, call: Caller, cfg: Confi
     """Cancel pending jobs and, unless ``cancel_running`` is false, running ones."""
     async with call.change():
         body = schemas.parse(
-            schemas.CancelBody, await read_body(request, cfg.max_body_bytes), empty_ok=True
+            schemas.CancelBody, await read_body(request), empty_ok=True
         )
         batch = await call.mgr.batch_for(call.principal, batch_id, task=SIMULATION)
         if batch.is_terminal and batch.status != "cancelled":

@@ -1,13 +1,15 @@
 """The Spark batch pipeline dialect under ``/{tenant}/api/v4/batch`` (seed 004)."""
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
+from batchd.api import ingress
 from batchd.api.spark import routes
+from batchd.api.spark.auth import MISSING_KEY, spark_key
 from batchd.api.spark.errors import use_spark_errors
 
-router = APIRouter(
-    prefix="/{tenant}/api/v4", tags=["spark"], dependencies=[Depends(use_spark_errors)]
-)
+router = APIRouter(prefix="/{tenant}/api/v4", tags=["spark"])
 router.include_router(routes.router)
+DIALECT = ingress.Dialect("spark", key=spark_key, bind=use_spark_errors,
+                          missing_key=MISSING_KEY)
 
-__all__ = ["router"]
+__all__ = ["DIALECT", "router"]

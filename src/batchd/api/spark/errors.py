@@ -52,8 +52,8 @@ def validation_error(exc: RequestValidationError) -> errors.InvalidInput:
                                details=details)
 
 
-async def use_spark_errors(request: Request) -> None:
-    """Router dependency: errors of this request take the Spark shape."""
+def use_spark_errors(request: Request) -> None:
+    """Errors of this request take the Spark shape (the ingress calls it)."""
     as_bson = bool(wire.wants_bson(request))
     request.state.error_handler = lambda exc: spark_error(exc, as_bson=as_bson)
     request.state.validation_handler = lambda exc: spark_error(

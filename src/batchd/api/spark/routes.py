@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from batchd.api import jsonbody
+from batchd.api import ingress, jsonbody
 from batchd.api.deps import Config, Manager
 from batchd.api.spark import records, results, schemas, services, views, wire
 from batchd.api.spark.auth import SparkCaller
@@ -33,7 +33,7 @@ async def create_batch(
     request: Request, caller: SparkCaller, mgr: Manager, cfg: Config
 ) -> Response:
     """Create a batch against a service version; chunks follow with ``…/chunks``."""
-    doc, as_bson = await wire.read_document(request, limit=cfg.max_body_bytes)
+    doc, as_bson = await wire.read_document(request)
     body = _parse(schemas.BatchCreate, doc)
     service = services.resolve(mgr.registry, body.service)
     created = await mgr.create_batch(caller, _spec(body, service, mgr, cfg), _no_records())
@@ -41,13 +41,14 @@ async def create_batch(
 
 
 @router.post("/batch/{batch_id}/chunks")
+@ingress.accepts(ingress.BodyKind.JSON)
 async def add_chunks(
     request: Request, batch_id: str, caller: SparkCaller, mgr: Manager, cfg: Config
 ) -> Response:
     """Add chunks to the input buffer, all or none; a full buffer is a 429."""
     received = mgr.clock()
     await _spark_batch(mgr, caller, batch_id)
-    doc, as_bson = await wire.read_document(request, limit=cfg.max_body_bytes)
+    doc, as_bson = await wire.read_document(request)
     chunks = records.to_chunks(_parse(schemas.ChunksBody, doc), as_bson=as_bson)
     try:
         batch = await mgr.add_chunks(
@@ -146,7 +147,7 @@ async def close_or_cancel(
 ) -> Response:
     """``{"batch_status": "closed"}`` or ``{"batch_status": "cancelled"}``."""
     await _spark_batch(mgr, caller, batch_id)
-    doc, as_bson = await wire.read_document(request, limit=cfg.max_body_bytes)
+    doc, as_bson = await wire.read_document(request)
     body = _parse(schemas.PatchBody, doc)
     if body.batch_status == "closed":
         batch = await mgr.close_batch(caller, batch_id)

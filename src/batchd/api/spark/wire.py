@@ -1,4 +1,4 @@
-"""Bodies on the wire: JSON or BSON, optionally gzip-encoded; timestamps.
+"""Bodies on the wire: JSON or BSON (gzip-encoded ones the ingress inflated); timestamps.
 
 A request with ``Content-Type: application/bson`` (or ``Accept: application/bson``)
 is answered in BSON; everything else in JSON with ``Content-Type: application/json``.
@@ -6,7 +6,6 @@ is answered in BSON; everything else in JSON with ``Content-Type: application/js
 
 from __future__ import annotations
 
-import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +16,7 @@ from fastapi.responses import Response
 
 from batchd.api import jsonbody
 from batchd.api.deps import read_body
+from batchd.api.ingress import MalformedBody, UnsupportedMediaType
 from batchd.api.responses import JsonResponse
 from batchd.domain import errors, jsonpolicy
 
@@ -26,14 +26,6 @@ _JSON_TYPES = {JSON, "text/json", ""}
 _BSON_TYPES = {BSON, "application/x-bson"}
 
 
-class MalformedBody(errors.InvalidInput):
-    """The body cannot be decoded at all (bad JSON, BSON or gzip)."""
-
-    code = "malformed_body"
-
-
-class UnsupportedMediaType(errors.BatchdError):
-    code = "unsupported_media_type"
 
 
 def media_type(request: Request) -> str:
@@ -60,13 +52,13 @@ def render(content: dict[str, Any], *, as_bson: bool, status_code: int = 200,
     return JsonResponse(content, status_code=status_code, headers=headers)
 
 
-async def read_document(request: Request, *, limit: int) -> tuple[dict[str, Any], bool]:
+async def read_document(request: Request) -> tuple[dict[str, Any], bool]:
     """The body as an object, and whether it came as BSON.
 
     Raises:
         MalformedBody: not decodable, or not an object.
         UnsupportedMediaType: neither JSON nor BSON, or an unknown content encoding.
-        errors.LimitExceeded: larger than ``limit`` bytes, before or after gunzip.
+        errors.LimitExceeded: larger than the route's limit (the ingress), after gunzip.
     """
     ctype = media_type(request)
     is_bson = ctype in _BSON_TYPES
@@ -74,14 +66,7 @@ async def read_document(request: Request, *, limit: int) -> tuple[dict[str, Any]
         raise UnsupportedMediaType(
             f"Content-Type {ctype!r} is not supported; send application/json or application/bson"
         )
-    body = await read_body(request, limit)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding in ("gzip", "x-gzip"):
-        body = gunzip(body, limit=limit)
-    elif encoding not in ("identity", ""):
-        raise UnsupportedMediaType(
-            f"Content-Encoding {encoding!r} is not supported; send gzip or nothing"
-        )
+    body = await read_body(request)
     try:
         data = _decode_bson(body) if is_bson else (jsonbody.parse(body) if body.strip() else {})
     except errors.InvalidInput as exc:  # the JSON policy: the details name the place
@@ -103,22 +88,6 @@ def _decode_bson(body: bytes) -> Any:
             details=[{"loc": ["body"], "msg": "invalid BSON", "type": "body_invalid"}],
         ) from None
     return jsonpolicy.check(data)
-
-
-def gunzip(body: bytes, *, limit: int) -> bytes:
-    """Decompress a gzip body, refusing one that inflates past ``limit`` bytes."""
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, limit + 1)
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise errors.LimitExceeded(
-                f"the decompressed body is larger than the limit of {limit} bytes"
-            )
-        if not inflater.eof:
-            raise MalformedBody("the gzip body is truncated")
-    except zlib.error as exc:
-        raise MalformedBody(f"the body is not valid gzip: {exc}") from None
-    return out
 
 
 def timestamp(ts: float | None) -> str | None:

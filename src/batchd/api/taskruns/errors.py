@@ -39,6 +39,6 @@ def taskruns_error(exc: errors.BatchdError) -> Response:
     return native_error(exc)
 
 
-async def use_taskruns_errors(request: Request) -> None:
-    """Router dependency: errors of this request take the dialect's shape."""
+def use_taskruns_errors(request: Request) -> None:
+    """Errors of this request take the dialect's shape (the ingress calls it)."""
     request.state.error_handler = taskruns_error

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from batchd import netguard
-from batchd.api import jsonbody
+from batchd.api import ingress, jsonbody
 from batchd.api.deps import Caller, Config, Manager, read_body
 from batchd.api.responses import JsonResponse
 from batchd.api.taskruns import schemas, views
@@ -31,12 +31,13 @@ DOCUMENTS = ("input.arguments", "output")
 
 
 @router.post("/tasks/{task_id}/batches")
+@ingress.accepts(ingress.BodyKind.JSON)
 async def create_batch_run(
     task_id: str, request: Request, caller: Caller, mgr: Manager, cfg: Config
 ) -> Response:
     """Create a batch of runs of ``task_id``; every run's arguments are checked first."""
     task = await _task(mgr, task_id)
-    body = schemas.parse(await read_body(request, cfg.max_body_bytes),
+    body = schemas.parse(await read_body(request),
                          max_runs=cfg.max_items_per_request)
     await _check_callbacks(body.runs, cfg)
     spec = BatchSpec(
