@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from batchd import __version__
-from batchd.api import aibatch, ingress, jsonbody, native, simulations, spark, taskruns
+from batchd.api import aibatch, ingress, jsonbody, native, openapi, simulations, spark, taskruns
 from batchd.api import errors as api_errors
 from batchd.api.responses import JsonResponse
 from batchd.core import quotas, scheduling
@@ -149,8 +149,9 @@ def create_app(
                                          ((simulations.router,), simulations.DIALECT),
                                          ((taskruns.router,), taskruns.DIALECT))
                 for endpoint in ingress.endpoints(*routers)}
-    ingress.install(app, dialects=dialects, fallback=native.DIALECT, manager=engine.manager,
-                    settings=settings)
+    table = ingress.install(app, dialects=dialects, fallback=native.DIALECT,
+                            manager=engine.manager, settings=settings)
+    openapi.install(app, table)
     return app
 
 
@@ -164,7 +165,8 @@ def _ops_routes(app: FastAPI, engine: Engine) -> APIRouter:
         await engine.store.ping()
         return {"status": "ok", "version": __version__, "worker": engine.worker is not None}
 
-    @ops.get("/metrics")
+    @ops.get("/metrics", response_class=Response, responses={
+        200: {"description": "Prometheus metrics", "content": {CONTENT_TYPE_LATEST: {}}}})
     @ingress.public
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(engine.metrics.registry),

@@ -35,13 +35,29 @@ STATUS: tuple[tuple[type[errors.BatchdError], int], ...] = (
     (errors.OverBudget, 400),
 )
 # Errors of the layers above core, by code.
-STATUS_BY_CODE = {"provider_error": 502, "unsupported_media_type": 415}
+STATUS_BY_CODE = {"provider_error": 502, "unsupported_media_type": 415,
+                  "method_not_allowed": 405}
 RETRY_LATER = (errors.Busy, errors.StoreError)
 # Where a setting that core names lives in a native request.
 FIELD_LOC: dict[str, list[Any]] = {
     "runner": ["body", "runner"],
     "cursor": ["query", "cursor"],
     "idempotency_key": ["header", "Idempotency-Key"],
+}
+
+
+# The bodies above, as the OpenAPI document describes them.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"loc": {"type": "array"}, "msg": {"type": "string"},
+                   "type": {"type": "string"}},
+    "required": ["loc", "msg", "type"],
+}
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"detail": {"anyOf": [{"type": "string"},
+                                        {"type": "array", "items": PROBLEM_SCHEMA}]}},
+    "required": ["detail"],
 }
 
 

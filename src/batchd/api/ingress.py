@@ -90,21 +90,33 @@ def public(endpoint: F) -> F:
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
-    """How a dialect's requests carry their key and take their error shape."""
+    """How a dialect's requests carry their key and take their error shape (and how
+    the OpenAPI document describes that shape)."""
 
     name: str
     key: Callable[[Request], str | None]
     bind: Callable[[Request], None]
+    error_schema: dict[str, Any]
     missing_key: str = "an API key is required"
+    error_media: tuple[str, ...] = ("application/json",)
+    more_statuses: tuple[int, ...] = ()  # errors beyond the common ones
 
 
 @dataclass(frozen=True, slots=True)
-class _Route:
+class Route:
+    """A route as the ingress knows it."""
+
+    path: str
     regex: re.Pattern[str]
     methods: frozenset[str]
     dialect: Dialect
     body: BodyKind
     public: bool
+    endpoint: Callable[..., Any]
+
+
+class MethodNotAllowed(errors.BatchdError):
+    code = "method_not_allowed"
 
 
 def limit_of(kind: BodyKind, cfg: Settings) -> int:
@@ -123,7 +135,7 @@ def too_large(limit: int) -> errors.LimitExceeded:
 class Ingress:
     """The ASGI middleware (see the module's docstring)."""
 
-    def __init__(self, app: ASGIApp, *, routes: list[_Route], fallback: Dialect,
+    def __init__(self, app: ASGIApp, *, routes: list[Route], fallback: Dialect,
                  manager: BatchManager, settings: Settings) -> None:
         self.app = app
         self.routes = routes
@@ -131,26 +143,35 @@ class Ingress:
         self.manager = manager
         self.settings = settings
 
-    def _find(self, scope: Scope) -> _Route | None:
+    def _find(self, scope: Scope) -> tuple[Route | None, list[Route]]:
+        """The route of the request, or the routes of its path (if the method is wrong)."""
         path = scope["path"]
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root):]
         method = scope["method"]
+        others: list[Route] = []
         for route in self.routes:
-            if route.regex.match(path) and method in route.methods:
-                return route
-        return None
+            if route.regex.match(path) and (not others or route.path == others[0].path):
+                if method in route.methods:
+                    return route, others
+                others.append(route)  # the same path, another method
+        return None, others
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = self._find(scope)
+        route, others = self._find(scope)
         request = Request(scope)
-        dialect = route.dialect if route is not None else self.fallback
+        dialect = route.dialect if route is not None else (
+            others[0].dialect if others else self.fallback)
         dialect.bind(request)
         try:
+            if route is None and others:
+                allowed = sorted({m for r in others for m in r.methods})
+                raise MethodNotAllowed(f"{scope['method']} is not allowed here; use "
+                                       f"{', '.join(allowed)}", details={"allow": allowed})
             if route is not None and not route.public:
                 key = dialect.key(request)
                 if not key:
@@ -161,6 +182,8 @@ class Ingress:
             body = _body_reader(request, receive, limit)
         except errors.BatchdError as exc:
             response = request.state.error_handler(exc)
+            if isinstance(exc, MethodNotAllowed):
+                response.headers["Allow"] = ", ".join(exc.details["allow"])
             await response(scope, receive, send)
             return
         await self.app(scope, body, send)
@@ -299,27 +322,30 @@ def endpoints(*routers: Any) -> Iterator[Callable[..., Any]]:
 
 
 def install(app: FastAPI, *, dialects: dict[Callable[..., Any], Dialect], fallback: Dialect,
-            manager: BatchManager, settings: Settings) -> None:
+            manager: BatchManager, settings: Settings) -> list[Route]:
     """Put the ingress in front of ``app``'s routes; ``dialects`` maps each endpoint to
-    its dialect. Raises if a route has none (it would go around the key check)."""
-    table: list[_Route] = []
+    its dialect. Raises if a route has none (it would go around the key check).
+    Returns the ingress's table of routes."""
+    table: list[Route] = []
     unplaced: list[str] = []
     for route in api_routes(app):
         dialect = dialects.get(route.endpoint)
         if dialect is None:
             unplaced.append(route.path)
             continue
-        table.append(_Route(
-            regex=compile_path(route.path)[0],
+        table.append(Route(
+            path=route.path, regex=compile_path(route.path)[0],
             methods=route.methods,
             dialect=dialect,
             body=getattr(route.endpoint, "__batchd_body__", BodyKind.CONTROL),
             public=getattr(route.endpoint, "__batchd_public__", False),
+            endpoint=route.endpoint,
         ))
     if unplaced:
         raise RuntimeError(f"routes without a dialect for the ingress: {', '.join(unplaced)}")
     app.add_middleware(Ingress, routes=table, fallback=fallback, manager=manager,
                        settings=settings)
+    return table
 
 
 def principal_of(request: Request) -> Any:

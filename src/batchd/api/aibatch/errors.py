@@ -34,6 +34,13 @@ def detail_of(exc: errors.BatchdError) -> list[dict[str, Any]]:
     return [{"loc": _where(exc), "msg": exc.message, "type": exc.code}]
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"detail": {"type": "array", "items": native.PROBLEM_SCHEMA}},
+    "required": ["detail"],
+}
+
+
 def error_response(exc: errors.BatchdError) -> Response:
     return JsonResponse({"detail": native.jsonable(detail_of(exc))},
                         status_code=native.status_of(exc), headers=native.headers_of(exc))

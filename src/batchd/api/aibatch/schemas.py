@@ -7,14 +7,17 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from batchd.api.openapi import TIME_OR_EPOCH
+
 
 class EnqueueRequest(BaseModel):
     job_type: str = Field(description="Type of batch job (a registered task).")
     payload: dict[str, Any] = Field(default_factory=dict, description="Job payload/parameters")
-    priority: int = Field(default=50, ge=0, le=100,
+    priority: int = Field(default=50, ge=0, le=100, strict=True,
                           description="Job priority (0-100, higher = more urgent)")
     run_after: datetime | None = Field(
-        default=None, description="Don't run until this time (optional delay)"
+        default=None, description="Don't run until this time (optional delay)",
+        json_schema_extra=TIME_OR_EPOCH,
     )
     idempotency_key: str | None = Field(
         default=None, min_length=1, max_length=255,
@@ -29,12 +32,13 @@ class EnqueueRequest(BaseModel):
 
 
 class FlushRequest(BaseModel):
-    max_jobs: int = Field(default=100, ge=1, le=10_000,
+    max_jobs: int = Field(default=100, ge=1, le=10_000, strict=True,
                           description="Maximum jobs to include in batch")
     job_types: list[str] | None = Field(
         default=None, description="Only include specific job types (optional)"
     )
-    min_priority: int = Field(default=0, ge=0, le=100, description="Minimum priority to include")
+    min_priority: int = Field(default=0, ge=0, le=100, strict=True,
+                              description="Minimum priority to include")
 
 
 class PollRequest(BaseModel):

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from batchd.api import ingress
 from batchd.api.deps import bearer_or_header
-from batchd.api.errors import native_error
+from batchd.api.errors import ERROR_SCHEMA, native_error
 from batchd.api.native import admin, batches, tasks, webhooks
 
 router = APIRouter(prefix="/api")
@@ -19,7 +19,7 @@ def bind(request: ingress.Request) -> None:
 
 
 DIALECT = ingress.Dialect(
-    "native", key=bearer_or_header, bind=bind,
+    "native", key=bearer_or_header, bind=bind, error_schema=ERROR_SCHEMA,
     missing_key="an API key is required: Authorization: Bearer <key> or x-api-key",
 )
 

@@ -13,7 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from batchd import netguard
-from batchd.api import ingress, jsonbody
+from batchd.api import ingress, jsonbody, openapi
 from batchd.api.deps import Caller, Config, Manager, body_stream, read_body
 from batchd.api.native.schemas import (
     BatchCreate,
@@ -28,7 +28,7 @@ from batchd.core.manager import BatchManager
 from batchd.domain import errors
 from batchd.domain.models import Principal
 from batchd.events.sse import sse_stream
-from batchd.export import exporter_for
+from batchd.export import FORMATS, exporter_for
 from batchd.settings import Settings
 
 router = APIRouter(tags=["batches"], route_class=jsonbody.PolicyRoute)
@@ -38,20 +38,26 @@ NDJSON_TYPES = {"application/x-ndjson", "application/jsonl", "application/json-l
 CSV_TYPES = {"text/csv", "application/csv"}
 # A JSON body is held whole while it is parsed: above BATCHD_MAX_JSON_BODY_BYTES, stream.
 SEND_NDJSON = "; send the items as NDJSON (application/x-ndjson), parsed as it arrives"
-BODY_DOC = {
-    "requestBody": {
-        "content": {
-            "application/json": {"schema": BatchCreate.model_json_schema()},
-            "application/x-ndjson": {
-                "schema": {"type": "string", "description": "one input per line"}
-            },
-            "text/csv": {
-                "schema": {"type": "string", "description": "header row, then one input per row"}
-            },
-        },
-        "required": True,
-    }
+NDJSON_DOC = {"type": "string", "description": "one input (a JSON value) per line"}
+CSV_DOC = {"type": "string", "description": "a header row, then one input per row"}
+CREATE_DOC = {
+    **openapi.body_doc({"application/json": BatchCreate, "application/x-ndjson": NDJSON_DOC,
+                        "text/csv": CSV_DOC}),
+    # An NDJSON or CSV body carries only inputs: the batch's settings come in the query.
+    "parameters": [
+        {"name": name, "in": "query", "required": False, "schema": schema,
+         "description": "With an NDJSON or CSV body (a JSON body carries it as a field)."}
+        for name, schema in BatchSettings.model_json_schema()["properties"].items()
+        if name != "metadata"
+    ],
 }
+ITEMS_DOC = openapi.body_doc({
+    "application/json": {"anyOf": [
+        {"type": "array", "description": "one input per record"},
+        {"type": "object", "properties": {"items": {"type": "array"}}, "required": ["items"]},
+    ]},
+    "application/x-ndjson": NDJSON_DOC, "text/csv": CSV_DOC,
+})
 
 
 def _content_type(request: Request) -> str:
@@ -114,7 +120,7 @@ def _created(mgr: BatchManager, created: Any) -> Response:
     return JsonResponse(batch_json(created.batch), status_code=201, headers=headers)
 
 
-@router.post("/batches", status_code=201, openapi_extra=BODY_DOC)
+@router.post("/batches", status_code=201, openapi_extra=CREATE_DOC)
 @ingress.accepts(ingress.BodyKind.STREAM)
 async def create_batch(
     request: Request, caller: Caller, mgr: Manager, cfg: Config,
@@ -179,7 +185,7 @@ async def _create_streamed(
     return _created(mgr, created)
 
 
-@router.post("/batches/{batch_id}/items", openapi_extra=BODY_DOC)
+@router.post("/batches/{batch_id}/items", openapi_extra=ITEMS_DOC)
 @ingress.accepts(ingress.BodyKind.STREAM)
 async def add_items(batch_id: str, request: Request, caller: Caller, mgr: Manager,
                     cfg: Config) -> Response:
@@ -246,6 +252,7 @@ async def get_item(batch_id: str, item_id: str, caller: Caller, mgr: Manager) ->
 
 
 @router.get("/batches/{batch_id}/results")
+@openapi.params(format={"type": "string", "enum": list(FORMATS), "default": "jsonl"})
 async def results(
     batch_id: str, caller: Caller, mgr: Manager,
     format: Annotated[str, Query(description="jsonl, json, csv or parquet (with the "

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from batchd.api.openapi import TIME_OR_EPOCH
+from batchd.domain.limits import LIMIT_NAMES, MAX_LIMIT, UNLIMITED
 from batchd.domain.models import Batch, BatchSpec, Item, iso
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -38,7 +40,7 @@ class BatchSettings(BaseModel):
     fail_fast: bool = False
     max_error_pct: float = Field(default=100.0, ge=0, le=100)
     budget_usd: float | None = Field(default=None, ge=0, le=1e12)
-    run_after: datetime | None = None
+    run_after: datetime | None = Field(default=None, json_schema_extra=TIME_OR_EPOCH)
     item_timeout_s: float | None = Field(default=None, gt=0, le=7 * 86400)
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     retry_backoff_s: float | None = Field(default=None, ge=0, le=86400)
@@ -110,15 +112,21 @@ class KeyCreate(BaseModel):
     )
     tier: Literal["free", "basic", "pro", "enterprise"] | None = None
     owner: Text | None = Field(default=None, min_length=1, max_length=200)
-    limits: dict[str, float] | None = Field(
+    # Any values: check_overrides refuses a non-number (pydantic would make false 0.0).
+    limits: dict[str, Any] | None = Field(
         default=None,
         description="Overrides of the tier's limits for this key: max_batch_size, "
         "api_calls, items, cost_usd (per month; -1 = unlimited).",
+        json_schema_extra={
+            "propertyNames": {"enum": list(LIMIT_NAMES)},
+            "additionalProperties": {"anyOf": [
+                {"const": UNLIMITED}, {"type": "number", "minimum": 0, "maximum": MAX_LIMIT}]},
+        },
     )
 
     @field_validator("limits")
     @classmethod
-    def _known_limits(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+    def _known_limits(cls, value: dict[str, Any] | None) -> dict[str, float] | None:
         from batchd.core import quotas
 
         return None if value is None else quotas.check_overrides(value)

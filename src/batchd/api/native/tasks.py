@@ -6,9 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from batchd.api import ingress, jsonbody
+from batchd.api import ingress, jsonbody, openapi
 from batchd.api.deps import Caller, Manager, read_body
 from batchd.domain import errors
+from batchd.tasks.kinds.spec import TaskSpec
 
 router = APIRouter(tags=["tasks"], route_class=jsonbody.PolicyRoute)
 MAX_DEFINITION_BYTES = 1024 * 1024
@@ -21,7 +22,8 @@ async def list_tasks(caller: Caller, mgr: Manager) -> dict[str, Any]:
     return {"data": [t.describe(reg.versions(t.name)) for t in reg.all_latest()]}
 
 
-@router.post("/tasks", status_code=201)
+@router.post("/tasks", status_code=201,
+             openapi_extra=openapi.body_doc({"application/json": TaskSpec}))
 @ingress.accepts(ingress.BodyKind.JSON)
 async def define_task(request: Request, caller: Caller, mgr: Manager) -> Any:
     """Define a task of kind ``python``, ``http`` or ``llm`` (admin keys): ``{name,

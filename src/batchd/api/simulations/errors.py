@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -62,6 +63,14 @@ def new_request_id(request: Request) -> str:
     # A caller's own X-Request-ID is kept, so its logs and ours can be matched.
     given = request.headers.get("x-request-id", "")
     return given if REQUEST_ID.match(given) else f"req_{secrets.token_hex(12)}"
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                   "request_id": {"type": "string"}},
+    "required": ["error", "message", "request_id"],
+}
 
 
 def error_response(request: Request, exc: errors.BatchdError) -> Response:

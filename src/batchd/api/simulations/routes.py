@@ -6,10 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from batchd import __version__
-from batchd.api import ingress, jsonbody
+from batchd.api import ingress, jsonbody, openapi
 from batchd.api.deps import Config, Manager, read_body
 from batchd.api.responses import JsonResponse
 from batchd.api.simulations import errors as wire
@@ -24,12 +23,6 @@ from batchd.tasks.dispatch import SIMULATION
 
 router = APIRouter(tags=["simulations"], route_class=jsonbody.PolicyRoute)
 QueryText = Annotated[str | None, Query()]
-
-
-def body_doc(model: type[BaseModel], *, required: bool) -> dict[str, Any]:
-    # Bodies are parsed in the route (so a bad one is still a metered call); documented here.
-    return {"requestBody": {"required": required, "content": {
-        "application/json": {"schema": model.model_json_schema()}}}}
 
 
 def respond(request: Request, body: dict[str, Any], status_code: int = 200) -> Response:
@@ -64,7 +57,7 @@ async def health(request: Request, mgr: Manager) -> Response:
 
 
 @router.post("/simulations/batch", status_code=202,
-             openapi_extra=body_doc(schemas.BatchCreate, required=True))
+             openapi_extra=openapi.body_doc({"application/json": schemas.BatchCreate}))
 @ingress.accepts(ingress.BodyKind.JSON)
 async def create_batch(request: Request, call: Caller, cfg: Config) -> Response:
     """Submit simulations; returns at once with the batch (202)."""
@@ -85,7 +78,12 @@ async def create_batch(request: Request, call: Caller, cfg: Config) -> Response:
     return respond(request, await batch_view(call, created.batch), 202)
 
 
+def int_doc(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
 @router.get("/simulations/batch")
+@openapi.params(page=int_doc(1, 1_000_000), page_size=int_doc(1, 100))
 async def list_batches(
     request: Request, call: Caller, status: QueryText = None, status_filter: QueryText = None,
     page: QueryText = None, page_size: QueryText = None,
@@ -123,6 +121,7 @@ async def current_usage(request: Request, call: Caller) -> Response:
 
 
 @router.get("/simulations/batch/usage/history")
+@openapi.params(periods=int_doc(1, 120))
 async def usage_history(request: Request, call: Caller, periods: QueryText = None) -> Response:
     await call.read(enforce=False)
     n = int_param("periods", periods, default=6, low=1, high=120)
@@ -155,7 +154,8 @@ async def get_jobs(batch_id: str, request: Request, call: Caller) -> Response:
 
 
 @router.post("/simulations/batch/{batch_id}/cancel",
-             openapi_extra=body_doc(schemas.CancelBody, required=False))
+             openapi_extra=openapi.body_doc({"application/json": schemas.CancelBody},
+                                           required=False))
 async def cancel_batch(batch_id: str, request: Request, call: Caller, cfg: Config) -> Response:
     """Cancel pending jobs and, unless ``cancel_running`` is false, running ones."""
     async with call.change():

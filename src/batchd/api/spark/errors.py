@@ -27,6 +27,18 @@ from batchd.domain import errors
 STATUS_BY_CODE = {"malformed_body": 400, "unsupported_media_type": 415}
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"error": {
+        "type": "object",
+        "properties": {"status": {"type": "integer"}, "code": {"type": "string"},
+                       "message": {"type": "string"}, "details": {}},
+        "required": ["status", "code", "message", "details"],
+    }},
+    "required": ["error"],
+}
+
+
 def status_of(exc: errors.BatchdError) -> int:
     return STATUS_BY_CODE.get(exc.code) or native.status_of(exc)
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from batchd.api import ingress, jsonbody
+from batchd.api import ingress, jsonbody, openapi
 from batchd.api.deps import Config, Manager
 from batchd.api.spark import records, results, schemas, services, views, wire
 from batchd.api.spark.auth import SparkCaller
@@ -28,7 +28,11 @@ DEFAULT_MAX_CHUNKS = 50
 MOST_CHUNKS = 100
 
 
-@router.post("/batch")
+def _doc(model: type[BaseModel]) -> dict[str, object]:
+    return openapi.body_doc({wire.JSON: model, wire.BSON: model})
+
+
+@router.post("/batch", openapi_extra=_doc(schemas.BatchCreate))
 async def create_batch(
     request: Request, caller: SparkCaller, mgr: Manager, cfg: Config
 ) -> Response:
@@ -40,7 +44,7 @@ async def create_batch(
     return _answer(request, views.batch_json(created.batch, now=mgr.clock()), as_bson)
 
 
-@router.post("/batch/{batch_id}/chunks")
+@router.post("/batch/{batch_id}/chunks", openapi_extra=_doc(schemas.ChunksBody))
 @ingress.accepts(ingress.BodyKind.JSON)
 async def add_chunks(
     request: Request, batch_id: str, caller: SparkCaller, mgr: Manager, cfg: Config
@@ -141,7 +145,7 @@ async def chunk_results(
     return _answer(request, {"data": data, "status": status}, came_as_bson)
 
 
-@router.patch("/batch/{batch_id}")
+@router.patch("/batch/{batch_id}", openapi_extra=_doc(schemas.PatchBody))
 async def close_or_cancel(
     request: Request, batch_id: str, caller: SparkCaller, mgr: Manager, cfg: Config
 ) -> Response:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from batchd import netguard
-from batchd.api import ingress, jsonbody
+from batchd.api import ingress, jsonbody, openapi
 from batchd.api.deps import Caller, Config, Manager, read_body
 from batchd.api.responses import JsonResponse
 from batchd.api.taskruns import schemas, views
@@ -30,7 +30,25 @@ COLUMNS = ("task_id", "batch_run_id", "run_id", "status", "runner")
 DOCUMENTS = ("input.arguments", "output")
 
 
-@router.post("/tasks/{task_id}/batches")
+RUN_DOC = {
+    "type": "object",
+    "properties": {
+        "arguments": {"description": "the run's input, checked against the task's schema"},
+        "runner": {"type": "string", "minLength": 1, "maxLength": 100},
+        "callback_webhook": {"type": "object", "properties": {"url": {"type": "string"}},
+                             "required": ["url"]},
+    },
+    "required": ["arguments"],
+}
+CREATE_DOC = openapi.body_doc({"application/json": {
+    "type": "object",
+    "properties": {"task_run_requests": {"type": "array", "minItems": 1, "items": RUN_DOC},
+                   "runner": {"type": "string", "minLength": 1, "maxLength": 100}},
+    "required": ["task_run_requests"],
+}})
+
+
+@router.post("/tasks/{task_id}/batches", openapi_extra=CREATE_DOC)
 @ingress.accepts(ingress.BodyKind.JSON)
 async def create_batch_run(
     task_id: str, request: Request, caller: Caller, mgr: Manager, cfg: Config
