@@ -45,6 +45,38 @@ def drop_pg_database(url: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
 
+class RssSampler:
+    """A process's RSS, sampled every few milliseconds while the block runs: ``base``
+    (at the start) and ``most`` (the peak seen). Benchmarks and tests share it."""
+
+    def __init__(self, pid: int, *, every_s: float = 0.005) -> None:
+        self.process = psutil.Process(pid)
+        self.base = self.process.memory_info().rss
+        self.most = self.base
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.most = max(self.most, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+
+    @property
+    def growth(self) -> int:
+        return self.most - self.base
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class BenchWorker:
     """A ``batchd worker`` process on a database."""
 

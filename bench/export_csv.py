@@ -10,14 +10,13 @@ export's alone and the two sizes show whether memory grows with the rows.
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from typing import Any
 
 import httpx
 import orjson
 import psutil
-from common import BenchServer, drop_pg_database, fresh_pg_database, mb
+from common import BenchServer, RssSampler, drop_pg_database, fresh_pg_database, mb
 
 TASK = "bench_profile"
 
@@ -40,35 +39,18 @@ def wait_complete(c: httpx.Client, batch_id: str) -> None:
         time.sleep(0.5)
 
 
-class PeakRss:
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.peak = 0
-        self._on = True
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while self._on:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.01)
-
-    def stop(self) -> int:
-        self._on = False
-        return self.peak
-
-
 def export(c: httpx.Client, batch_id: str, fmt: str, pid: int) -> tuple[float, int, int, int]:
     """Seconds to the last byte, bytes, lines, peak RSS of the server meanwhile."""
-    rss = PeakRss(pid)
     t0 = time.perf_counter()
     size = lines = 0
-    with c.stream("GET", f"/v0/tasks/{TASK}/batches/{batch_id}/export",
-                  params={"format": fmt}) as r:
+    with RssSampler(pid, every_s=0.01) as rss, c.stream(
+        "GET", f"/v0/tasks/{TASK}/batches/{batch_id}/export", params={"format": fmt}
+    ) as r:
         assert r.status_code == 200, r.read()
         for chunk in r.iter_raw(1 << 20):
             size += len(chunk)
             lines += chunk.count(b"\n")
-    return time.perf_counter() - t0, size, lines, rss.stop()
+    return time.perf_counter() - t0, size, lines, rss.most
 
 
 def main() -> None:

@@ -14,18 +14,13 @@ from __future__ import annotations
 
 import argparse
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import orjson
-import psutil
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import BenchServer  # noqa: E402
+from common import BenchServer, RssSampler
 
 MiB = 1 << 20
 
@@ -38,30 +33,6 @@ def ndjson_chunk() -> bytes:
 def json_array_chunk() -> bytes:
     item = orjson.dumps({"text": "x" * 80}) + b","
     return item * (MiB // len(item))
-
-
-class Peak:
-    """The highest RSS of a process while the block runs."""
-
-    def __init__(self, pid: int) -> None:
-        self.p = psutil.Process(pid)
-        self.base = self.p.memory_info().rss
-        self.most = self.base
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.005):
-            self.most = max(self.most, self.p.memory_info().rss)
-
-    def __enter__(self) -> Peak:
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._t.join()
-        self.most = max(self.most, self.p.memory_info().rss)
 
 
 def stream(port: int, method: str, path: str, headers: dict[str, str], head: bytes,
@@ -142,10 +113,10 @@ def main() -> None:
                     headers["Authorization"] = f"Bearer {srv.key}"
                 httpx.get(f"{srv.url}/healthz")
                 time.sleep(0.3)
-                with Peak(srv.proc.pid) as peak:
+                with RssSampler(srv.proc.pid) as peak:
                     status, took, sent = stream(srv.port, "POST", path, headers, head, chunk,
                                                 total)
-                growth = peak.most - peak.base
+                growth = peak.growth
                 worst = max(worst, growth)
                 print(f"{name:<15} {'valid' if keyed else 'none':<6} {status:>6} {took:>9.2f} "
                       f"{sent / MiB:>8.0f} {growth / MiB:>14.1f}", flush=True)

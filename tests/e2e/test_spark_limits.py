@@ -4,7 +4,6 @@ memory, and BSON replies when ``Accept`` asks for them."""
 from __future__ import annotations
 
 import struct
-import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ import httpx
 import orjson
 import psutil
 import pytest
+from bench.common import RssSampler
 
 from tests.conftest import Server, wait_until
 
@@ -104,28 +104,6 @@ def peak_rss(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmHWM")
-
-
-class RssSampler:
-    """Samples a process's RSS with psutil while a request runs; ``most`` is the peak seen."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.most = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.002):
-            self.most = max(self.most, self.process.memory_info().rss)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def test_spark_gzip_body_inflating_past_the_limit_is_413_in_bounded_memory(
