@@ -5,7 +5,7 @@ No I/O: the groups are written by :mod:`batchd.core.submit`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,10 @@ from batchd.tasks.registry import TaskDef
 # Items are staged in groups of at most this many bytes, so a large upload is never
 # held in memory whole.
 STAGE_BYTES = 4 * 1024 * 1024
+# An upload of at least this many bytes has the store reclaim the space its staging used
+# once it ends (committed or discarded); below it, the space is left for the next uploads
+# to reuse, which is cheaper than reclaiming it after every small request.
+RECLAIM_BYTES = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -39,14 +43,21 @@ class Run:
 
 @dataclass(slots=True)
 class Tally:
-    """What an upload holds so far: items and their estimated cost."""
+    """What an upload holds so far: items, their estimated cost and input bytes."""
 
     items: int = 0
     est_usd: float = 0.0
+    size: int = 0
 
     def add(self, group: list[StagedItem]) -> None:
         self.items += len(group)
         self.est_usd += sum(i.est_usd for i in group)
+        self.size += sum(len(i.input) for i in group)
+
+    @property
+    def worth_reclaiming(self) -> bool:
+        """Whether the store should give back the space this upload's staging used."""
+        return self.size >= RECLAIM_BYTES
 
 
 def check_records(task: TaskDef, part: list[Any], index: int) -> None:
@@ -96,7 +107,7 @@ def chunk_items(task: TaskDef, runner: str | None, chunks: list[Chunk]) -> list[
 async def item_groups(
     task: TaskDef, spec: BatchSpec, records: AsyncIterator[list[Any]], *, flush_items: int,
     max_items: int,
-) -> AsyncIterator[list[StagedItem]]:
+) -> AsyncGenerator[list[StagedItem], None]:
     """Checked records cut into items, in groups bounded by count and bytes.
 
     Raises:

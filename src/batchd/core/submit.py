@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -91,10 +91,18 @@ class Submissions:
         spec = self.tasks.resolve_spec(spec)
         task = self.tasks.task(spec.task, spec.version)
         spec.est_usd_per_record = task.cost_for(spec.runner).per_record_usd
-        up = await self._new_batch(principal, spec)
+        groups = self._groups(task, spec, records)
+        try:
+            # The first group is read before anything is written: a body that is bad from
+            # its start is refused without a write, however much of it is still to come.
+            first = await anext(groups, None)
+            up = await self._new_batch(principal, spec)
+        except BaseException:
+            await groups.aclose()
+            raise
 
         async def fill() -> None:
-            await self._ingest(up, task, spec, records)
+            await self._ingest(up, groups, first)
 
         def request() -> str | None:
             return request_hash() if callable(request_hash) else request_hash
@@ -149,7 +157,7 @@ class Submissions:
         up = _Upload(principal, batch_id, self._stage_token(), batch.n_total, Tally())
 
         async def fill() -> None:
-            await self._ingest(up, task, spec, records)
+            await self._ingest(up, self._groups(task, spec, records))
 
         await self._commit(up, fill, close=False, drop_batch=False, admission=admission)
         self.notify()
@@ -243,21 +251,31 @@ class Submissions:
         request_hash: Callable[[], str | None] = lambda: None,
         tenant_input_limit: int | None = None,
     ) -> str:
-        """Stage the upload with ``fill``, decide, and commit it (or discard it all)."""
+        """Stage the upload with ``fill``, decide, and commit it (or discard it all).
+
+        Either way, a large upload then has the store reclaim what its staging used, so
+        that a refused one leaves no lasting disk cost."""
         try:
             await fill()
             metering = self._metering(up, admission, spec)
-            return await self.store.commit_stage(
+            holder = await self.store.commit_stage(
                 up.batch_id, up.stage, close=close, now=self.clock(),
                 idempotency_key=idempotency_key, request_hash=request_hash(),
                 tenant_input_limit=tenant_input_limit, metering=metering,
                 limits=self.access.limits_for(up.principal), tier=up.principal.tier,
+                staged_items=up.tally.items,
             )
         except BaseException:
-            await asyncio.shield(
-                self.store.discard_stage(up.batch_id, up.stage, drop_batch=drop_batch)
-            )
+            await asyncio.shield(self._discard(up, drop_batch=drop_batch))
             raise
+        if up.tally.worth_reclaiming:
+            await self.store.reclaim_space()
+        return holder
+
+    async def _discard(self, up: _Upload, *, drop_batch: bool) -> None:
+        await self.store.discard_stage(up.batch_id, up.stage, drop_batch=drop_batch)
+        if up.tally.worth_reclaiming:
+            await self.store.reclaim_space()
 
     def _metering(
         self, up: _Upload, admission: Admission, spec: BatchSpec | None
@@ -278,16 +296,23 @@ class Submissions:
         self.check_batch_size(up.principal, up.held + up.tally.items)
         await self.store.stage_items(up.batch_id, up.stage, items)
 
+    def _groups(
+        self, task: TaskDef, spec: BatchSpec, records: AsyncIterator[list[Any]]
+    ) -> AsyncGenerator[list[StagedItem], None]:
+        return staging.item_groups(task, spec, records, flush_items=self.flush_items,
+                                   max_items=self.max_items_per_request)
+
     async def _ingest(
-        self, up: _Upload, task: TaskDef, spec: BatchSpec, records: AsyncIterator[list[Any]]
+        self, up: _Upload, groups: AsyncGenerator[list[StagedItem], None],
+        first: list[StagedItem] | None = None,
     ) -> None:
+        """Stage ``first`` (a group already taken from ``groups``), then ``groups``."""
         # One write in flight while the next group is prepared, so parsing and the
         # database's inserts overlap.
         in_flight: asyncio.Future[None] | None = None
-        groups = staging.item_groups(task, spec, records, flush_items=self.flush_items,
-                                     max_items=self.max_items_per_request)
         try:
-            async for group in groups:
+            group = first if first is not None else await anext(groups, None)
+            while group is not None:
                 up.tally.add(group)
                 self.check_batch_size(up.principal, up.held + up.tally.items)
                 if in_flight is not None:
@@ -295,7 +320,9 @@ class Submissions:
                 in_flight = asyncio.ensure_future(
                     self.store.stage_items(up.batch_id, up.stage, group)
                 )
+                group = await anext(groups, None)
         except BaseException:
+            await groups.aclose()
             if in_flight is not None:
                 # Settle the last write before the caller discards the upload.
                 await asyncio.gather(in_flight, return_exceptions=True)

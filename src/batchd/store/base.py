@@ -44,6 +44,13 @@ class Store(ABC):
         serialization failure or a connection lost before COMMIT, a fresh script runs
         again from the start."""
 
+    async def reclaim_space(self) -> None:  # noqa: B027
+        """Give the space that deleted rows and finished uploads' staging held back to the
+        filesystem, as far as the backend can without waiting on other work: SQLite frees
+        its free pages and truncates its WAL, PostgreSQL truncates its stage tables when
+        no upload is in them. Best effort: a failure is logged, never raised.
+        """
+
     async def subscribe_work(self, callback: Callable[[], None]) -> None:  # noqa: B027
         """Call ``callback`` whenever another process commits new items.
 

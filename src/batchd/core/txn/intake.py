@@ -84,7 +84,7 @@ def _upload(target: admission.CommitTarget, stage: str) -> Script[admission.Uplo
 def commit_stage(
     batch_id: str, stage: str, close: bool, now: float, idempotency_key: str | None,
     request_hash: str | None, tenant_input_limit: int | None, metering: Metering | None,
-    limits: Limits | None = None, tier: str = "",
+    limits: Limits | None = None, tier: str = "", staged_items: int | None = None,
 ) -> Script[str | errors.BatchdError]:
     row = yield q.one("batch_for_commit", batch_id)  # locks the batch row (PostgreSQL)
     if row is None:
@@ -94,6 +94,11 @@ def commit_stage(
     if idempotency_key is not None:
         replay_of = yield q.value("batch_id_by_idempotency", target.tenant_id, idempotency_key)
     upload = yield from _upload(target, stage)
+    if replay_of is None and staged_items is not None and upload.items != staged_items:
+        # PostgreSQL empties its unlogged stage after a crash: part of this upload is gone.
+        yield from _discard(target, stage, drop_batch=True)
+        return errors.StoreError("the database lost part of this upload while it was being "
+                                 "received (did it restart?); send it again")
     tenant_used = 0
     if tenant_input_limit:
         tenant_used = int((yield q.value("tenant_input_used", target.tenant_id)))
@@ -115,8 +120,13 @@ def _admit(
     close: bool, now: float, idempotency_key: str | None, request_hash: str | None,
     metering: Metering | None,
 ) -> Script[None]:
-    if not b.staging:
+    # The upload's items join the queue, and what waited for them in the stage goes.
+    if b.staging:
+        yield q.run("queue_new_batch", b.pk)
+        yield q.run("delete_batch_stage", b.pk)
+    else:
         yield q.run("queue_stage", b.pk, stage)
+        yield from lifecycle.delete_items(b.pk, stage)
     yield q.run(
         "count_upload", upload.items, upload.items, upload.records, upload.est_usd,
         upload.size, upload.size, now, idempotency_key, request_hash, close, close, now, b.pk,
@@ -155,9 +165,13 @@ class IntakeOps(Runner):
         self, batch_id: str, stage: str, *, close: bool, now: float,
         idempotency_key: str | None = None, request_hash: str | None = None,
         tenant_input_limit: int | None = None, metering: Metering | None = None,
-        limits: Limits | None = None, tier: str = "",
+        limits: Limits | None = None, tier: str = "", staged_items: int | None = None,
     ) -> str:
         """Make staged items runnable and count them, in one transaction.
+
+        With ``staged_items`` (how many items the caller staged), an upload the database
+        holds fewer of (PostgreSQL empties its unlogged stage when it restarts) is
+        discarded and :class:`batchd.domain.errors.StoreError` raised: send it again.
 
         With ``limits`` (the caller's tier ``tier``), the batch may not grow past their
         batch size: :class:`batchd.domain.errors.BatchTooLarge`, the upload discarded.
@@ -179,7 +193,7 @@ class IntakeOps(Runner):
         """
         holder = await self._write(
             commit_stage, batch_id, stage, close, now, idempotency_key, request_hash,
-            tenant_input_limit, metering, limits, tier,
+            tenant_input_limit, metering, limits, tier, staged_items,
         )
         assert isinstance(holder, str)
         return holder
@@ -188,3 +202,8 @@ class IntakeOps(Runner):
         """Drop an upload's staged items; with ``drop_batch``, a batch still being created
         goes too."""
         await self._write(discard_stage, batch_id, stage, drop_batch)
+
+    async def reclaim_space(self) -> None:
+        """Have the store give back the space that staging used (see
+        :meth:`batchd.store.base.Store.reclaim_space`)."""
+        await self.store.reclaim_space()

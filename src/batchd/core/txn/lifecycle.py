@@ -71,9 +71,11 @@ def close(batch_id: str, now: float, *, reason: str | None) -> Script[bool]:
 
 
 def delete_items(batch_pk: int, stage: str | None) -> Script[None]:
-    """Delete a batch's items with their payloads: every one, or those of one upload."""
+    """Delete a batch's items with their payloads: every one (those still staged too), or
+    those of one upload."""
     if stage is None:
-        for name in ("delete_batch_inputs", "delete_batch_outputs", "delete_batch_items"):
+        for name in ("delete_batch_inputs", "delete_batch_outputs", "delete_batch_items",
+                     "delete_batch_stage"):
             yield q.run(name, batch_pk)
     else:
         for name in ("delete_stage_inputs", "delete_stage_outputs", "delete_stage_items"):

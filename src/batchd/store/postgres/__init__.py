@@ -12,10 +12,11 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from batchd.domain import errors
 from batchd.store import queries
 from batchd.store.base import Store
 from batchd.store.postgres.connection import PgConnections
-from batchd.store.postgres.scripts import Conn, run_script
+from batchd.store.postgres.scripts import QUERIES, Conn, run_script
 from batchd.store.script import Script
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,12 @@ class PostgresStore(Store):
 
     async def run_write(self, script: Callable[..., Script[T]], /, *args: Any, **kw: Any) -> T:
         return await self.db.transaction(lambda conn: run_script(conn, script(*args, **kw)))
+
+    async def reclaim_space(self) -> None:
+        try:
+            await self.db.transaction(lambda conn: conn.execute(QUERIES["reclaim_space"]))
+        except errors.BatchdError as exc:
+            log.warning("could not reclaim the stage's space: %s", exc)
 
     async def ping(self) -> None:
         await self.db.reading(lambda conn: conn.execute("SELECT 1"))

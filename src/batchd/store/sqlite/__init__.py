@@ -8,7 +8,7 @@ from typing import Any
 from batchd.store.base import Store
 from batchd.store.script import Script, T
 from batchd.store.sqlite.connection import SqliteConnections, sqlite_path
-from batchd.store.sqlite.scripts import run_script
+from batchd.store.sqlite.scripts import QUERIES, run_script
 
 
 class SqliteStore(Store):
@@ -26,6 +26,9 @@ class SqliteStore(Store):
 
     async def ping(self) -> None:
         await self.db.read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def reclaim_space(self) -> None:
+        await self.db.reclaim(QUERIES["reclaim_space"])
 
     async def run_read(self, script: Callable[..., Script[T]], /, *args: Any, **kw: Any) -> T:
         return await self.db.read(lambda conn: run_script(conn, script(*args, **kw)))

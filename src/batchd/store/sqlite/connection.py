@@ -19,14 +19,20 @@ from batchd.store import queries
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+BUSY_TIMEOUT_MS = 30000
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     # NORMAL survives any process crash (kill -9); only an OS crash may lose the
     # last commits, which WAL keeps consistent.
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=30000",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
     "PRAGMA temp_store=MEMORY",
 )
+# Truncating the WAL waits for readers on older snapshots; the writer waits at most this
+# long for them (the WAL is reused from its start anyway, only its file stays longer).
+CHECKPOINT_WAIT_MS = 200
+# A migration with this line runs outside a transaction (VACUUM cannot run inside one).
+NO_TRANSACTION = "-- batchd: no transaction"
 # Page cache per connection, in KiB. The caches fill up as the database grows, so
 # they bound the server's memory: 16 MiB for the writer, 4 MiB per reader, and no
 # mmap (mapped pages count as resident memory too).
@@ -89,7 +95,29 @@ class SqliteConnections:
 
     def migrate(self) -> None:
         conn = self._writer_conn()
-        self._run_tx(conn, _apply_migrations)
+        while (pending := self._run_tx(conn, _apply_migrations)) is not None:
+            number, script = pending
+            log.info("applying SQLite migration %d outside a transaction", number)
+            _execute_all(conn, script)
+            self._run_tx(conn, _set_version, number)
+
+    async def reclaim(self, vacuum_sql: str) -> None:
+        """Move the free pages out of the file (``vacuum_sql``: an incremental vacuum),
+        then truncate the WAL; outside any transaction. A failure is logged."""
+        await _submit(self._writer, lambda: self._reclaim(self._writer_conn(), vacuum_sql))
+
+    def _reclaim(self, conn: sqlite3.Connection, vacuum_sql: str) -> None:
+        try:
+            # execute() would free one page per call (the pragma returns no columns, so
+            # the sqlite3 module steps it once); executescript() steps it to its end.
+            conn.executescript(vacuum_sql)
+            conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:
+            log.warning("could not reclaim free space: %s", exc)
 
     def _run_tx(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
         delay = 0.01
@@ -168,11 +196,27 @@ def _translate(exc: BaseException) -> BaseException:
     return errors.StoreError(f"storage error: {exc}")
 
 
-def _apply_migrations(conn: sqlite3.Connection) -> None:
+def _apply_migrations(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """Apply the pending migrations up to the first that must run outside a transaction;
+    that one's (number, script), or None when none is left."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     for number, script in enumerate(queries.migrations("sqlite")[version:], start=version + 1):
+        if NO_TRANSACTION in script:
+            return number, script
         log.info("applying SQLite migration %d", number)
-        for statement in script.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        _execute_all(conn, script)
+        conn.execute(f"PRAGMA user_version={number}")
+    return None
+
+
+def _execute_all(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _set_version(conn: sqlite3.Connection, number: int) -> None:
+    # Another process may have run the same migration meanwhile (harmless: it is
+    # idempotent); the version moves on once.
+    if conn.execute("PRAGMA user_version").fetchone()[0] == number - 1:
         conn.execute(f"PRAGMA user_version={number}")

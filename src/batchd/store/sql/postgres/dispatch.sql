@@ -154,7 +154,8 @@ SELECT id FROM batches
 WHERE status = 'open' AND idle_timeout_s IS NOT NULL AND last_activity_at + idle_timeout_s < %s;
 
 -- name: staged_uploads
-SELECT DISTINCT batch_pk, stage FROM items WHERE status = 'staged';
+-- Uploads to live batches (a new batch's items wait without a stage token).
+SELECT DISTINCT batch_pk, stage FROM item_stage WHERE stage IS NOT NULL;
 
 -- name: abandoned_batches
 -- Batches still staging: their create request never finished.

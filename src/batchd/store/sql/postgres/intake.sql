@@ -1,4 +1,6 @@
 -- Creating batches and adding items: stage, then commit or discard.
+-- An upload waits in the unlogged stage tables (migration 7) until its commit moves it
+-- into items and item_inputs; reclaim_space truncates them once no upload is in them.
 
 -- name: insert_batch
 INSERT INTO batches (id, tenant_id, owner, task, version, runner, status, records_per_item,
@@ -20,11 +22,11 @@ WHERE id = %s RETURNING next_seq, next_rec, pk, staging, deliver;
 SELECT nextval('items_id_seq') FROM generate_series(1, %s);
 
 -- name: insert_items
-COPY items (id, batch_pk, seq, rec0, n_records, status, stage, est_usd, size, ext_id, meta,
-            delivered, runner, webhook_url, webhook_event) FROM STDIN;
+COPY item_stage (id, batch_pk, seq, rec0, n_records, status, stage, est_usd, size, ext_id,
+                 meta, delivered, runner, webhook_url, webhook_event) FROM STDIN;
 
 -- name: insert_item_inputs
-COPY item_inputs (id, data) FROM STDIN;
+COPY item_stage_inputs (id, data) FROM STDIN;
 
 -- name: batch_for_commit
 -- The columns of core.admission.CommitTarget.
@@ -43,21 +45,49 @@ SELECT id FROM batches WHERE tenant_id = %s AND idempotency_key = %s;
 -- The columns of core.admission.Upload: every item of a batch being created.
 SELECT COUNT(*), COALESCE(SUM(n_records), 0), COALESCE(SUM(est_usd), 0),
        COALESCE(SUM(size), 0)
-FROM items WHERE batch_pk = %s;
+FROM item_stage WHERE batch_pk = %s;
 
 -- name: upload_totals_of_stage
 -- The columns of core.admission.Upload: the staged items of one upload.
 SELECT COUNT(*), COALESCE(SUM(n_records), 0), COALESCE(SUM(est_usd), 0),
        COALESCE(SUM(size), 0)
-FROM items WHERE batch_pk = %s AND status = 'staged' AND stage = %s;
+FROM item_stage WHERE batch_pk = %s AND stage = %s;
 
 -- name: tenant_input_used
 SELECT COALESCE(SUM(in_buffer_bytes), 0) FROM batches
 WHERE tenant_id = %s AND status IN ('open', 'closed');
 
+-- name: queue_new_batch
+-- The items of a batch being created join the queue: copied from the stage, which the
+-- script then clears (delete_batch_stage).
+WITH b AS (SELECT %s::bigint AS pk),
+inputs AS (
+    INSERT INTO item_inputs (id, data)
+    SELECT d.id, d.data FROM item_stage_inputs d JOIN item_stage s ON s.id = d.id
+    WHERE s.batch_pk = (SELECT pk FROM b)
+)
+INSERT INTO items (id, batch_pk, seq, rec0, n_records, status, est_usd, size, ext_id, meta,
+                   delivered, runner, webhook_url, webhook_event)
+SELECT id, batch_pk, seq, rec0, n_records, 'queued', est_usd, size, ext_id, meta, delivered,
+       runner, webhook_url, webhook_event
+FROM item_stage WHERE batch_pk = (SELECT pk FROM b);
+
 -- name: queue_stage
-UPDATE items SET status = 'queued', stage = NULL
-WHERE batch_pk = %s AND status = 'staged' AND stage = %s;
+-- The items of one upload to a live batch join the queue: copied from the stage, which the
+-- script then clears (delete_stage_*).
+WITH u AS (SELECT %s::bigint AS pk, %s::text AS stage),
+staged AS (
+    SELECT s.* FROM item_stage s JOIN u ON s.batch_pk = u.pk AND s.stage = u.stage
+),
+inputs AS (
+    INSERT INTO item_inputs (id, data)
+    SELECT d.id, d.data FROM item_stage_inputs d JOIN staged s ON s.id = d.id
+)
+INSERT INTO items (id, batch_pk, seq, rec0, n_records, status, est_usd, size, ext_id, meta,
+                   delivered, runner, webhook_url, webhook_event)
+SELECT id, batch_pk, seq, rec0, n_records, 'queued', est_usd, size, ext_id, meta, delivered,
+       runner, webhook_url, webhook_event
+FROM staged;
 
 -- name: count_upload
 UPDATE batches SET n_total = n_total + %s, n_queued = n_queued + %s, r_total = r_total + %s,
@@ -72,3 +102,24 @@ WHERE pk = %s;
 -- name: notify_work
 -- Wakes idle workers (store.postgres listens on this channel).
 NOTIFY batchd_work;
+
+-- name: reclaim_space
+-- Run by the driver in a transaction of its own. Empties the stage tables' files when they
+-- hold only deleted rows, never waiting: an upload staging right now holds a lock, and the
+-- last one to finish truncates. (Deleted rows alone would keep their space until a
+-- vacuum, and their index entries for good.)
+DO $$
+BEGIN
+    IF pg_relation_size('item_stage') + pg_relation_size('item_stage_inputs') > 0
+       AND NOT EXISTS (SELECT 1 FROM item_stage) AND NOT EXISTS (SELECT 1 FROM item_stage_inputs)
+    THEN
+        LOCK TABLE item_stage, item_stage_inputs IN ACCESS EXCLUSIVE MODE NOWAIT;
+        IF NOT EXISTS (SELECT 1 FROM item_stage)
+           AND NOT EXISTS (SELECT 1 FROM item_stage_inputs) THEN
+            TRUNCATE item_stage, item_stage_inputs;
+        END IF;
+    END IF;
+EXCEPTION WHEN lock_not_available THEN
+    NULL;
+END
+$$;

@@ -53,16 +53,21 @@ DELETE FROM item_outputs WHERE id IN (SELECT id FROM items WHERE batch_pk = %s);
 -- name: delete_batch_items
 DELETE FROM items WHERE batch_pk = %s;
 
+-- name: delete_batch_stage
+-- What waits in the stage for a batch, every upload of it (function: migration 7).
+SELECT batchd_clear_stage(%s, NULL);
+
 -- name: delete_stage_inputs
-DELETE FROM item_inputs
-WHERE id IN (SELECT id FROM items WHERE batch_pk = %s AND status = 'staged' AND stage = %s);
+-- Staged inputs go with their items (delete_stage_items): nothing to do here.
+SELECT %s::bigint, %s::text WHERE false;
 
 -- name: delete_stage_outputs
-DELETE FROM item_outputs
-WHERE id IN (SELECT id FROM items WHERE batch_pk = %s AND status = 'staged' AND stage = %s);
+-- Staged items have never run: nothing to delete.
+SELECT %s::bigint, %s::text WHERE false;
 
 -- name: delete_stage_items
-DELETE FROM items WHERE batch_pk = %s AND status = 'staged' AND stage = %s;
+-- One upload's items and inputs out of the stage (function: migration 7).
+SELECT batchd_clear_stage(%s, %s);
 
 -- name: delete_batch_row
 DELETE FROM batches WHERE pk = %s;

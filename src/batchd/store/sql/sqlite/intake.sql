@@ -62,7 +62,13 @@ FROM items WHERE batch_pk = ? AND status = 'staged' AND stage = ?;
 SELECT COALESCE(SUM(in_buffer_bytes), 0) FROM batches
 WHERE tenant_id = ? AND status IN ('open', 'closed');
 
+-- name: queue_new_batch
+-- SQLite stages in place: the items of a batch being created went straight to the queue
+-- (the batch is invisible until its commit), so this finds nothing to change.
+UPDATE items SET status = 'queued', stage = NULL WHERE batch_pk = ? AND status = 'staged';
+
 -- name: queue_stage
+-- SQLite stages in place: the upload's items change status (delete_stage_* then find none).
 UPDATE items SET status = 'queued', stage = NULL
 WHERE batch_pk = ? AND status = 'staged' AND stage = ?;
 
@@ -79,3 +85,8 @@ WHERE pk = ?;
 -- name: notify_work
 -- Nothing to do: SQLite's workers poll (PostgreSQL sends a NOTIFY).
 SELECT 1;
+
+-- name: reclaim_space
+-- Run by the driver outside a transaction, stepped to its end, then the WAL truncated: the
+-- free pages (a discarded upload's) leave the file (auto_vacuum is INCREMENTAL: migration 7).
+PRAGMA incremental_vacuum;

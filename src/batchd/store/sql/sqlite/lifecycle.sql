@@ -53,6 +53,10 @@ DELETE FROM item_outputs WHERE id IN (SELECT id FROM items WHERE batch_pk = ?);
 -- name: delete_batch_items
 DELETE FROM items WHERE batch_pk = ?;
 
+-- name: delete_batch_stage
+-- SQLite stages in place: delete_batch_items took a batch's staged items too.
+DELETE FROM items WHERE batch_pk = ? AND status = 'staged';
+
 -- name: delete_stage_inputs
 DELETE FROM item_inputs
 WHERE id IN (SELECT id FROM items WHERE batch_pk = ? AND status = 'staged' AND stage = ?);
