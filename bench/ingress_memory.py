@@ -81,6 +81,7 @@ def stream(port: int, method: str, path: str, headers: dict[str, str], head: byt
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--gb", type=float, default=1.0)
+    ap.add_argument("--only", default="", help="only the routes whose name contains this")
     args = ap.parse_args()
     total = int(args.gb * 1024 * MiB)
     with BenchServer() as srv:
@@ -107,6 +108,8 @@ def main() -> None:
               f"{'RSS growth MB':>14}")
         worst = 0
         for name, path, ctype, head, chunk in routes:
+            if args.only.lower() not in name.lower():
+                continue
             for keyed in (False, True):
                 headers = {"Content-Type": ctype}
                 if keyed:

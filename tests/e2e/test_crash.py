@@ -198,6 +198,8 @@ class Db:
     # what is there
     def uploads_after(self, pk: int, *, rows: bool = True) -> list[Upload]:
         count = "(SELECT COUNT(*) FROM items i WHERE i.batch_pk = b.pk)" if rows else "0"
+        if rows and self.pg:  # PostgreSQL stages uploads in a table of their own
+            count += " + (SELECT COUNT(*) FROM item_stage s WHERE s.batch_pk = b.pk)"
         return [
             Upload(pk=r[0], id=r[1], staging=bool(r[2]), total=r[3], rows=r[4])
             for r in self.rows(

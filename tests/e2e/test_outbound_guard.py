@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import Server, wait_until
 from tests.support.receiver import http_server, receiver
+from tests.unit.test_netguard import REFUSED
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -96,6 +97,14 @@ def test_guard_keeps_a_loopback_receiver_silent_in_every_notation(
                                                  "webhook_url": url})
                 assert r.status_code == 422, url
                 assert r.json()["detail"][0]["loc"] == ["body", "webhook_url"], url
+
+            # ... the unit table's targets too (60+, IPv4 and IPv6 notations), at once:
+            for url, _ in REFUSED:
+                r = run_with_callback(c, url)
+                assert r.status_code == 422 and r.json()["detail"][0]["msg"], (url, r.text)
+                r = c.post("/api/batches", json={"task": "echo", "items": [1],
+                                                 "webhook_url": url})
+                assert r.status_code == 422, (url, r.text)
 
             # ... and when it calls the ones accepted before: every attempt refused.
             def all_refused() -> list[dict[str, Any]] | None:

@@ -80,7 +80,7 @@ def test_rejected_upload_leaves_no_disk_cost(server: Server) -> None:
         live = r.json()["id"]
         before = db_bytes(server)
 
-        size = 64 * MB
+        size = 200 * MB  # the size the issue names
         r = c.post("/api/batches", params={"task": "sales", "close": "true"},
                    content=ndjson(size, bad="last"), headers=NDJSON)
         assert_names_line(r, lines_in(size) + 1)
