@@ -66,9 +66,11 @@ def test_a_wrong_method_is_405_with_every_allowed_method(server: Server) -> None
 def test_schemathesis_finds_nothing(make_server: Callable[..., Server]) -> None:
     srv = make_server()
     cli = Path(sys.executable).parent / "schemathesis"
+    # One worker: schemathesis's threads can trip CPython 3.11's parser ("AST constructor
+    # recursion depth mismatch") when they compile at the same time.
     proc = subprocess.run(
         [str(cli), "--config-file", str(CONFIG), "run", f"{srv.url}/openapi.json",
-         "--checks", "all", "--max-examples", "25", "--workers", "2",
+         "--checks", "all", "--max-examples", "25", "--workers", "1",
          "--header", f"Authorization: Bearer {srv.admin_key}", "--seed", "20261201"],
         capture_output=True, text=True, timeout=600,
     )
