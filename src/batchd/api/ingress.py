@@ -259,7 +259,8 @@ class _Inflated:
         allowed = min(self.limit, max(INFLATE_FLOOR, MAX_INFLATE_RATIO * self.wire)) - self.inflated
         try:
             if self.inflater.eof:  # a further gzip member, or bytes after the end
-                rest, self.pending = self.inflater.unused_data + self.pending, b""
+                # (``pending`` already starts with the ended stream's unused data)
+                rest, self.pending = self.pending, b""
                 if not rest.strip(b"\0"):
                     return b""
                 self.inflater = zlib.decompressobj(wbits=self.wbits)
