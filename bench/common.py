@@ -45,6 +45,20 @@ def drop_pg_database(url: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
 
+def db_bytes(database_url: str) -> int:
+    """What a database takes on disk: SQLite's file and its WAL, or PostgreSQL's
+    database (its relations; the cluster's WAL is shared and recycled)."""
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url[len("sqlite:///"):])
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 class RssSampler:
     """A process's RSS, sampled every few milliseconds while the block runs: ``base``
     (at the start) and ``most`` (the peak seen). Benchmarks and tests share it."""

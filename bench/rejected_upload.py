@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from common import BenchServer, drop_pg_database, fresh_pg_database
+from common import BenchServer, db_bytes, drop_pg_database, fresh_pg_database
 
 LINE = (b'{"sku": "SKU-0000000", "price": 12.5, "quantity": 3, "tax": 0.1, '
         b'"note": "' + b"x" * 120 + b'"}\n')
@@ -103,18 +103,6 @@ class Upload:
         finally:
             sock.close()
         return int(got.split(b" ", 2)[1]), took, got
-
-
-def db_bytes(database_url: str) -> int:
-    if database_url.startswith("sqlite:///"):
-        path = Path(database_url[len("sqlite:///"):])
-        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
-    import psycopg
-
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def db_parts(database_url: str) -> str:

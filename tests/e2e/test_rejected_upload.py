@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
+from bench.common import db_bytes
 
 from tests.conftest import Server, scaled, wait_batch
 
@@ -40,21 +40,6 @@ def ndjson(size: int, *, bad: str) -> Iterator[bytes]:
         yield BAD
 
 
-def db_bytes(srv: Server) -> int:
-    """What the database takes on disk: SQLite's file and its WAL, or PostgreSQL's
-    database (its relations; the cluster's WAL is shared and recycled)."""
-    url = srv.database_url
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def assert_within_5pct(before: int, after: int) -> None:
     assert after <= before * 1.05, f"{before:,} bytes before, {after:,} after"
 
@@ -78,20 +63,20 @@ def test_rejected_upload_leaves_no_disk_cost(server: Server) -> None:
                    content=LINE * 2000, headers=NDJSON)
         assert r.status_code == 201, r.text
         live = r.json()["id"]
-        before = db_bytes(server)
+        before = db_bytes(server.database_url)
 
         size = 200 * MB  # the size the issue names
         r = c.post("/api/batches", params={"task": "sales", "close": "true"},
                    content=ndjson(size, bad="last"), headers=NDJSON)
         assert_names_line(r, lines_in(size) + 1)
-        assert_within_5pct(before, db_bytes(server))
+        assert_within_5pct(before, db_bytes(server.database_url))
 
         # An append to a live batch, refused: the batch keeps what it had, and no more.
         size = 32 * MB
         r = c.post(f"/api/batches/{live}/items", content=ndjson(size, bad="last"),
                    headers=NDJSON)
         assert_names_line(r, lines_in(size) + 1)
-        assert_within_5pct(before, db_bytes(server))
+        assert_within_5pct(before, db_bytes(server.database_url))
         assert c.get(f"/api/batches/{live}").json()["counts"]["total"] == 2000
 
         # The stage is ready for the next uploads, which are whole.
@@ -107,7 +92,7 @@ def test_rejected_upload_leaves_no_disk_cost(server: Server) -> None:
 def test_rejected_upload_first_line_answered_before_the_rest(server: Server) -> None:
     """The 4xx comes while most of the declared body has not even been sent: the server
     needs none of it. Nothing is written either."""
-    before = db_bytes(server)
+    before = db_bytes(server.database_url)
     declared = 64 * MB
     head = (f"POST /api/batches?task=sales HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Authorization: Bearer {server.admin_key}\r\n"
@@ -122,7 +107,7 @@ def test_rejected_upload_first_line_answered_before_the_rest(server: Server) -> 
             data += part
     assert data.startswith(b"HTTP/1.1 422 "), data[:300]
     assert b'"loc":["body",0]' in data, data
-    assert_within_5pct(before, db_bytes(server))
+    assert_within_5pct(before, db_bytes(server.database_url))
     with server.client() as c:
         assert c.get("/api/batches").json()["data"] == []
 
