@@ -70,8 +70,11 @@ def main() -> None:
 
 def run(args: argparse.Namespace, pg_url: str | None) -> None:
     # Taskruns batches take BATCHD_DEFAULT_PARALLELISM: high, so the inline runs go fast.
+    # The million runs go in one JSON request (~46 MB): past the default JSON body limit
+    # of 32 MiB, which this bench (of export, not of intake) raises for its maker server.
     with BenchServer(database_url=pg_url, tasks="bench.export_tasks",
-                     default_parallelism=100_000) as maker, maker.client() as c:
+                     default_parallelism=100_000,
+                     max_json_body_bytes=256 << 20) as maker, maker.client() as c:
         t0 = time.perf_counter()
         big = create(c, args.runs)
         small = create(c, args.small)

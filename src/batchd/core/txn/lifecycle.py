@@ -73,6 +73,7 @@ def close(batch_id: str, now: float, *, reason: str | None) -> Script[bool]:
 def delete_items(batch_pk: int, stage: str | None) -> Script[None]:
     """Delete a batch's items with their payloads: every one (those still staged too), or
     those of one upload."""
+    yield q.run("bulk_begin")
     if stage is None:
         for name in ("delete_batch_inputs", "delete_batch_outputs", "delete_batch_items",
                      "delete_batch_stage"):
@@ -80,6 +81,7 @@ def delete_items(batch_pk: int, stage: str | None) -> Script[None]:
     else:
         for name in ("delete_stage_inputs", "delete_stage_outputs", "delete_stage_items"):
             yield q.run(name, batch_pk, stage)
+    yield q.run("bulk_end")
 
 
 def delete_batch(batch_pk: int) -> Script[None]:
