@@ -24,7 +24,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import httpx
 
@@ -212,8 +212,8 @@ def _host_name(raw: str) -> str:
         raise UnsafeUrl(f"{raw!r} is not a valid host name") from None
 
 
-def parse(url: str) -> Host:
-    """The scheme, host and port of an absolute ``http(s)`` URL; raises UnsafeUrl."""
+def _split(url: str) -> tuple[SplitResult, int]:
+    """The URL's parts and port, checked for what no safe URL has."""
     if _BAD_CHARS.search(url):
         raise UnsafeUrl("the URL must not contain spaces, control characters or backslashes")
     try:
@@ -225,14 +225,23 @@ def parse(url: str) -> Host:
         raise UnsafeUrl("the URL must be absolute, http:// or https://")
     if "@" in parts.netloc:
         raise UnsafeUrl("the URL must not carry credentials")
-    port = port or _DEFAULT_PORTS[parts.scheme]
-    raw = parts.hostname
+    return parts, port or _DEFAULT_PORTS[parts.scheme]
+
+
+def _ipv6_host(scheme: str, raw: str, port: int) -> Host:
+    text = unquote(raw).split("%", 1)[0]  # a zone id says which interface, not where
+    try:
+        return Host(scheme, text, port, ipaddress.IPv6Address(text))
+    except ValueError:
+        raise UnsafeUrl(f"{raw!r} is not a valid IPv6 address") from None
+
+
+def parse(url: str) -> Host:
+    """The scheme, host and port of an absolute ``http(s)`` URL; raises UnsafeUrl."""
+    parts, port = _split(url)
+    raw = parts.hostname or ""
     if parts.netloc.startswith("["):
-        text = unquote(raw).split("%", 1)[0]  # a zone id says which interface, not where
-        try:
-            return Host(parts.scheme, text, port, ipaddress.IPv6Address(text))
-        except ValueError:
-            raise UnsafeUrl(f"{raw!r} is not a valid IPv6 address") from None
+        return _ipv6_host(parts.scheme, raw, port)
     name = _host_name(raw)
     if "%" in name or ":" in name:
         raise UnsafeUrl(f"{raw!r} is not a valid host name")

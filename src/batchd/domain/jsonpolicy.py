@@ -206,6 +206,28 @@ def _string_problem(s: str) -> str | None:
     return None
 
 
+def _scalar_problem(node: Any) -> str | None:
+    """What is wrong with one JSON scalar (a string, number, boolean or null), if anything."""
+    if isinstance(node, str):
+        return _string_problem(node)
+    if isinstance(node, bool) or node is None:
+        return None
+    if isinstance(node, int) and not INT_MIN <= node <= INT_MAX:
+        return f"the integer {node} is outside the signed 64-bit range"
+    if isinstance(node, float) and not math.isfinite(node):
+        return f"{node} is not a JSON number"
+    return None
+
+
+def _bad_key(node: dict[Any, Any], path: list[str | int]) -> tuple[list[str | int], str] | None:
+    for k in node:
+        problem = _string_problem(k) if isinstance(k, str) else None
+        if problem:
+            shown = k.encode("utf-8", "backslashreplace").decode("utf-8")
+            return [*path, shown], f"in the key: {problem}"
+    return None
+
+
 def _first_bad(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[list[str | int], str] | None:
     """The path to the first refused value and the problem, depth first; None if none."""
     stack: list[tuple[Any, list[str | int]]] = [(value, [])]
@@ -213,32 +235,22 @@ def _first_bad(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[list[str | in
         node, path = stack.pop()
         if isinstance(node, _Bad):
             return path, node.problem
-        if isinstance(node, str):
-            problem = _string_problem(node)
+        if not isinstance(node, dict | list):
+            problem = _scalar_problem(node)
             if problem:
                 return path, problem
-        elif isinstance(node, bool) or node is None:
             continue
-        elif isinstance(node, int):
-            if not INT_MIN <= node <= INT_MAX:
-                return path, f"the integer {node} is outside the signed 64-bit range"
-        elif isinstance(node, float):
-            if not math.isfinite(node):
-                return path, f"{node} is not a JSON number"
-        elif isinstance(node, dict | list):
-            if len(path) >= max_depth:
-                return path, f"nesting is deeper than the limit of {max_depth} levels"
-            children: Iterator[tuple[Any, str | int]]
-            if isinstance(node, dict):
-                for k in node:
-                    problem = _string_problem(k) if isinstance(k, str) else None
-                    if problem:
-                        shown = k.encode("utf-8", "backslashreplace").decode("utf-8")
-                        return [*path, shown], f"in the key: {problem}"
-                children = ((v, k) for k, v in node.items())
-            else:
-                children = ((v, i) for i, v in enumerate(node))
-            stack.extend(reversed([(v, [*path, k]) for v, k in children]))
+        if len(path) >= max_depth:
+            return path, f"nesting is deeper than the limit of {max_depth} levels"
+        children: Iterator[tuple[Any, str | int]]
+        if isinstance(node, dict):
+            bad = _bad_key(node, path)
+            if bad:
+                return bad
+            children = ((v, k) for k, v in node.items())
+        else:
+            children = ((v, i) for i, v in enumerate(node))
+        stack.extend(reversed([(v, [*path, k]) for v, k in children]))
     return None
 
 
@@ -250,6 +262,13 @@ def _deep_error(found: tuple[int, list[str | int]], *, where: str,
         problem += " (the path shown is its first 8 steps)"
         path = path[:8]
     return violation(problem, path=path, offset=offset, where=where)
+
+
+def _json_key(tok: str) -> str:
+    try:
+        return str(json.loads(tok))
+    except ValueError:
+        return tok
 
 
 def _deep_at(text: str, max_depth: int) -> tuple[int, list[str | int]] | None:
@@ -272,8 +291,5 @@ def _deep_at(text: str, max_depth: int) -> tuple[int, list[str | int]] | None:
             if stack and stack[-1][0] == "[":
                 stack[-1][1] += 1
         elif tok != ":":
-            try:
-                pending_key = json.loads(tok)
-            except ValueError:
-                pending_key = tok
+            pending_key = _json_key(tok)
     return None
