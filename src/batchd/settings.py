@@ -44,7 +44,11 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(default=300.0, ge=0)
     tenant_max_running: int = Field(default=0, ge=0, description="Per-tenant cap; 0 = none.")
 
-    default_parallelism: int = Field(default=64, ge=1)
+    default_parallelism: int | None = Field(
+        default=None, ge=1,
+        description="Items of one batch running at once when the batch sets no cap; unset: "
+        "no per-batch cap (each worker's worker_concurrency bounds what it runs).",
+    )
     default_max_attempts: int = Field(default=3, ge=1)
     max_body_bytes: int = Field(
         default=512 * 1024 * 1024, ge=0,

@@ -24,6 +24,9 @@ class Candidate:
     running: int
     created_at: float
     budgeted: bool = False  # has a budget: each share's items must fit it (budget_fit)
+    # Of ``running``, how many the claimer itself finished without committing yet: free
+    # slots to it (``running`` already leaves them out).
+    freed: int = 0
 
 
 class ClaimPlan:

@@ -35,6 +35,9 @@ def item_public_id(rowid: int) -> str:
 
 
 MAX_ROWID = 2**63 - 1
+# The stored parallelism of a batch with no per-batch cap: the column stays an integer
+# and every claim's room stays one subtraction (a 32-bit integer, for PostgreSQL).
+UNCAPPED = 2**31 - 1
 
 
 def item_rowid(public_id: str) -> int | None:
@@ -101,7 +104,7 @@ class BatchSpec:
     runner: str | None = None
     records_per_item: int = 1
     priority: int = 50
-    parallelism: int = 64
+    parallelism: int | None = None  # items running at once; None: no per-batch cap
     fail_fast: bool = False
     max_error_pct: float = 100.0
     budget_usd: float | None = None
@@ -137,7 +140,7 @@ class Batch:
     stop_reason: str | None
     records_per_item: int
     priority: int
-    parallelism: int
+    parallelism: int | None  # None: no per-batch cap (stored as UNCAPPED)
     fail_fast: bool
     max_error_pct: float
     budget_usd: float | None
@@ -187,6 +190,10 @@ class Batch:
     def is_terminal(self) -> bool:
         return self.status not in ("open", "closed")
 
+    def __post_init__(self) -> None:
+        if self.parallelism is not None and self.parallelism >= UNCAPPED:
+            self.parallelism = None
+
 
 @dataclass(slots=True)
 class Item:
@@ -232,6 +239,25 @@ class ClaimedItem:
     est_usd: float
 
 
+@dataclass(frozen=True, slots=True)
+class FreedSlots:
+    """A worker's finished items whose outcomes wait for its group commit.
+
+    Their handlers have returned, so their slots are free, but their batches still count
+    them as running until the commit: a claim may take those slots again. ``items`` is
+    by batch id; ``tenants`` counts them by tenant (for the per-tenant cap).
+    """
+
+    items: dict[str, list[int]]
+    tenants: dict[str, int]
+
+    def of(self, batch_id: str) -> list[int]:
+        return self.items.get(batch_id, [])
+
+
+NO_FREED_SLOTS = FreedSlots({}, {})
+
+
 @dataclass(slots=True)
 class Outcome:
     """The result of one attempt, written only if ``fence`` still matches."""
@@ -249,3 +275,6 @@ class Outcome:
     retry_at: float = 0.0
     finished_at: float = 0.0
     compute_ms: float = 0.0
+    # Whose slot the outcome frees (set by the worker; not stored).
+    batch_id: str = ""
+    tenant_id: str = ""

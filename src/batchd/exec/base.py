@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from batchd.domain.models import ClaimedItem, Outcome
+from batchd.domain.models import ClaimedItem, FreedSlots, Outcome
 from batchd.tasks.context import TaskContext
 from batchd.tasks.registry import TaskDef
 
@@ -34,9 +34,11 @@ class WorkSource(Protocol):
         ...
 
     async def claim_items(
-        self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int
+        self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int,
+        freed: FreedSlots = ...,
     ) -> list[ClaimedItem]:
-        """Lease up to ``limit`` ready items to ``owner`` for ``lease_s``."""
+        """Lease up to ``limit`` ready items to ``owner`` for ``lease_s``; the slots of
+        ``freed`` (``owner``'s finished, uncommitted items) may be taken again."""
         ...
 
     async def finish_items(self, outcomes: list[Outcome], *, now: float) -> int:

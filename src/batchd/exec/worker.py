@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from batchd.domain import errors
-from batchd.domain.models import ClaimedItem, Outcome, item_public_id, new_id
+from batchd.domain.models import (
+    NO_FREED_SLOTS,
+    ClaimedItem,
+    FreedSlots,
+    Outcome,
+    item_public_id,
+    new_id,
+)
 from batchd.domain.states import ItemStatus
 from batchd.domain.taskdefs import TaskDefStore
 from batchd.events.webhooks.delivery import WebhookDeliverer, WebhookOutbox
@@ -145,7 +152,7 @@ class Worker:
                 try:
                     items = await self.store.claim_items(
                         owner=self.owner, limit=free, now=self.clock(), lease_s=s.lease_s,
-                        tenant_cap=s.tenant_max_running,
+                        tenant_cap=s.tenant_max_running, freed=self._freed_slots(),
                     )
                 except errors.StoreError as exc:  # the database comes back by itself
                     log.warning("claim failed (%s); retrying", exc.message)
@@ -172,6 +179,28 @@ class Worker:
             for w in rest:
                 w.cancel()
 
+    def _freed_slots(self) -> FreedSlots:
+        """The slots of finished items whose outcomes wait for the group commit: free to
+        claim again (a slot is free when its handler returns, not when it is committed)."""
+        if not self._outcomes and not self._flushing:
+            return NO_FREED_SLOTS
+        items: dict[str, list[int]] = {}
+        tenants: dict[str, int] = {}
+        running = self._running
+        for flushing, pending in ((True, self._flushing), (False, self._outcomes)):
+            for o in pending:
+                if o.rowid in running:  # leased to us again since: not free
+                    continue
+                ids = items.get(o.batch_id)
+                if ids is None:
+                    ids = items[o.batch_id] = []
+                ids.append(o.rowid)
+                # A batch's room is counted again under its lock (exact); a tenant's is
+                # not, so only outcomes no commit can have taken yet count for it.
+                if not flushing:
+                    tenants[o.tenant_id] = tenants.get(o.tenant_id, 0) + 1
+        return FreedSlots(items, tenants)
+
     async def _dispatch(self, items: list[ClaimedItem]) -> None:
         """Start claimed items; cheap sync (``inline``) handlers run right here."""
         budget_end = time.monotonic() + 0.02
@@ -183,7 +212,7 @@ class Worker:
             task = self._task_or_none(item.task, item.version)
             if task is not None and task.mode == "inline":
                 started = self.clock()
-                self._finish(self._run_inline(item, ctx), started)
+                self._finish(item, self._run_inline(item, ctx), started)
                 if time.monotonic() > budget_end:
                     await asyncio.sleep(0)  # let the API breathe between long runs
                     budget_end = time.monotonic() + 0.02
@@ -215,7 +244,9 @@ class Worker:
             return self._retry_or_fail(item, error)
         return outcomes.success(item, outputs, ctx)
 
-    def _finish(self, outcome: Outcome, started: float) -> None:
+    def _finish(self, item: ClaimedItem, outcome: Outcome, started: float) -> None:
+        outcome.batch_id = item.batch_id
+        outcome.tenant_id = item.tenant_id
         outcome.finished_at = outcome.finished_at or self.clock()
         outcome.compute_ms = (outcome.finished_at - started) * 1000.0
         if self.metrics is not None:
@@ -240,7 +271,7 @@ class Worker:
         finally:
             self._running.pop(item.rowid, None)
             self._slot_free.set()
-        self._finish(outcome, started)
+        self._finish(item, outcome, started)
         if not self._running and not self._stopping:
             # Nothing else in flight could join the group: commit now, not after the
             # window, so the batch's freed slots can be claimed again at once.

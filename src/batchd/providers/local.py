@@ -38,15 +38,15 @@ class LocalProvider(base.Provider):
     Args:
         manager: the engine's batch manager.
         model: the price-table row local jobs are priced as.
-        parallelism: items of one batch running at once.
+        parallelism: items of one batch running at once (None: no per-batch cap).
         max_attempts: attempts of a job before it fails.
     """
 
     name = "local"
 
     def __init__(
-        self, *, manager: BatchManager, model: str | None = "local", parallelism: int = 64,
-        max_attempts: int = 3,
+        self, *, manager: BatchManager, model: str | None = "local",
+        parallelism: int | None = None, max_attempts: int = 3,
     ) -> None:
         self.manager = manager
         self.model = model

@@ -68,7 +68,7 @@ class BatchSettings(BaseModel):
             return value.replace(tzinfo=UTC)
         return value
 
-    def to_spec(self, *, now: float, default_parallelism: int, default_attempts: int,
+    def to_spec(self, *, now: float, default_parallelism: int | None, default_attempts: int,
                 default_backoff_s: float, task_attempts: int | None) -> BatchSpec:
         return BatchSpec(
             task=self.task, version=self.version or "", runner=self.runner,

@@ -212,8 +212,8 @@ def _spec(
     }
     return BatchSpec(
         task=service.name, version=service.version, records_per_item=0, close=False,
-        parallelism=min(max_workers * body.runner_thread_count * body.chunks_per_thread,
-                        MAX_PARALLELISM),
+        parallelism=None if max_workers is None else min(
+            max_workers * body.runner_thread_count * body.chunks_per_thread, MAX_PARALLELISM),
         max_error_pct=body.acceptable_error_percentage,
         max_input_bytes=int(body.max_input_in_mb * schemas.MB),
         max_output_bytes=int(body.max_output_in_mb * schemas.MB),

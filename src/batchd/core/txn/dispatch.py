@@ -23,7 +23,7 @@ from batchd.core.txn import usage, webhooks
 from batchd.core.txn.reads import export_row
 from batchd.core.txn.runner import Runner
 from batchd.domain import errors, states
-from batchd.domain.models import ClaimedItem, Outcome
+from batchd.domain.models import NO_FREED_SLOTS, ClaimedItem, FreedSlots, Outcome
 from batchd.domain.records import ExportRow
 from batchd.domain.states import ItemStatus, StopReason
 from batchd.store import script as q
@@ -53,15 +53,20 @@ class ClaimBatch:
     records_per_item: int
 
 
-def candidates(now: float) -> Script[tuple[list[Candidate], dict[str, int]]]:
-    """Batches with work to hand out, and the running items of each tenant."""
-    rows = yield q.rows("claim_candidates", now)
+def candidates(now: float, freed: FreedSlots) -> Script[tuple[list[Candidate], dict[str, int]]]:
+    """Batches with work to hand out, and the running items of each tenant; the slots
+    ``freed`` by the claimer are left out of both (a batch full without them is one)."""
+    rows = yield q.rows("claim_candidates", now, q.array(sorted(freed.items)))
     if not rows:
         return [], {}
-    found = [Candidate(batch_id=r[0], tenant_id=r[1], priority=r[2], parallelism=r[3],
-                       running=r[4], created_at=r[5], budgeted=bool(r[6])) for r in rows]
+    found = []
+    for r in rows:
+        mine = len(freed.of(r[0]))
+        found.append(Candidate(batch_id=r[0], tenant_id=r[1], priority=r[2], parallelism=r[3],
+                               running=r[4] - mine, created_at=r[5], budgeted=bool(r[6]),
+                               freed=mine))
     running = yield q.rows("running_per_tenant")
-    return found, {t: int(n) for t, n in running}
+    return found, {t: int(n) - freed.tenants.get(t, 0) for t, n in running}
 
 
 def _claimed(c: Candidate, r: Any) -> ClaimedItem:
@@ -77,11 +82,15 @@ def _claimed(c: Candidate, r: Any) -> ClaimedItem:
 
 def claim_batch(
     c: Candidate, want: int, *, owner: str, now: float, lease_s: float, one_statement: bool,
+    freed: list[int],
 ) -> Script[list[ClaimedItem]]:
     """Lease up to ``want`` ready items of one batch, within its room and its budget; a
-    batch whose budget nothing fits any more stops as ``budget_exceeded``."""
+    batch whose budget nothing fits any more stops as ``budget_exceeded``.
+
+    ``freed`` are the claimer's items of this batch that finished without their outcome
+    committed yet: their slots may be taken again (the batch still counts them)."""
     until = now + lease_s
-    if one_statement and not c.budgeted:
+    if one_statement and not c.budgeted and c.parallelism - c.running - c.freed >= want:
         rows = yield q.rows("claim_unbudgeted", batch=c.batch_id, now=now, want=want,
                             owner=owner, until=until)
         return [_claimed(c, r) for r in rows]
@@ -89,7 +98,11 @@ def claim_batch(
     if row is None:
         return []  # stopped or ended since the candidates were read
     b = ClaimBatch(*row)
-    want = min(want, b.parallelism - b.running)  # fresh counts: other claimers may have run
+    running = b.running  # fresh counts: other claimers may have run
+    if freed and b.parallelism - running < want:
+        # Counted under the batch's lock: exact, whatever commits of ours landed since.
+        running -= yield q.value("still_running_of", owner, q.array(freed))
+    want = min(want, b.parallelism - running)
     if want <= 0:
         return []
     ready = yield q.rows("ready_items", b.pk, now, want)
@@ -116,16 +129,16 @@ def claim_batch(
 
 
 def claim(
-    owner: str, limit: int, now: float, lease_s: float, tenant_cap: int
+    owner: str, limit: int, now: float, lease_s: float, tenant_cap: int, freed: FreedSlots
 ) -> Script[list[ClaimedItem]]:
     """A whole claim in one transaction (one writer: nothing else claims meanwhile)."""
-    found, tenant_running = yield from candidates(now)
+    found, tenant_running = yield from candidates(now, freed)
     plan = scheduling.ClaimPlan(found, limit=limit, tenant_running=tenant_running,
                                 tenant_cap=tenant_cap)
     claimed: list[ClaimedItem] = []
     for c, want in plan:
         got = yield from claim_batch(c, want, owner=owner, now=now, lease_s=lease_s,
-                                     one_statement=False)
+                                     one_statement=False, freed=freed.of(c.batch_id))
         plan.took(len(got))
         claimed.extend(got)
     return claimed
@@ -246,13 +259,17 @@ def take_results(batch_id: str, limit: int, now: float) -> Script[list[ExportRow
 
 class DispatchOps(Runner):
     async def claim_items(
-        self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int
+        self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int,
+        freed: FreedSlots = NO_FREED_SLOTS,
     ) -> list[ClaimedItem]:
-        """Lease up to ``limit`` ready items, dealt over batches by priority and fair share."""
+        """Lease up to ``limit`` ready items, dealt over batches by priority and fair share.
+
+        A slot is free once its handler has returned: ``freed`` are the caller's finished
+        items whose outcomes are not committed yet, whose slots it may take again."""
         if not self.store.concurrent_claims:
-            return await self._write(claim, owner, limit, now, lease_s, tenant_cap)
+            return await self._write(claim, owner, limit, now, lease_s, tenant_cap, freed)
         asked = time.monotonic()
-        found, tenant_running = await self._read(candidates, now)
+        found, tenant_running = await self._read(candidates, now, freed)
         plan = scheduling.ClaimPlan(found, limit=limit, tenant_running=tenant_running,
                                     tenant_cap=tenant_cap)
         claimed: list[ClaimedItem] = []
@@ -262,7 +279,8 @@ class DispatchOps(Runner):
             # so the script is made once its transaction has a connection.
             def share(c: Candidate = c, want: int = want) -> Script[list[ClaimedItem]]:
                 return claim_batch(c, want, owner=owner, now=now, one_statement=True,
-                                   lease_s=lease_s + (time.monotonic() - asked))
+                                   lease_s=lease_s + (time.monotonic() - asked),
+                                   freed=freed.of(c.batch_id))
 
             try:
                 got = await self._write(share)

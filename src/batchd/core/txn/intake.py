@@ -11,7 +11,7 @@ from batchd.core.quotas import Limits, Metering
 from batchd.core.txn import lifecycle, usage
 from batchd.core.txn.runner import Runner
 from batchd.domain import errors
-from batchd.domain.models import BatchSpec
+from batchd.domain.models import UNCAPPED, BatchSpec
 from batchd.domain.records import StagedItem
 from batchd.store import script as q
 from batchd.store.script import Script
@@ -23,7 +23,8 @@ def create_batch(
     s = spec
     yield q.run(
         "insert_batch", batch_id, tenant_id, owner, s.task, s.version, s.runner,
-        s.records_per_item, s.priority, s.parallelism, s.fail_fast, s.max_error_pct,
+        s.records_per_item, s.priority, UNCAPPED if s.parallelism is None else s.parallelism,
+        s.fail_fast, s.max_error_pct,
         s.budget_usd, s.run_after, s.item_timeout_s, s.max_attempts, s.retry_backoff_s,
         s.expires_at, s.max_input_bytes, s.max_output_bytes, s.est_usd_per_record,
         orjson.dumps(s.metadata), now, s.deliver, s.idle_timeout_s, now, s.webhook_url,

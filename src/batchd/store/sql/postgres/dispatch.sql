@@ -6,11 +6,13 @@
 -- never waits on an item. Anything that still deadlocks is retried by the store.
 
 -- name: claim_candidates
--- The columns of core.scheduling.Candidate.
+-- The columns of core.scheduling.Candidate. Parameters: now, then the ids of batches
+-- whose items the claimer finished but has not committed yet (their slots are free).
 SELECT id, tenant_id, priority, parallelism, n_running, created_at, budget_usd IS NOT NULL
 FROM batches
 WHERE status IN ('open', 'closed') AND NOT staging AND stop_reason IS NULL
-  AND n_queued > 0 AND n_running < parallelism AND run_after <= %s
+  AND n_queued > 0 AND run_after <= %s
+  AND (n_running < parallelism OR id = ANY(%s))
   AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes);
 
 -- name: running_per_tenant
@@ -57,6 +59,13 @@ SELECT pk, parallelism, n_running, budget_usd, actual_usd, reserved_usd, task, v
 FROM batches
 WHERE id = %s AND status IN ('open', 'closed') AND stop_reason IS NULL
 FOR UPDATE;
+
+-- name: still_running_of
+-- How many of these items (finished by the claimer, their outcomes not yet committed)
+-- still count as running for it: the slots a claim may take again. Read after the
+-- batch row is locked, so that no commit of theirs can land in between.
+SELECT COUNT(*) FROM items
+WHERE lease_owner = %s AND status = 'running' AND id = ANY(%s);
 
 -- name: ready_items
 SELECT id, est_usd FROM items

@@ -2,11 +2,13 @@
 -- SQLite has one writer: a whole claim is one transaction, and nothing needs row locks.
 
 -- name: claim_candidates
--- The columns of core.scheduling.Candidate.
+-- The columns of core.scheduling.Candidate. Parameters: now, then the ids of batches
+-- whose items the claimer finished but has not committed yet (their slots are free).
 SELECT id, tenant_id, priority, parallelism, n_running, created_at, budget_usd IS NOT NULL
 FROM batches
 WHERE status IN ('open', 'closed') AND staging = 0 AND stop_reason IS NULL
-  AND n_queued > 0 AND n_running < parallelism AND run_after <= ?
+  AND n_queued > 0 AND run_after <= ?
+  AND (n_running < parallelism OR id IN (SELECT value FROM json_each(?)))
   AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes);
 
 -- name: running_per_tenant
@@ -26,6 +28,13 @@ SELECT pk, parallelism, n_running, budget_usd, actual_usd, reserved_usd, task, v
        runner, item_timeout_s, max_attempts, retry_backoff_s, records_per_item
 FROM batches
 WHERE id = ? AND status IN ('open', 'closed') AND stop_reason IS NULL;
+
+-- name: still_running_of
+-- How many of these items (finished by the claimer, their outcomes not yet committed)
+-- still count as running for it: the slots a claim may take again. Read after the
+-- batch row is locked, so that no commit of theirs can land in between.
+SELECT COUNT(*) FROM items
+WHERE lease_owner = ? AND status = 'running' AND id IN (SELECT value FROM json_each(?));
 
 -- name: ready_items
 SELECT id, est_usd FROM items
