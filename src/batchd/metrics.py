@@ -27,10 +27,19 @@ class Metrics:
             ["status"], registry=self.registry,
         )
 
+        # Labelled children, looked up once: labels() costs more than the increment, and
+        # observe runs for every item.
+        self._finished_by: dict[str, Counter] = {}
+        self._records_ok = self.records.labels("succeeded")
+        self._records_failed = self.records.labels("failed")
+
     def observe(self, outcome: Outcome, seconds: float) -> None:
-        self.finished.labels(outcome.status).inc()
+        finished = self._finished_by.get(outcome.status)
+        if finished is None:
+            finished = self._finished_by[outcome.status] = self.finished.labels(outcome.status)
+        finished.inc()
         self.duration.observe(seconds)
         if outcome.records_succeeded:
-            self.records.labels("succeeded").inc(outcome.records_succeeded)
+            self._records_ok.inc(outcome.records_succeeded)
         if outcome.records_failed:
-            self.records.labels("failed").inc(outcome.records_failed)
+            self._records_failed.inc(outcome.records_failed)

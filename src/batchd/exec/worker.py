@@ -85,6 +85,7 @@ class Worker:
         self._flushing: list[Outcome] = []
         self._flush_lock = asyncio.Lock()
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_due = False  # a flush for a full group is spawned and has not begun
         self._flush_retry_s = FLUSH_RETRY_MIN_S
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
@@ -321,7 +322,9 @@ class Worker:
     def _add_outcome(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
         if len(self._outcomes) >= self.settings.commit_max_items:
-            self._spawn(self._flush())
+            if not self._flush_due:  # one flush takes them all: never a task per outcome
+                self._flush_due = True
+                self._spawn(self._flush())
         elif self._flush_handle is None:
             loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_later(
@@ -335,6 +338,7 @@ class Worker:
 
     async def _flush(self) -> None:
         async with self._flush_lock:
+            self._flush_due = False
             if self._flush_handle is not None:
                 self._flush_handle.cancel()
                 self._flush_handle = None

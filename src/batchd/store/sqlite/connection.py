@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import threading
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 from batchd.domain import errors
 from batchd.store import queries
+from batchd.store.sqlite.writer import GroupWriter, Write, is_busy, transaction
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -62,23 +64,18 @@ def connect(path: str, *, cache_kib: int = READER_CACHE_KIB) -> sqlite3.Connecti
     return conn
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
 class SqliteConnections:
     """Runs write transactions on one thread and reads on a small pool."""
 
     def __init__(self, path: str, *, readers: int = 4) -> None:
         self.path = path
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="batchd-sqlite-w")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="batchd-sqlite-r")
         self._local = threading.local()
         self._wconn: sqlite3.Connection | None = None
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._writer = GroupWriter(self._writer_conn, _translate)
 
     def _reader_conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -97,17 +94,15 @@ class SqliteConnections:
         return self._wconn
 
     def migrate(self) -> None:
-        conn = self._writer_conn()
-        while (pending := self._run_tx(conn, _apply_migrations)) is not None:
-            number, script = pending
-            log.info("applying SQLite migration %d outside a transaction", number)
-            _execute_all(conn, script)
-            self._run_tx(conn, _set_version, number)
+        self._writer.submit(Write(_migrate, bare=True)).result()
 
     async def reclaim(self, vacuum_sql: str) -> None:
         """Move the free pages out of the file (``vacuum_sql``: an incremental vacuum),
         then truncate the WAL; outside any transaction. A failure is logged."""
-        await _submit(self._writer, lambda: self._reclaim(self._writer_conn(), vacuum_sql))
+        await self._bare(lambda conn: self._reclaim(conn, vacuum_sql))
+
+    async def _bare(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.wrap_future(self._writer.submit(Write(fn, bare=True)))
 
     def _reclaim(self, conn: sqlite3.Connection, vacuum_sql: str) -> None:
         try:
@@ -122,52 +117,32 @@ class SqliteConnections:
         except sqlite3.Error as exc:
             log.warning("could not reclaim free space: %s", exc)
 
-    def _run_tx(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
-        delay = 0.01
-        for attempt in range(20):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                # busy_timeout already waited; another process holds the lock long.
-                if _is_busy(exc) and attempt < 19:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-                    continue
-                raise errors.StoreError("database is busy, retry later") from exc
-            try:
-                result = fn(conn, *args)
-                conn.execute("COMMIT")
-                return result
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc) and attempt < 19:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-                    continue
-                raise _translate(exc) from exc
-        raise errors.StoreError("database is busy, retry later")
-
     def _run_read(self, fn: Callable[..., T], *args: Any) -> T:
         conn = self._reader_conn()
         for attempt in range(10):
             try:
                 return fn(conn, *args)
             except sqlite3.OperationalError as exc:
-                if _is_busy(exc) and attempt < 9:
+                if is_busy(exc) and attempt < 9:
                     time.sleep(0.01 * (attempt + 1))
                     continue
                 raise _translate(exc) from exc
         raise errors.StoreError("database is busy")
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        return await _submit(self._writer, lambda: self._run_tx(self._writer_conn(), fn, *args))
+        """``fn(conn, *args)`` in a write transaction, which concurrent writes may share
+        (each in a savepoint of its own); returns once it is committed."""
+        try:
+            future = self._writer.submit(Write(lambda conn: fn(conn, *args)))
+        except RuntimeError as exc:
+            raise errors.StoreError("the store is closed") from exc
+        return await asyncio.wrap_future(future)  # type: ignore[no-any-return]
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await _submit(self._readers, lambda: self._run_read(fn, *args))
 
     def shutdown(self) -> None:
-        self._writer.shutdown(wait=True)
+        self._writer.close()
         self._readers.shutdown(wait=True)
         with self._lock:
             for conn in self._all:
@@ -197,6 +172,14 @@ def _translate(exc: BaseException) -> BaseException:
     if "too big" in str(exc):
         return errors.LimitExceeded(f"value too large to store: {exc}")
     return errors.StoreError(f"storage error: {exc}")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    while (pending := transaction(conn, _apply_migrations)) is not None:
+        number, script = pending
+        log.info("applying SQLite migration %d outside a transaction", number)
+        _execute_all(conn, script)
+        transaction(conn, functools.partial(_set_version, number=number))
 
 
 def _apply_migrations(conn: sqlite3.Connection) -> tuple[int, str] | None:
