@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         "no per-batch cap (each worker's worker_concurrency bounds what it runs).",
     )
     default_max_attempts: int = Field(default=3, ge=1)
+    key_cache_s: float = Field(
+        default=1.0, ge=0,
+        description="How long a server trusts a valid key it has looked up; a revocation "
+        "made on another server or with the CLI takes effect within it (0: every request).",
+    )
     max_body_bytes: int = Field(
         default=512 * 1024 * 1024, ge=0,
         description="Largest request body: NDJSON and CSV uploads, parsed as they arrive.",

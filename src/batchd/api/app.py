@@ -70,6 +70,7 @@ def build_engine(settings: Settings, *, clock: Callable[[], float]) -> Engine:
         ingest_flush_items=settings.ingest_flush_items,
         max_items_per_request=settings.max_items_per_request, clock=clock,
         tiers=quotas.tier_table(settings.tier_limits), catalog=catalog,
+        key_cache_s=settings.key_cache_s,
     )
     providers = Providers(settings=settings, manager=manager)
     job_queue = JobQueue(

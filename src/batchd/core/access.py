@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
 # The bootstrap key is the operator's: it manages tenants and every tenant's keys and is
 # held to no tier. (Migration 006 finds the keys made before the operator role by this
 # shape: tenant "default", owner "admin", tier enterprise, these limits.)
+# A valid key is looked up again after this long (seconds): revoking a key on another
+# server, or with the CLI, takes effect within it. KEY_CACHE_SIZE bounds the entries.
+KEY_CACHE_S = 1.0
+KEY_CACHE_SIZE = 10_000
+
 OPERATOR_LIMITS = Limits(
     max_batch_size=quotas.UNLIMITED, api_calls=quotas.UNLIMITED, items=quotas.UNLIMITED,
     cost_usd=quotas.UNLIMITED,
@@ -42,10 +48,15 @@ class Access:
     """Keys and tenants, the caller's limits, and the batches a caller may see."""
 
     def __init__(self, *, store: Database, clock: Callable[[], float],
-                 tiers: Mapping[str, Limits]) -> None:
+                 tiers: Mapping[str, Limits], key_cache_s: float = KEY_CACHE_S) -> None:
         self.store = store
         self.clock = clock
         self.tiers = dict(tiers)
+        # Valid keys seen lately, by hash: (good until, on time.monotonic(); the caller).
+        # A revocation here clears it; one made elsewhere (another server, the CLI) takes
+        # effect within key_cache_s. Unknown keys are never kept.
+        self.key_cache_s = key_cache_s
+        self._keys: dict[str, tuple[float, Principal]] = {}
 
     async def bootstrap_admin(self, admin_key: str | None) -> str | None:
         """Make sure an operator key exists: ``admin_key`` (stored, or made an operator if
@@ -65,14 +76,23 @@ class Access:
     async def authenticate(self, raw_key: str | None) -> Principal:
         if not raw_key:
             raise errors.Unauthorized("an API key is required")
-        found = await self.store.key_by_hash(keys.hash_key(raw_key))
+        key_hash = keys.hash_key(raw_key)
+        cached = self._keys.get(key_hash)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        found = await self.store.key_by_hash(key_hash)
         if found is None or not keys.matches(raw_key, found[1]):
             raise errors.Unauthorized("the API key is not valid")
         k = found[0]
-        return Principal(
+        principal = Principal(
             key_id=k.id, tenant_id=k.tenant_id, tenant_name=k.tenant_name, role=k.role,
             tier=k.tier, owner=k.owner, limits=k.limits,
         )
+        if self.key_cache_s > 0:
+            if len(self._keys) >= KEY_CACHE_SIZE:
+                self._keys.clear()
+            self._keys[key_hash] = (time.monotonic() + self.key_cache_s, principal)
+        return principal
 
     async def create_tenant(self, admin: Principal, name: str, *, tier: str) -> Any:
         roles.require_operator(admin, "creating a tenant")
@@ -109,6 +129,7 @@ class Access:
 
     async def revoke_key(self, admin: Principal, key_id: str) -> None:
         await self.store.revoke_key_as(admin, key_id, now=self.clock())
+        self._keys.clear()  # at once on this server
 
     def limits_for(self, principal: Principal) -> Limits:
         """The caller's limits: its key's tier, then the key's own overrides (the bootstrap

@@ -57,14 +57,15 @@ class BatchManager:
         self, *, store: Database, registry: TaskRegistry, clock: Clock = time.time,
         on_new_work: Callable[[], None] | None = None, ingest_flush_items: int = 5000,
         max_items_per_request: int = 10_000_000, tiers: Mapping[str, Limits] | None = None,
-        catalog: TaskSource | None = None,
+        catalog: TaskSource | None = None, key_cache_s: float = 1.0,
     ) -> None:
         self.store = store
         self.registry = registry
         self.catalog = catalog
         self.clock = clock
         self.on_new_work = on_new_work
-        self.access = Access(store=store, clock=clock, tiers=tiers or quotas.DEFAULT_TIERS)
+        self.access = Access(store=store, clock=clock, tiers=tiers or quotas.DEFAULT_TIERS,
+                             key_cache_s=key_cache_s)
         self.tasks = TaskSet(registry=registry, source=catalog, clock=clock)
         self.submissions = Submissions(
             store=store, access=self.access, tasks=self.tasks, clock=clock, notify=self._notify,
