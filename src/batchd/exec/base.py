@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from batchd.domain.models import ClaimedItem, FreedSlots, Outcome
@@ -35,10 +35,11 @@ class WorkSource(Protocol):
 
     async def claim_items(
         self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int,
-        freed: FreedSlots = ...,
+        freed: FreedSlots = ..., finished: Sequence[Outcome] = ...,
     ) -> list[ClaimedItem]:
         """Lease up to ``limit`` ready items to ``owner`` for ``lease_s``; the slots of
-        ``freed`` (``owner``'s finished, uncommitted items) may be taken again."""
+        ``freed`` (``owner``'s finished, uncommitted items) may be taken again. The
+        ``finished`` outcomes are recorded first (as by :meth:`finish_items`)."""
         ...
 
     async def finish_items(self, outcomes: list[Outcome], *, now: float) -> int:

@@ -83,6 +83,7 @@ class Worker:
         self._running: dict[int, _Running] = {}
         self._outcomes: list[Outcome] = []
         self._flushing: list[Outcome] = []
+        self._claim_outcomes: list[Outcome] = []  # recorded by the claim in flight
         self._flush_lock = asyncio.Lock()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_due = False  # a flush for a full group is spawned and has not begun
@@ -148,17 +149,9 @@ class Worker:
         low_water = max(1, s.worker_concurrency // 4)
         while not self._stopping:
             free = s.worker_concurrency - len(self._running)
-            items: list[ClaimedItem] = []
+            items: list[ClaimedItem] | None = None
             if free >= low_water or (free > 0 and not self._running):
-                try:
-                    items = await self.store.claim_items(
-                        owner=self.owner, limit=free, now=self.clock(), lease_s=s.lease_s,
-                        tenant_cap=s.tenant_max_running, freed=self._freed_slots(),
-                    )
-                except errors.StoreError as exc:  # the database comes back by itself
-                    log.warning("claim failed (%s); retrying", exc.message)
-                except Exception:  # the loop must outlive any one failure
-                    log.exception("claim failed; retrying")
+                items = await self._claim(free)
             if items:
                 try:
                     await self._dispatch(items)
@@ -167,10 +160,12 @@ class Worker:
                     log.exception("dispatch failed")
                 if self.metrics is not None:
                     self.metrics.claimed.inc(len(items))
-                await asyncio.sleep(0)
-                continue
-            self._wake.clear()
-            self._slot_free.clear()
+                if len(items) >= free:  # took all it asked for: there may be more
+                    await asyncio.sleep(0)
+                    continue
+            if items is None:  # did not claim, or failed to: news from now on
+                self._wake.clear()
+                self._slot_free.clear()
             waiters = [asyncio.ensure_future(self._wake.wait())]
             if self._running:
                 waiters.append(asyncio.ensure_future(self._slot_free.wait()))
@@ -179,6 +174,39 @@ class Worker:
             )
             for w in rest:
                 w.cancel()
+
+    async def _claim(self, limit: int) -> list[ClaimedItem] | None:
+        """Claim up to ``limit`` items; None if the claim failed (the database comes back
+        by itself: the loop tries again after a pause)."""
+        # News from here on (a slot freed, work committed) is news to this claim: what
+        # arrives while it runs makes the loop claim again at once.
+        self._wake.clear()
+        self._slot_free.clear()
+        # Outcomes waiting for the group commit go in the claim's transaction, recorded
+        # before it claims: one commit instead of two, and no claim waits behind a flush.
+        done = self._outcomes[: self.settings.commit_max_items * 4]
+        del self._outcomes[: len(done)]
+        self._claim_outcomes = done
+        s = self.settings
+        try:
+            items = await self.store.claim_items(
+                owner=self.owner, limit=limit, now=self.clock(), lease_s=s.lease_s,
+                tenant_cap=s.tenant_max_running, freed=self._freed_slots(), finished=done,
+            )
+        except Exception as exc:
+            what = f"could not record {len(done)} outcomes and claim" if done else "claim failed"
+            if isinstance(exc, errors.StoreError):
+                log.warning("%s (%s); retrying", what, exc.message)
+            else:  # the loop must outlive any one failure
+                log.exception("%s; retrying", what)
+            self._outcomes[:0] = done  # recorded by a later flush or claim
+            self._schedule_flush()
+            return None
+        finally:
+            self._claim_outcomes = []
+        if done and self.webhooks is not None:
+            self.webhooks.wake()  # the outcomes' webhooks are in the outbox now
+        return items
 
     def _freed_slots(self) -> FreedSlots:
         """The slots of finished items whose outcomes wait for the group commit: free to
@@ -321,11 +349,14 @@ class Worker:
     # committing
     def _add_outcome(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if len(self._outcomes) >= self.settings.commit_max_items:
             if not self._flush_due:  # one flush takes them all: never a task per outcome
                 self._flush_due = True
                 self._spawn(self._flush())
-        elif self._flush_handle is None:
+        elif self._outcomes and self._flush_handle is None:
             loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_later(
                 self.settings.commit_interval_s, lambda: self._spawn(self._flush())
@@ -378,7 +409,8 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             now = self.clock()
-            tracked = [*self._running, *(o.rowid for o in (*self._outcomes, *self._flushing))]
+            tracked = [*self._running, *(o.rowid for o in (
+                *self._outcomes, *self._flushing, *self._claim_outcomes))]
             try:
                 await self.store.heartbeat(
                     owner=self.owner, now=now, lease_until=now + self.settings.lease_s,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,9 +130,13 @@ def claim_batch(
 
 
 def claim(
-    owner: str, limit: int, now: float, lease_s: float, tenant_cap: int, freed: FreedSlots
+    owner: str, limit: int, now: float, lease_s: float, tenant_cap: int, freed: FreedSlots,
+    finished: Sequence[Outcome] = (),
 ) -> Script[list[ClaimedItem]]:
-    """A whole claim in one transaction (one writer: nothing else claims meanwhile)."""
+    """A whole claim in one transaction (one writer: nothing else claims meanwhile), after
+    recording the claimer's ``finished`` outcomes."""
+    if finished:
+        yield from finish(list(finished), now)
     found, tenant_running = yield from candidates(now, freed)
     plan = scheduling.ClaimPlan(found, limit=limit, tenant_running=tenant_running,
                                 tenant_cap=tenant_cap)
@@ -260,14 +265,19 @@ def take_results(batch_id: str, limit: int, now: float) -> Script[list[ExportRow
 class DispatchOps(Runner):
     async def claim_items(
         self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int,
-        freed: FreedSlots = NO_FREED_SLOTS,
+        freed: FreedSlots = NO_FREED_SLOTS, finished: Sequence[Outcome] = (),
     ) -> list[ClaimedItem]:
         """Lease up to ``limit`` ready items, dealt over batches by priority and fair share.
 
         A slot is free once its handler has returned: ``freed`` are the caller's finished
-        items whose outcomes are not committed yet, whose slots it may take again."""
+        items whose outcomes are not committed yet, whose slots it may take again. The
+        caller's ``finished`` outcomes are recorded first (as :meth:`finish_items` does),
+        in the claim's transaction where there is one writer."""
         if not self.store.concurrent_claims:
-            return await self._write(claim, owner, limit, now, lease_s, tenant_cap, freed)
+            return await self._write(claim, owner, limit, now, lease_s, tenant_cap, freed,
+                                     finished)
+        if finished:
+            await self._write(finish, list(finished), now)
         asked = time.monotonic()
         found, tenant_running = await self._read(candidates, now, freed)
         plan = scheduling.ClaimPlan(found, limit=limit, tenant_running=tenant_running,
