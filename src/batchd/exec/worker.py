@@ -160,9 +160,10 @@ class Worker:
                     log.exception("dispatch failed")
                 if self.metrics is not None:
                     self.metrics.claimed.inc(len(items))
-                if len(items) >= free:  # took all it asked for: there may be more
-                    await asyncio.sleep(0)
-                    continue
+                # More may be ready: a share another claimer skipped (SKIP LOCKED), the
+                # next batch. Only a claim that found nothing waits for news.
+                await asyncio.sleep(0)
+                continue
             if items is None:  # did not claim, or failed to: news from now on
                 self._wake.clear()
                 self._slot_free.clear()
