@@ -39,6 +39,9 @@ def _version() -> str:
 
 
 USER_AGENT = f"batchd-webhooks/{_version()}"
+# After a wake-up, wait this long before looking: the commits of that moment share one
+# database read (seconds; a webhook goes out at most this much later).
+WAKE_COALESCE_S = 0.02
 
 
 class WebhookOutbox(Protocol):
@@ -135,6 +138,9 @@ class WebhookDeliverer:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(wait):
                             await self._wake.wait()
+                    # Wake-ups come with every commit (hundreds a second under load): the
+                    # commits of the next moment share one look.
+                    await asyncio.sleep(WAKE_COALESCE_S)
         finally:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
