@@ -59,11 +59,27 @@ def _strict(line: bytes, line_no: int) -> Any:
 def _parse_lines(
     lines: list[bytes], line_no: int, *, careful: bool
 ) -> tuple[list[Any], int]:
-    """The records of ``lines`` under the JSON policy. orjson alone refuses what the policy
-    refuses (NaN, overflowing floats, lone surrogates, invalid UTF-8) except wide integers
-    and deep nesting, so a line goes the policy's slower way only when a byte scan says it
-    may hold either (``careful``: the block may hold a wide integer) or orjson refuses it
-    (the policy then names the place)."""
+    """The records of ``lines`` under the JSON policy (``careful``: they may hold a wide
+    integer). orjson alone refuses what the policy refuses (NaN, overflowing floats, lone
+    surrogates, invalid UTF-8) except wide integers and deep nesting, so the lines are
+    parsed by orjson in one pass when no line is blank or may nest too deep; only the lines
+    that may hold a wide integer are then checked the policy's slower way. Otherwise, or
+    when orjson refuses a line, they go line by line (the policy names what and where)."""
+    if b"" not in lines and not jsonpolicy.any_may_be_too_deep(lines):
+        try:
+            records = list(map(orjson.loads, lines))
+        except orjson.JSONDecodeError:
+            pass  # a blank line of spaces, or a bad one: found and named line by line
+        else:
+            if careful:
+                for at, line in enumerate(lines, start=line_no + 1):
+                    if jsonpolicy.may_hold_wide_ints(line):
+                        _strict(line, at)
+            return records, line_no + len(lines)
+    return _parse_each(lines, line_no, careful=careful)
+
+
+def _parse_each(lines: list[bytes], line_no: int, *, careful: bool) -> tuple[list[Any], int]:
     records = []
     fast = orjson.loads
     shortest_deep = jsonpolicy.SHORTEST_TOO_DEEP

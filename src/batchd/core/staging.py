@@ -5,9 +5,12 @@ No I/O: the groups are written by :mod:`batchd.core.submit`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from batchd.domain import codec, errors
 from batchd.domain.models import BatchSpec
@@ -21,6 +24,29 @@ STAGE_BYTES = 4 * 1024 * 1024
 # once it ends (committed or discarded); below it, the space is left for the next uploads
 # to reuse, which is cheaper than reclaiming it after every small request.
 RECLAIM_BYTES = 1024 * 1024
+# Records of these types are JSON arrays and objects, which a bulk insert can take out of one
+# JSON array as they are (a string or a number would come out decoded).
+_CONTAINERS = frozenset({dict, list})
+
+
+@dataclass(slots=True)
+class PackedItems:
+    """Items of one record each, held as one JSON array for a bulk insert.
+
+    ``inputs`` is orjson's array of the records: orjson writes an array as its elements
+    joined by commas, so each element is, byte for byte, the item's input as
+    ``codec.dumps`` writes it. Every item is estimated at ``est_usd``; ``est_total`` is
+    their sum, added item by item as for a list of :class:`StagedItem`.
+    """
+
+    count: int
+    inputs: bytes
+    size: int  # the items' inputs, in bytes
+    est_usd: float
+    est_total: float
+
+
+Group = list[StagedItem] | PackedItems
 
 
 @dataclass(slots=True)
@@ -49,7 +75,12 @@ class Tally:
     est_usd: float = 0.0
     size: int = 0
 
-    def add(self, group: list[StagedItem]) -> None:
+    def add(self, group: Group) -> None:
+        if isinstance(group, PackedItems):
+            self.items += group.count
+            self.est_usd += group.est_total
+            self.size += group.size
+            return
         self.items += len(group)
         self.est_usd += sum(i.est_usd for i in group)
         self.size += sum(len(i.input) for i in group)
@@ -107,7 +138,7 @@ def chunk_items(task: TaskDef, runner: str | None, chunks: list[Chunk]) -> list[
 async def item_groups(
     task: TaskDef, spec: BatchSpec, records: AsyncIterator[list[Any]], *, flush_items: int,
     max_items: int,
-) -> AsyncGenerator[list[StagedItem], None]:
+) -> AsyncGenerator[Group, None]:
     """Checked records cut into items, in groups bounded by count and bytes.
 
     Raises:
@@ -138,36 +169,75 @@ async def item_groups(
 
 
 class _Cutter:
-    """Cuts records into items of ``records_per_item`` and hands out full groups."""
+    """Cuts records into items of ``records_per_item`` and hands out full groups.
+
+    Records that are all JSON objects or arrays, at a flat cost, one per item, are packed:
+    encoded a slice at a time into one array (:class:`PackedItems`), with no Python object
+    per item. Others become a :class:`StagedItem` each. A group holds one kind only.
+    """
 
     def __init__(self, task: TaskDef, spec: BatchSpec, flush_items: int) -> None:
         self.cost = task.cost_for(spec.runner)
         self.rpi = spec.records_per_item
         self.flush_items = flush_items
+        self.flat_est = (self.cost.per_record_usd + self.cost.per_item_usd
+                         if self.cost.is_flat else None)
         self.pending: list[StagedItem] = []
+        self.pieces: list[bytes] = []  # JSON arrays of the records packed so far
+        self.packed = 0  # how many records those arrays hold
         self.pending_bytes = 0
         self.carry: list[Any] = []
 
-    def take(self, part: list[Any]) -> list[list[StagedItem]]:
-        full = self._singles(part) if self.rpi == 1 else self._multiples(part)
-        if len(self.pending) >= self.flush_items or self.pending_bytes >= STAGE_BYTES:
+    def take(self, part: list[Any]) -> list[Group]:
+        if self.rpi != 1:
+            full = self._multiples(part)
+        elif self.flat_est is not None and _containers(part):
+            full = self._packed(part, self.flat_est)
+        else:
+            full = self._singles(part)
+        if len(self.pending) + self.packed >= self.flush_items or (
+            self.pending_bytes >= STAGE_BYTES
+        ):
             full.append(self._flush())
         return full
 
-    def finish(self) -> list[StagedItem]:
+    def finish(self) -> Group:
         if self.carry:
             c = self.carry
             self.pending.append(StagedItem(len(c), codec.dumps(c), self.cost.estimate_item(c)))
             self.carry = []
         return self._flush()
 
-    def _flush(self) -> list[StagedItem]:
-        group, self.pending, self.pending_bytes = self.pending, [], 0
+    def _flush(self) -> Group:
+        group: Group
+        if self.pieces:
+            assert self.flat_est is not None
+            group = _pack(self.pieces, self.packed, self.pending_bytes, self.flat_est)
+            self.pieces, self.packed = [], 0
+        else:
+            group, self.pending = self.pending, []
+        self.pending_bytes = 0
         return group
 
-    def _singles(self, part: list[Any]) -> list[list[StagedItem]]:
-        cost, dumps, full = self.cost, codec.dumps, []
-        flat_est = cost.per_record_usd + cost.per_item_usd if cost.is_flat else None
+    def _packed(self, part: list[Any], est: float) -> list[Group]:
+        full: list[Group] = [self._flush()] if self.pending else []
+        start = 0
+        while start < len(part):
+            n = min(max(self.flush_items - self.packed, 1), len(part) - start)
+            blob = orjson.dumps(part[start : start + n])
+            start += n
+            self.pieces.append(blob)
+            self.packed += n
+            self.pending_bytes += len(blob) - n - 1  # the brackets and commas are no input's
+            if self.packed >= self.flush_items:
+                full.append(_pack(self.pieces, self.packed, self.pending_bytes, est))
+                self.pieces, self.packed, self.pending_bytes = [], 0, 0
+        return full
+
+    def _singles(self, part: list[Any]) -> list[Group]:
+        full: list[Group] = [self._flush()] if self.pieces else []
+        cost, dumps = self.cost, codec.dumps
+        flat_est = self.flat_est
         for rec in part:
             blob = dumps(rec)
             self.pending_bytes += len(blob)
@@ -177,7 +247,7 @@ class _Cutter:
                 full.append(self._flush())
         return full
 
-    def _multiples(self, part: list[Any]) -> list[list[StagedItem]]:
+    def _multiples(self, part: list[Any]) -> list[Group]:
         carry, rpi = self.carry, self.rpi
         carry.extend(part)
         start = 0
@@ -189,3 +259,13 @@ class _Cutter:
             self.pending.append(StagedItem(rpi, blob, self.cost.estimate_item(chunk)))
         del carry[:start]
         return []
+
+
+def _containers(part: list[Any]) -> bool:
+    return set(map(type, part)) <= _CONTAINERS
+
+
+def _pack(pieces: list[bytes], count: int, size: int, est: float) -> PackedItems:
+    inputs = b"[" + b",".join([p[1:-1] for p in pieces]) + b"]"
+    return PackedItems(count=count, inputs=inputs, size=size, est_usd=est,
+                       est_total=sum(itertools.repeat(est, count)))

@@ -298,13 +298,13 @@ class Submissions:
 
     def _groups(
         self, task: TaskDef, spec: BatchSpec, records: AsyncIterator[list[Any]]
-    ) -> AsyncGenerator[list[StagedItem], None]:
+    ) -> AsyncGenerator[staging.Group, None]:
         return staging.item_groups(task, spec, records, flush_items=self.flush_items,
                                    max_items=self.max_items_per_request)
 
     async def _ingest(
-        self, up: _Upload, groups: AsyncGenerator[list[StagedItem], None],
-        first: list[StagedItem] | None = None,
+        self, up: _Upload, groups: AsyncGenerator[staging.Group, None],
+        first: staging.Group | None = None,
     ) -> None:
         """Stage ``first`` (a group already taken from ``groups``), then ``groups``."""
         # One write in flight while the next group is prepared, so parsing and the

@@ -24,8 +24,10 @@ precise diagnosis; a good document costs orjson plus two byte scans.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import operator
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -45,6 +47,8 @@ _ORJSON_DEPTH = 1024  # orjson refuses documents nested deeper
 # A run of 19 digits may be an integer orjson cannot hold exactly (or silently floats).
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _ZEROS = b"0" * 19
+_LONG_RUN = re.compile(rb"[0-9]{19,}")
+_INT_MAX_DIGITS = str(INT_MAX).encode()
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},:]', re.DOTALL)
 
 
@@ -98,14 +102,31 @@ def loads(data: bytes | str, *, where: str = "", max_depth: int = MAX_DEPTH) -> 
 
 
 def may_hold_wide_ints(raw: bytes) -> bool:
-    """``raw`` (one document or many) has a run of digits long enough to be an integer
-    beyond 64 bits: only then is the slow, exact check needed."""
-    return _ZEROS in raw.translate(_DIGITS_AS_ZERO)
+    """``raw`` (one document or many) has a run of digits that, read as an integer, is
+    beyond the signed 64-bit range: only then is the slow, exact check needed.
+
+    An integer outside the range has at least 19 digits, all in one run (JSON integers
+    have no leading zeros) of a value above INT_MAX, so a text without such a run holds
+    none; runs in strings, fractions and exponents only cost the check."""
+    if _ZEROS not in raw.translate(_DIGITS_AS_ZERO):
+        return False  # the common case, at the speed of two byte scans
+    return any(len(run) > len(_INT_MAX_DIGITS) or run > _INT_MAX_DIGITS
+               for run in _LONG_RUN.findall(raw))
 
 
 def may_be_too_deep(raw: bytes, max_depth: int = MAX_DEPTH) -> bool:
     """``raw`` opens more arrays and objects than ``max_depth``: it may nest too deep."""
     return raw.count(b"[") + raw.count(b"{") > max_depth
+
+
+def any_may_be_too_deep(docs: list[bytes], max_depth: int = MAX_DEPTH) -> bool:
+    """Some document of ``docs`` may nest too deep (:func:`may_be_too_deep`), found by
+    byte counts with no Python step per document."""
+    if max(map(len, docs), default=0) < 2 * max_depth + 2:
+        return False  # too short to open that many (see SHORTEST_TOO_DEEP)
+    brackets = map(bytes.count, docs, itertools.repeat(b"["))
+    braces = map(bytes.count, docs, itertools.repeat(b"{"))
+    return max(map(operator.add, brackets, braces), default=0) > max_depth
 
 
 def _parse_bounded(raw: bytes, max_depth: int) -> Any:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from batchd.core import admission
+from batchd.core import admission, staging
 from batchd.core.quotas import Limits, Metering
 from batchd.core.txn import lifecycle, usage
 from batchd.core.txn.runner import Runner
@@ -32,28 +33,64 @@ def create_batch(
     )
 
 
-def stage_items(batch_id: str, stage: str, items: list[StagedItem]) -> Script[None]:
-    n_records = sum(i.n_records for i in items)
-    row = yield q.one("reserve_seqs", len(items), n_records, batch_id)
+def stage_items(batch_id: str, stage: str, items: staging.Group) -> Script[None]:
+    if isinstance(items, staging.PackedItems):
+        count = n_records = items.count
+    else:
+        count, n_records = len(items), sum(i.n_records for i in items)
+    row = yield q.one("reserve_seqs", count, n_records, batch_id)
     if row is None:
         raise errors.NotFound("batch not found")
-    if not items:
+    if not count:
         return
-    seq, rec, pk = row[0] - len(items), row[1] - n_records, row[2]
-    # A batch being created is invisible as a whole, so its items go straight to the
-    # queue; appends to a live batch wait as 'staged' until committed.
-    status, token = ("queued", None) if row[3] else ("staged", stage)
-    delivered = False if row[4] else None
+    place = _Place(seq=row[0] - count, rec=row[1] - n_records, pk=row[2],
+                   # A batch being created is invisible as a whole, so its items go straight
+                   # to the queue; appends to a live batch wait as 'staged' until committed.
+                   status="queued" if row[3] else "staged", stage=None if row[3] else stage,
+                   delivered=False if row[4] else None)
+    if isinstance(items, staging.PackedItems):
+        yield from _insert_packed(place, items)
+    else:
+        yield from _insert_rows(place, items)
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """Where an upload's next items go: their first seq and record number, their batch,
+    and the status, stage token and delivery flag they start with."""
+
+    seq: int
+    rec: int
+    pk: int
+    status: str
+    stage: str | None
+    delivered: bool | None
+
+
+def _insert_rows(at: _Place, items: list[StagedItem]) -> Script[None]:
     ids = [r[0] for r in (yield q.rows("reserve_item_ids", len(items)))]
     rows: list[tuple[Any, ...]] = []
+    seq, rec = at.seq, at.rec
     for item_id, it in zip(ids, items, strict=True):
-        rows.append((item_id, pk, seq, rec, it.n_records, status, token, it.est_usd,
-                     len(it.input), it.ext_id, it.meta, delivered, it.runner, it.webhook_url,
-                     it.webhook_event))
+        rows.append((item_id, at.pk, seq, rec, it.n_records, at.status, at.stage, it.est_usd,
+                     len(it.input), it.ext_id, it.meta, at.delivered, it.runner,
+                     it.webhook_url, it.webhook_event))
         seq += 1
         rec += it.n_records
     yield q.each("insert_items", rows)
     yield q.each("insert_item_inputs", zip(ids, (it.input for it in items), strict=True))
+
+
+def _insert_packed(at: _Place, items: staging.PackedItems) -> Script[None]:
+    # One statement per table takes the items out of the array, however many there are.
+    added = yield q.run(
+        "insert_packed_items", pk=at.pk, seq=at.seq, rec=at.rec, status=at.status,
+        stage=at.stage, est_usd=items.est_usd, delivered=at.delivered, inputs=items.inputs,
+    )
+    if added != items.count:
+        raise errors.StoreError(f"the database read {added} items out of a group of "
+                                f"{items.count}")
+    yield q.run("insert_packed_inputs", count=items.count, inputs=items.inputs)
 
 
 def _target(row: Any) -> admission.CommitTarget:
@@ -158,7 +195,7 @@ class IntakeOps(Runner):
         """Insert a batch that stays invisible until its first upload commits."""
         await self._write(create_batch, batch_id, tenant_id, owner, spec, now)
 
-    async def stage_items(self, batch_id: str, stage: str, items: list[StagedItem]) -> None:
+    async def stage_items(self, batch_id: str, stage: str, items: staging.Group) -> None:
         """Write items that stay invisible until :meth:`commit_stage`."""
         await self._write(stage_items, batch_id, stage, items)
 

@@ -28,6 +28,29 @@ COPY item_stage (id, batch_pk, seq, rec0, n_records, status, stage, est_usd, siz
 -- name: insert_item_inputs
 COPY item_stage_inputs (id, data) FROM STDIN;
 
+-- name: insert_packed_items
+-- An item per element of the JSON array %(inputs)b (core.staging.PackedItems), in order,
+-- with its input: json (unlike jsonb) hands each element out as its text, byte for byte.
+-- One statement for both tables: the ids nextval deals are not known beforehand.
+WITH new AS MATERIALIZED (
+    SELECT nextval('items_id_seq') AS id, n - 1 AS k, convert_to(value::text, 'UTF8') AS data
+    FROM json_array_elements(convert_from(%(inputs)b, 'UTF8')::json)
+         WITH ORDINALITY AS e(value, n)
+),
+inputs AS (
+    INSERT INTO item_stage_inputs (id, data) SELECT id, data FROM new
+)
+INSERT INTO item_stage (id, batch_pk, seq, rec0, n_records, status, stage, est_usd, size,
+                        delivered)
+SELECT id, %(pk)s::bigint, %(seq)s::bigint + k, %(rec)s::bigint + k, 1, %(status)s::text,
+       %(stage)s::text, %(est_usd)s::double precision, octet_length(data),
+       %(delivered)s::boolean
+FROM new;
+
+-- name: insert_packed_inputs
+-- Nothing left to do: insert_packed_items wrote the inputs with the items.
+SELECT 1;
+
 -- name: batch_for_commit
 -- The columns of core.admission.CommitTarget.
 SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes, n_total

@@ -33,6 +33,22 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 -- name: insert_item_inputs
 INSERT INTO item_inputs (id, data) VALUES (?, ?);
 
+-- name: insert_packed_items
+-- An item per element of the JSON array :inputs (core.staging.PackedItems), in order. An
+-- element that is an array or object comes out of json_each as its own text, byte for byte
+-- (a scalar would come out decoded: core never packs one). The new ids follow the largest
+-- in the table, one by one, as reserve_item_ids deals them.
+INSERT INTO items (batch_pk, seq, rec0, n_records, status, stage, est_usd, size, delivered)
+SELECT :pk, :seq + key, :rec + key, 1, :status, :stage, :est_usd, length(CAST(value AS BLOB)),
+       :delivered
+FROM json_each(CAST(:inputs AS TEXT));
+
+-- name: insert_packed_inputs
+-- The inputs of the :count items insert_packed_items has just added: the largest ids.
+INSERT INTO item_inputs (id, data)
+SELECT (SELECT MAX(id) FROM items) - :count + 1 + key, CAST(value AS BLOB)
+FROM json_each(CAST(:inputs AS TEXT));
+
 -- name: batch_for_commit
 -- The columns of core.admission.CommitTarget.
 SELECT pk, tenant_id, status, staging, stop_reason, in_buffer_bytes, max_input_bytes, n_total
