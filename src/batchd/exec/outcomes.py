@@ -19,6 +19,10 @@ def records(item: ClaimedItem) -> list[Any]:
 
 
 def success(item: ClaimedItem, outputs: list[Any], ctx: TaskContext) -> Outcome:
+    if not any(issubclass(t, RecordError) for t in set(map(type, outputs))):
+        # Every record succeeded (the types are looked at in C, not record by record).
+        return _stored(item, outputs[0] if item.records_per_item == 1 else outputs, ctx,
+                       len(outputs), 0, None)
     errors_: list[dict[str, str] | None] = []
     failed = 0
     values: list[Any] = []
@@ -32,8 +36,15 @@ def success(item: ClaimedItem, outputs: list[Any], ctx: TaskContext) -> Outcome:
             values.append(out)
     if item.records_per_item == 1 and failed:
         return failure(item, errors_[0] or {}, final=True, ctx=ctx)
+    error = {"code": "record_errors", "records": errors_} if failed else None
+    return _stored(item, values[0] if item.records_per_item == 1 else values, ctx,
+                   len(outputs) - failed, failed, error)
+
+
+def _stored(item: ClaimedItem, value: Any, ctx: TaskContext, succeeded: int, failed: int,
+            error: dict[str, Any] | None) -> Outcome:
     try:
-        output = codec.dumps(values[0] if item.records_per_item == 1 else values)
+        output = codec.dumps(value)
     except orjson.JSONEncodeError as exc:
         # Raised here it would escape the claim loop, and the lease loop would keep
         # this worker's items leased forever: fail the item instead, for good.
@@ -42,8 +53,7 @@ def success(item: ClaimedItem, outputs: list[Any], ctx: TaskContext) -> Outcome:
     usage = ctx.usage
     return Outcome(
         rowid=item.rowid, fence=item.fence, status=ItemStatus.SUCCEEDED, output=output,
-        error={"code": "record_errors", "records": errors_} if failed else None,
-        records_succeeded=len(outputs) - failed, records_failed=failed,
+        error=error, records_succeeded=succeeded, records_failed=failed,
         tokens_in=usage.tokens_in, tokens_out=usage.tokens_out,
         cost_usd=usage.cost_usd if usage.reported else item.est_usd,
     )
