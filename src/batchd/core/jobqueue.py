@@ -137,11 +137,12 @@ class JobQueue:
         owner = None if principal.sees_all_of_tenant else principal.owner
         return await self.store.job_totals(tenant_id=principal.tenant_id, owner=owner)
 
-    async def result(self, principal: Principal, job_id: str) -> Any:
-        """A completed job's result; raises Conflict for a job without one."""
+    async def result(self, principal: Principal, job_id: str) -> bytes:
+        """A completed job's result, as the JSON text it is stored as; raises Conflict for
+        a job without one."""
         job = await self.get(principal, job_id, full=True)
         if job.status == JobStatus.COMPLETED:
-            return orjson.loads(job.result) if job.result is not None else {}
+            return bytes(job.result) if job.result is not None else b"{}"
         why = f": {job.error_message}" if job.error_message else ""
         raise errors.Conflict(
             f"job {job_id} is {job.status} and has no result{why}",

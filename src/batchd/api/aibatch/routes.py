@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from batchd.api import ingress, jsonbody
 from batchd.api.aibatch import views
@@ -72,10 +72,11 @@ async def stats(caller: Caller, queue: Queue) -> dict[str, Any]:
     return views.stats_json(await queue.totals(caller))
 
 
-@router.get("/jobs/{job_id}/result")
-async def job_result(job_id: str, caller: Caller, queue: Queue) -> Any:
+@router.get("/jobs/{job_id}/result", response_model=dict[str, Any])
+async def job_result(job_id: str, caller: Caller, queue: Queue) -> Response:
     """A completed job's result (409 while it has none)."""
-    return await queue.result(caller, job_id)
+    # Sent as stored: it is JSON already, no parse and encode on the way out.
+    return Response(await queue.result(caller, job_id), media_type="application/json")
 
 
 @router.post("/internal/flush")
