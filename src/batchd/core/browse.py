@@ -3,23 +3,49 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import operator
 from array import array
-from collections.abc import AsyncIterator, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
 
 from batchd.core import access, paging
 from batchd.core.access import Access
 from batchd.core.paging import RecordRow
-from batchd.domain import errors
+from batchd.core.txn.reads import ResultsPage
+from batchd.domain import codec, errors
 from batchd.domain.models import Batch, Item, Principal, item_public_id, item_rowid
 from batchd.domain.records import BatchTotals, ExportPage
+from batchd.export.table import (
+    Column,
+    Constant,
+    DocumentTexts,
+    Numbered,
+    Table,
+    TablePage,
+    TableRows,
+)
 
 if TYPE_CHECKING:
     from batchd.core.db import Database
 
+P = TypeVar("P")
+
 # Results are read this many records' worth of items per page.
 EXPORT_PAGE_RECORDS = 8192
+# Pages of results read while the caller writes the current one: the database (SQLite's
+# reading threads, PostgreSQL's server) works on them meanwhile.
+RESULTS_READ_AHEAD = 2
+# The columns of a results row: ``{item_id, seq, status, input, output, error}``.
+RESULT_COLUMNS = ("item_id", "seq", "status")
+RESULT_DOCUMENTS = ("input", "output")
+RESULT_TRAILING = ("error",)
+# item_public_id(n) is this prefix and n's digits.
+_ID_PREFIX = item_public_id(0)[:-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,22 +141,80 @@ class Browse:
         batch = await self.access.batch(principal, batch_id)
         return batch, await self.get_item(principal, batch_id, item_id)
 
-    async def iter_results(
-        self, principal: Principal, batch_id: str
-    ) -> AsyncIterator[list[RecordRow]]:
-        """Finished records in order, a page of items at a time."""
-        batch = await self.access.batch(principal, batch_id)
-        multi = batch.records_per_item != 1
-        page = max(1, min(512, EXPORT_PAGE_RECORDS // batch.records_per_item))
-        after = -1
-        while True:
-            rows = await self.store.export_rows(batch_id, after_seq=after, limit=page)
-            if not rows:
-                return
-            yield [r for row in rows for r in paging.records_of(row, multi)]
-            after = rows[-1].seq
-            if len(rows) < page:
-                return
+    def iter_results(self, principal: Principal, batch_id: str) -> TableRows:
+        """Finished records in order, a page of items at a time: pages of
+        ``{item_id, seq, status, input, output, error}`` dicts, which the export writers
+        read as a :class:`Table` of the stored JSON instead (spliced as it is)."""
+
+        async def pages() -> AsyncIterator[TablePage]:
+            batch = await self.access.batch(principal, batch_id)
+            found = (self._item_pages(batch.id) if batch.records_per_item == 1
+                     else self._record_pages(batch))
+            async for page in found:
+                yield page
+
+        return TableRows(Table(columns=RESULT_COLUMNS, documents=RESULT_DOCUMENTS,
+                               trailing=RESULT_TRAILING, pages=pages))
+
+    def _item_pages(self, batch_id: str) -> AsyncIterator[TablePage]:
+        """The results of a batch of one record per item, as the database assembled them."""
+
+        async def read(after: int, upto: int) -> TablePage | None:
+            found = await self.store.results_page(batch_id, after_seq=after, upto_seq=upto)
+            page = None if found is None else results_table_page(found)
+            if found is not None and page is None:
+                # The id range held other items too (or a document a line end): this
+                # page goes the general way.
+                rows = await self.store.export_rows_between(batch_id, after_seq=after,
+                                                            upto_seq=upto)
+                page = records_table_page([paging.records_of(r, False)[0] for r in rows])
+            return page
+
+        return self._seq_ranges(batch_id, EXPORT_PAGE_RECORDS, read)
+
+    def _record_pages(self, batch: Batch) -> AsyncIterator[TablePage]:
+        """The results of a batch of several records per item, each item's cut apart."""
+
+        async def read(after: int, upto: int) -> TablePage | None:
+            rows = await self.store.export_rows_between(batch.id, after_seq=after,
+                                                        upto_seq=upto)
+            records = [r for row in rows for r in paging.records_of(row, True)]
+            return records_table_page(records) if records else None
+
+        span = max(1, min(512, EXPORT_PAGE_RECORDS // batch.records_per_item))
+        return self._seq_ranges(batch.id, span, read)
+
+    async def _seq_ranges(
+        self, batch_id: str, span: int, read: Callable[[int, int], Awaitable[P | None]]
+    ) -> AsyncIterator[P]:
+        """``read(after, upto)`` of each range of ``span`` seqs of the batch's items, in
+        order (the empty ones left out), RESULTS_READ_AHEAD reads running ahead of the
+        caller. Ranges, not pages after the last seq read, so that the reads need not
+        wait for each other; the end is looked up again when reached, for items appended
+        meanwhile."""
+        pending: deque[asyncio.Future[P | None]] = deque()
+        after, last = -1, await self.store.last_item_seq(batch_id)
+        try:
+            while True:
+                while last is not None and after < last and len(pending) <= RESULTS_READ_AHEAD:
+                    upto = min(after + span, last)
+                    pending.append(asyncio.ensure_future(read(after, upto)))
+                    after = upto
+                if not pending:
+                    last = await self.store.last_item_seq(batch_id)
+                    if last is None or after >= last:
+                        return
+                    continue
+                # Let the reads start (reach their thread, or the server) before the
+                # caller works on this page without yielding to the loop.
+                await asyncio.sleep(0)
+                found = await pending.popleft()
+                if found is not None:
+                    yield found
+        finally:
+            for future in pending:
+                future.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _item_states(
         self, batch: Batch, page: int
@@ -225,3 +309,62 @@ class Browse:
         """The tenant's usage in each of ``periods`` (empty where nothing was used)."""
         found = await self.store.usage_since(principal.tenant_id, min(periods))
         return {p: found.get(p, {}) for p in periods}
+
+
+def results_table_page(page: ResultsPage) -> TablePage | None:
+    """A results page as the writers take it, cut apart in C calls (no Python work per
+    row unless some item has no output); None when the page's id range held other items
+    than its own (out of seq order, unfinished, another batch's), or a stored document
+    holds a line end (no compact JSON of orjson's)."""
+    fields = page.items.split(b",")
+    ids, seqs, statuses = fields[0::3], fields[1::3], fields[2::3]
+    n = len(ids)
+    inputs = page.inputs.split(b"\n")
+    errors = page.errors.split(b"\n")
+    if len(fields) != 3 * n or len(inputs) != n or len(errors) != n or not _ascending(ids):
+        return None
+    outputs = _outputs_of(ids, page.outputs)
+    if outputs is None:
+        return None
+    status: Column = (
+        Constant(statuses[0].decode()) if statuses.count(statuses[0]) == n
+        else b",".join(statuses).decode().split(",")
+    )
+    columns = [Numbered(ids, prefix=_ID_PREFIX), Numbered(seqs), status]
+    return TablePage(size=n, columns=columns, documents=[
+        DocumentTexts(inputs), DocumentTexts(outputs), DocumentTexts(errors)])
+
+
+def _ascending(ids: list[bytes]) -> bool:
+    numbers = orjson.loads(b"[" + b",".join(ids) + b"]")
+    return all(map(operator.lt, numbers, itertools.islice(numbers, 1, None)))
+
+
+def _outputs_of(ids: list[bytes], text: bytes) -> list[bytes] | None:
+    """Each item's output (``null`` for none) of the page's items ``ids``, from the
+    outputs of their id range; None if those are not all theirs."""
+    if not text:
+        return [b"null"] * len(ids)
+    lines = text.split(b"\n")
+    if len(lines) % 2:
+        return None
+    found_ids, outputs = lines[0::2], lines[1::2]
+    if found_ids == ids:
+        return outputs
+    found = dict(zip(found_ids, outputs, strict=True))
+    if len(found.keys() & set(ids)) != len(found_ids):
+        return None
+    return [found.get(i, b"null") for i in ids]
+
+
+def records_table_page(records: list[RecordRow]) -> TablePage:
+    """Result records (dicts) as a page of the results table."""
+    # Trimmed copies: orjson's own bytes keep its spare capacity (KiBs for a tiny
+    # document), which a page of thousands, read ahead, turned into hundreds of MB.
+    dumps = codec.dumps
+    return TablePage(
+        size=len(records),
+        columns=[[r[c] for r in records] for c in RESULT_COLUMNS],
+        documents=[DocumentTexts([dumps(r[d]) for r in records])
+                   for d in RESULT_DOCUMENTS + RESULT_TRAILING],
+    )

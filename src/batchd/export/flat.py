@@ -16,6 +16,7 @@ needs no per-row work at all.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -24,7 +25,7 @@ from typing import Any
 import orjson
 
 from batchd.export.base import Exporter
-from batchd.export.table import Documents, Parsed
+from batchd.export.table import DocumentColumn, Parsed
 
 
 def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -83,6 +84,11 @@ class Shape:
     id: int = -1
     keys: tuple[tuple[str, ...], ...] = ()  # each leaf's keys from the top
     objects: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()  # (keys, its keys)
+
+    @property
+    def braces(self) -> int:
+        """How many ``{`` the JSON text of a row of this shape holds (no string has one)."""
+        return 1 + len(self.objects)
 
     def columns_of(self, values: list[dict[str, Any]]) -> list[Any] | None:
         """The leaves of a page of rows of this shape, a column at a time with no Python
@@ -144,6 +150,11 @@ def compile_shape(prefix: str, sample: dict[str, Any]) -> Shape | None:
                  objects=tuple(objects))
 
 
+# Bytes that stand for a flat object's keys after its first (never raw in compact JSON).
+MARKERS = bytes(b for b in range(1, 32) if b != 0x0A)
+NOT_MARKERS = bytes(b for b in range(256) if b not in MARKERS and b != 0x0A)
+TO_COMMAS = bytes.maketrans(MARKERS, b"," * len(MARKERS))
+
 MISSING = -1  # a row without this document
 GENERIC = -2  # a row flattened the slow way: its leaves are (column, value) pairs
 NO_SHAPE = -1  # a page whose rows do not all share one flat shape
@@ -152,6 +163,10 @@ PageLeaves = tuple[int, list[Any]]
 """A page of one document, pass one's result: ``(shape, rows)``. When every row is a
 flat object of one shape, ``shape`` is its id and ``rows`` each row's values; else
 ``shape`` is NO_SHAPE and each row is ``(shape id | MISSING | GENERIC, leaves)``."""
+
+
+def _objects_in(values: Iterable[Any]) -> bool:
+    return dict in set(map(type, values))
 
 
 def _rows(values: list[dict[str, Any]], keys: tuple[str, ...]) -> list[Any]:
@@ -187,9 +202,11 @@ class Document:
         shapes = self._shapes.get(key)
         if shapes is None:
             shapes = self._shapes[key] = []
+        # A "{" in a string makes a row's count of them exceed its shape's: then a row of
+        # that count may hide an object where the shape has a plain value.
         for shape in shapes:
             leaves = shape.extract(value)
-            if leaves is not None:
+            if leaves is not None and (shape.braces == key[1] or not _objects_in(leaves)):
                 return shape, leaves
         if len(shapes) >= MAX_SHAPES_PER_KEYS:
             return None
@@ -202,7 +219,7 @@ class Document:
         return None if leaves is None else (compiled, leaves)
 
     # pass one
-    def page(self, docs: Documents, parsed: Parsed) -> PageLeaves:
+    def page(self, docs: DocumentColumn, parsed: Parsed) -> PageLeaves:
         """Record a page's columns; its rows' leaves, to hand back to :meth:`cells`."""
         values = parsed.values
         if values:
@@ -226,7 +243,7 @@ class Document:
             rows.append((GENERIC, list(flat.items())))
         return NO_SHAPE, rows
 
-    def _uniform(self, docs: Documents, parsed: Parsed) -> PageLeaves | None:
+    def _uniform(self, docs: DocumentColumn, parsed: Parsed) -> PageLeaves | None:
         """A page of objects all with the first row's keys, in one go, with no Python work
         per row: the same number of keys in every row and every key found in every row
         (``itemgetter`` raises otherwise) make the same keys. Flat objects when the page
@@ -247,12 +264,7 @@ class Document:
                 leaves = _rows(values, keys)
             except (KeyError, TypeError):
                 return None
-            sid = self._flat_ids.get(keys)
-            if sid is None:
-                sid = self._flat_ids[keys] = self._register(
-                    tuple(f"{self.prefix}.{k}" for k in keys)
-                )
-            return sid, leaves
+            return self._flat_shape(keys), leaves
         per_row, rest = divmod(parsed.braces, n)
         first = docs.first()
         if rest or first is None or first.count(b"{") != per_row:
@@ -265,7 +277,48 @@ class Document:
             nested = shape.columns_of(values)
         except (KeyError, TypeError):
             return None
-        return None if nested is None else (shape.id, nested)
+        if nested is None or (shape.braces != per_row
+                              and _objects_in(itertools.chain.from_iterable(nested))):
+            return None
+        return shape.id, nested
+
+    def _flat_shape(self, keys: tuple[str, ...]) -> int:
+        sid = self._flat_ids.get(keys)
+        if sid is None:
+            sid = self._flat_ids[keys] = self._register(tuple(f"{self.prefix}.{k}" for k in keys))
+        return sid
+
+    def flat_texts(self, texts: list[bytes]) -> tuple[int, list[bytes]] | None:
+        """A page of flat objects that all have the first one's keys, in its order, as
+        each row's cells' JSON text (``_fast_cells``'s), cut from the documents' text
+        with no parsing: (shape, texts), or None (then :meth:`page`).
+
+        Only pages with no backslash, ``[``, ``null`` or ``{`` but the objects' own: no
+        string holds a quote, so every ``"k":`` is a key, and the keys of each object,
+        each made a marker byte (a control byte, never raw in compact JSON), must read
+        as the first object's in its order."""
+        n = len(texts)
+        first = orjson.loads(texts[0]) if n else None
+        if type(first) is not dict or not first or len(first) > len(MARKERS):
+            return None
+        keys = tuple(first)
+        text = b"\n".join(texts)
+        if (b"\\" in text or b"[" in text or b"null" in text or text.count(b"{") != n
+                or text.count(b'":') != n * len(keys)):
+            return None
+        heads = [orjson.dumps(k) + b":" for k in keys]
+        markers = MARKERS[: len(keys) - 1]
+        # Every row opens with the first key; with one "{" a row, none nests an object.
+        start = b"{" + heads[0]
+        if not text.startswith(start) or text.count(b"\n" + start) != n - 1:
+            return None
+        text = text.replace(start, b"")
+        for at, head in enumerate(heads[1:]):
+            text = text.replace(b"," + head, markers[at : at + 1])
+        if text.translate(None, NOT_MARKERS) != b"\n".join([markers] * n):
+            return None
+        rows = text.translate(TO_COMMAS).replace(b"}\n", b"\n")[:-1].split(b"\n")
+        return self._flat_shape(keys), rows
 
     # pass two
     def freeze(self, *, missing: Any = None) -> list[str]:
@@ -278,6 +331,10 @@ class Document:
         self._positions = [[self._index[p] for p in paths] for paths in self._paths]
         self._direct = [pos == identity for pos in self._positions]
         return names
+
+    def width(self, shape: int) -> int:
+        """How many columns a shape has."""
+        return len(self._paths[shape])
 
     def padding(self, shape: int) -> bytes | None:
         """When a shape's columns are the first of the document's, in order (always so for

@@ -109,7 +109,7 @@ class ParquetExporter(FlatExporter):
     def stream_table(self, table: Table) -> AsyncIterator[bytes]:
         # The table's own columns, its documents nested under their first names.
         nested = list(dict.fromkeys(path.split(".")[0] for path in table.documents))
-        writer = ParquetExporter(columns=table.columns, nested=nested, trailing=())
+        writer = ParquetExporter(columns=table.columns, nested=nested, trailing=table.trailing)
         return Exporter.stream_table(writer, table)
 
     async def stream(self, pages: Pages) -> AsyncIterator[bytes]:

@@ -8,6 +8,7 @@ selects the same columns in the same order (``batch_row`` reads the columns of
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -68,6 +69,28 @@ def export_page_row(r: Any) -> ExportPage | None:
         count=r[0], last_seq=r[1], ids=loads(r[2]), runners=loads(r[3]), inputs=bytes(r[4]),
         input_lengths=loads(r[5]), outputs=bytes(r[6]), output_lengths=loads(r[7]),
     )
+
+
+@dataclass(slots=True)
+class ResultsPage:
+    """A page of the results export as the database assembled it (see the query
+    ``results_page``): ``items`` "id,seq,status" of each item, comma-separated, in seq
+    order; ``errors`` each one's error (``null`` for none), one a line; ``inputs`` the
+    inputs of the items in the page's id range, one a line, in id order; ``outputs``
+    their outputs, each one's id then itself, one a line, in id order."""
+
+    items: bytes
+    errors: bytes
+    inputs: bytes
+    outputs: bytes
+
+
+def results_page_row(r: Any) -> ResultsPage | None:
+    # columns: items, errors, inputs, outputs
+    if r is None or r[0] is None:
+        return None
+    return ResultsPage(items=bytes(r[0]), errors=bytes(r[1]), inputs=_bytes(r[2]) or b"",
+                       outputs=_bytes(r[3]) or b"")
 
 
 def _totals_row(r: Any) -> BatchTotals:
@@ -150,6 +173,22 @@ def export_page(
     return export_page_row((yield q.one("export_page", batch_id, after_seq, status, limit)))
 
 
+def last_item_seq(batch_id: str) -> Script[int | None]:
+    found = yield q.value("last_item_seq", batch_id)
+    return None if found is None else int(found)
+
+
+def results_page(batch_id: str, after_seq: int, upto_seq: int) -> Script[ResultsPage | None]:
+    return results_page_row((yield q.one("results_page", batch_id, after_seq, upto_seq)))
+
+
+def export_rows_between(
+    batch_id: str, after_seq: int, upto_seq: int
+) -> Script[list[ExportRow]]:
+    rows = yield q.rows("finished_items_range", batch_id, after_seq, upto_seq)
+    return [export_row(r) for r in rows]
+
+
 def item_states(batch_id: str, after_seq: int, limit: int) -> Script[list[tuple[int, int, str]]]:
     rows = yield q.rows("item_states", batch_id, after_seq, limit)
     return [(r[0], r[1], r[2]) for r in rows]
@@ -213,6 +252,24 @@ class ReadOps(Runner):
         :class:`ExportPage` (None when there are none): the bulk export's hot path, which
         the database assembles so that no Python object is made per row."""
         return await self._read(export_page, batch_id, status, after_seq, limit)
+
+    async def last_item_seq(self, batch_id: str) -> int | None:
+        """The highest seq of the batch's items (None: it has none)."""
+        return await self._read(last_item_seq, batch_id)
+
+    async def results_page(
+        self, batch_id: str, *, after_seq: int, upto_seq: int
+    ) -> ResultsPage | None:
+        """The finished items with ``after_seq < seq <= upto_seq``, in seq order, as one
+        :class:`ResultsPage` (None when there are none): the results export's hot path,
+        which the database assembles so that no Python object is made per row."""
+        return await self._read(results_page, batch_id, after_seq, upto_seq)
+
+    async def export_rows_between(
+        self, batch_id: str, *, after_seq: int, upto_seq: int
+    ) -> list[ExportRow]:
+        """The finished items with ``after_seq < seq <= upto_seq``, in seq order."""
+        return await self._read(export_rows_between, batch_id, after_seq, upto_seq)
 
     async def item_states(
         self, batch_id: str, *, after_seq: int, limit: int

@@ -130,6 +130,47 @@ WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = %s) AND i.seq > %s
   AND i.status IN ('succeeded', 'failed', 'cancelled')
 ORDER BY i.seq LIMIT %s;
 
+-- name: last_item_seq
+-- The highest seq of a batch's items (staged ones too): where the results export ends.
+SELECT max(seq) FROM items WHERE batch_pk = (SELECT pk FROM batches WHERE id = %s);
+
+-- name: results_page
+-- binary: bytea comes back as bytes, not hex text to decode.
+-- A page of the results export: the finished items of a seq range (after, upto], and the
+-- inputs and outputs of the items whose ids lie in the page's, in four texts (None for
+-- none): "id,seq,status" of each item, comma-separated, in seq order; each item's error
+-- ('null' for none), one a line, in seq order; the inputs of the id range, one a line,
+-- in id order (compact JSON holds no line end); the outputs of the id range, each one's
+-- id then itself, one a line, in id order. One scan of one table each, no join: each
+-- costs its own rows whatever the planner believes of the tables (with stale statistics
+-- it looked items up one by one; with fresh ones it hashed the whole item_inputs for
+-- every page), and core checks that the id range held the page's items alone.
+WITH page AS MATERIALIZED (
+    SELECT id, seq, status, error FROM items
+    WHERE batch_pk = (SELECT pk FROM batches WHERE id = %s) AND seq > %s AND seq <= %s
+      AND status IN ('succeeded', 'failed', 'cancelled')),
+span AS MATERIALIZED (SELECT min(id) AS lo, max(id) AS hi FROM page)
+SELECT
+    (SELECT string_agg(convert_to(id::text || ',' || seq::text || ',' || status, 'UTF8'),
+                       ','::bytea ORDER BY seq) FROM page),
+    (SELECT string_agg(CASE WHEN length(error) > 0 THEN error ELSE 'null'::bytea END,
+                       '\x0a'::bytea ORDER BY seq) FROM page),
+    (SELECT string_agg(data, '\x0a'::bytea ORDER BY id) FROM item_inputs
+     WHERE id >= (SELECT lo FROM span) AND id <= (SELECT hi FROM span)),
+    (SELECT string_agg(convert_to(id::text, 'UTF8') || '\x0a'::bytea || data, '\x0a'::bytea
+                       ORDER BY id) FROM item_outputs
+     WHERE id >= (SELECT lo FROM span) AND id <= (SELECT hi FROM span));
+
+-- name: finished_items_range
+-- The finished items of a seq range (after, upto], in seq order; the columns of
+-- core.txn.reads.export_row.
+SELECT i.id, i.seq, i.rec0, i.n_records, i.status, d.data, o.data, i.error, i.ext_id,
+       i.meta, i.compute_ms
+FROM items i JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
+WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = %s) AND i.seq > %s AND i.seq <= %s
+  AND i.status IN ('succeeded', 'failed', 'cancelled')
+ORDER BY i.seq;
+
 -- name: export_page
 -- binary: bytea comes back as bytes, not hex text to decode.
 -- A page of the bulk export, assembled by the database in one row.

@@ -130,6 +130,47 @@ WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = ?) AND i.seq > ?
   AND i.status IN ('succeeded', 'failed', 'cancelled')
 ORDER BY i.seq LIMIT ?;
 
+-- name: last_item_seq
+-- The highest seq of a batch's items (staged ones too): where the results export ends.
+SELECT max(seq) FROM items WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?);
+
+-- name: results_page
+-- A page of the results export: the finished items of a seq range (after, upto], and the
+-- inputs and outputs of the items whose ids lie in the page's, in four texts (None for
+-- none): "id,seq,status" of each item, comma-separated, in seq order; each item's error
+-- ('null' for none), one a line, in seq order; the inputs of the id range, one a line,
+-- in id order (compact JSON holds no line end); the outputs of the id range, each one's
+-- id then itself, one a line, in id order. One scan of one table each, no join: each
+-- costs its own rows whatever a planner believes of the tables (core checks that the id
+-- range held the page's items alone). The aggregates see their subquery's rows in its
+-- order.
+WITH page AS MATERIALIZED (
+    SELECT id, seq, status, error FROM items
+    WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?) AND seq > ? AND seq <= ?
+      AND status IN ('succeeded', 'failed', 'cancelled')
+    ORDER BY seq),
+span AS MATERIALIZED (SELECT min(id) AS lo, max(id) AS hi FROM page)
+SELECT
+    (SELECT CAST(group_concat(printf('%d,%d,%s', id, seq, status)) AS BLOB) FROM page),
+    (SELECT CAST(group_concat(CASE WHEN length(error) > 0 THEN error ELSE 'null' END, char(10))
+                 AS BLOB) FROM page),
+    (SELECT CAST(group_concat(data, char(10)) AS BLOB)
+     FROM (SELECT data FROM item_inputs
+           WHERE id BETWEEN (SELECT lo FROM span) AND (SELECT hi FROM span) ORDER BY id)),
+    (SELECT CAST(group_concat(id || char(10) || data, char(10)) AS BLOB)
+     FROM (SELECT id, data FROM item_outputs
+           WHERE id BETWEEN (SELECT lo FROM span) AND (SELECT hi FROM span) ORDER BY id));
+
+-- name: finished_items_range
+-- The finished items of a seq range (after, upto], in seq order; the columns of
+-- core.txn.reads.export_row.
+SELECT i.id, i.seq, i.rec0, i.n_records, i.status, d.data, o.data, i.error, i.ext_id,
+       i.meta, i.compute_ms
+FROM items i JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
+WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = ?) AND i.seq > ? AND i.seq <= ?
+  AND i.status IN ('succeeded', 'failed', 'cancelled')
+ORDER BY i.seq;
+
 -- name: export_page
 -- A page of the bulk export, assembled by SQLite in one row: the reading thread then
 -- needs the GIL a few times per page rather than for every row. The aggregates see the

@@ -1,0 +1,259 @@
+"""Results export fast paths: a table handed over as row dicts (:class:`TableRows`, the
+native results) is written byte for byte as the writers write the dicts themselves."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from batchd.core.browse import (
+    RESULT_COLUMNS,
+    RESULT_DOCUMENTS,
+    RESULT_TRAILING,
+    records_table_page,
+    results_table_page,
+)
+from batchd.core.txn.reads import ResultsPage
+from batchd.domain.models import item_public_id
+from batchd.export import exporter_for
+from batchd.export.base import Exporter, Pages
+from batchd.export.table import Constant, Documents, Table, TablePage, TableRows
+
+Row = dict[str, Any]
+
+TRICKY: list[Any] = [
+    {"i": 1, "name": "plain"}, {"name": "swapped", "i": 2}, {"i": 3, "name": "comma, inside"},
+    {"i": 4, "name": 'a "quoted" word'}, {"i": 5, "name": "line\nbreak\r\n"},
+    {"i": 6, "name": "tab\t\u0001"}, {"i": 7, "name": "日本語 😀 \u2028"}, {"i": 8, "name": ""},
+    {"i": 9, "name": None}, {"i": 10, "name": "100% %s"}, {"i": 11, "name": "{"},
+    {"i": {"nested": {"deep": [1, {"x": None}]}}, "name": "obj"}, {"i": {}, "name": []},
+    {"big": -(2**63), "ubig": 2**64 - 1, "f": 1.7976931348623157e308, "tiny": 5e-324,
+     "neg0": -0.0, "e": 1e16},
+    {"k,ey": 1, 'q"k': 2}, {"a": "[1],[2]", "b": "null", "c": True}, [1, "two", None, [3]],
+    "a string, with a comma", 12345, 2.5, True, None, {},
+]
+
+# Pages whose rows share a shape take the writers' fastest paths: each here has a twist.
+UNIFORM: dict[str, list[Any]] = {
+    "flat": [{"i": i, "name": f"item {i}"} for i in range(40)],
+    "commas": [{"i": i, "name": f"a,{i}"} for i in range(40)],
+    "some commas": [{"i": i, "name": f"a,{i}" if i % 7 == 0 else f"b{i}"} for i in range(40)],
+    "empty strings": [{"i": i, "name": ""} for i in range(40)],
+    "nulls": [{"i": i, "name": None} for i in range(40)],
+    "nested": [{"a": {"x": i, "y": "z"}, "b": i / 7} for i in range(40)],
+    "nested key order": [{"a": {"x": i, "y": 1}} if i % 2 else {"a": {"y": 1, "x": i}}
+                         for i in range(40)],
+    "key order": [{"x": i, "y": 1} if i % 2 else {"y": 1, "x": i} for i in range(40)],
+    "shape change": [{"x": i} for i in range(20)] + [{"y": i, "x": 1} for i in range(20)],
+    "brace in a string first": [{"a": "{"}, {"a": {"b": 1}}] * 20,
+    "brace in a string second": [{"a": {"b": 1}}, {"a": "{"}] * 20,
+    "lists": [{"t": ["a", "b"], "u": []} for _ in range(40)],
+    "mixed depth": [{"a": 1}, 5, {"a": {"a": 2}}] * 10,
+    "mixed keys": [{"a": 1, "b": 2, "c": 3}, {"a": 1, "c": 3, "b": 2}] * 10,
+    "extra key": [{"a": 1, "b": 2}, {"a": 1, "b": 2, "z": 3}, {"a": 1}] * 10,
+    "scalars": list(range(40)),
+    "floats": [{"f": i / 7, "g": 1e300, "h": -1e-300} for i in range(40)],
+    "unicode": [{"u": "日本語", "e": "😀"} for _ in range(40)],
+    "percent": [{"p": "100%", "q": "%s"} for _ in range(40)],
+}
+
+
+def rows_of(inputs: list[Any], status: Callable[[int], str]) -> list[Row]:
+    rows = []
+    for n, value in enumerate(inputs):
+        st = status(n)
+        rows.append({
+            "item_id": item_public_id(n + 1), "seq": n, "status": st, "input": value,
+            "output": value if st == "succeeded" else None,
+            "error": None if st == "succeeded" else {"code": "handler_error",
+                                                      "message": f'boom, "{n}"\nagain'},
+        })
+    return rows
+
+
+def sources(rows: list[Row], per_page: int) -> tuple[Pages, Pages]:
+    """The rows as dict pages, and as a results table read through TableRows."""
+    parts = [rows[i : i + per_page] for i in range(0, len(rows), per_page)]
+
+    async def dicts() -> AsyncIterator[list[Row]]:
+        for part in parts:
+            yield [dict(r) for r in part]
+
+    async def pages() -> AsyncIterator[TablePage]:
+        for part in parts:
+            yield records_table_page(part)
+
+    table = Table(RESULT_COLUMNS, RESULT_DOCUMENTS, pages, RESULT_TRAILING)
+    return dicts, lambda: TableRows(table)
+
+
+async def written(fmt: str, pages: Pages) -> bytes:
+    return b"".join([chunk async for chunk in exporter_for(fmt).stream(pages)])
+
+
+def all_succeed(_: int) -> str:
+    return "succeeded"
+
+
+def some_fail(n: int) -> str:
+    return ("succeeded", "succeeded", "failed", "cancelled")[n % 4]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+@pytest.mark.parametrize("per_page", [1, 5, 1000])
+@pytest.mark.parametrize("status", [all_succeed, some_fail])
+async def test_results_table_of_tricky_values_is_written_as_its_row_dicts(
+    fmt: str, per_page: int, status: Callable[[int], str]
+) -> None:
+    dicts, table = sources(rows_of(TRICKY * 3, status), per_page)
+
+    assert await written(fmt, table) == await written(fmt, dicts)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+@pytest.mark.parametrize("name", list(UNIFORM))
+async def test_results_table_of_one_shape_is_written_as_its_row_dicts(
+    fmt: str, name: str
+) -> None:
+    for per_page in (3, 1000):
+        dicts, table = sources(rows_of(UNIFORM[name], some_fail), per_page)
+        assert await written(fmt, table) == await written(fmt, dicts), per_page
+        dicts, table = sources(rows_of(UNIFORM[name], all_succeed), per_page)
+        assert await written(fmt, table) == await written(fmt, dicts), per_page
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+async def test_results_table_without_rows_is_written_as_no_dicts(fmt: str) -> None:
+    dicts, table = sources([], 10)
+
+    assert await written(fmt, table) == await written(fmt, dicts)
+
+
+def database_page(rows: list[Row]) -> ResultsPage:
+    """The page the database would assemble of ``rows`` (each one item, ids ascending)."""
+    ids = [r["item_id"][4:].encode() for r in rows]
+    outputs = [(i, orjson.dumps(r["output"])) for i, r in zip(ids, rows, strict=True)
+               if r["output"] is not None]
+    return ResultsPage(
+        items=b",".join(b"%s,%d,%s" % (i, r["seq"], r["status"].encode())
+                        for i, r in zip(ids, rows, strict=True)),
+        errors=b"\n".join(orjson.dumps(r["error"]) for r in rows),
+        inputs=b"\n".join(orjson.dumps(r["input"]) for r in rows),
+        outputs=b"\n".join(b"%s\n%s" % pair for pair in outputs),
+    )
+
+
+async def test_results_page_of_the_database_is_written_as_its_row_dicts() -> None:
+    rows = rows_of(TRICKY, some_fail)
+    page = results_table_page(database_page(rows))
+    assert page is not None
+
+    async def pages() -> AsyncIterator[TablePage]:
+        assert page is not None
+        yield page
+
+    table = Table(RESULT_COLUMNS, RESULT_DOCUMENTS, pages, RESULT_TRAILING)
+    for fmt in ("jsonl", "json", "csv"):
+        assert await written(fmt, lambda: TableRows(table)) == \
+            await written(fmt, sources(rows, 100)[0])
+
+
+def test_results_page_of_one_status_has_a_constant_status_column() -> None:
+    page = results_table_page(database_page(rows_of(TRICKY, all_succeed)))
+
+    assert page is not None
+    assert page.values(0)[:2] == [item_public_id(1), item_public_id(2)]
+    assert page.values(1)[:2] == [0, 1]
+    assert page.columns[2] == Constant("succeeded")
+
+
+def test_results_page_with_a_line_end_in_a_document_is_refused() -> None:
+    # Compact JSON holds none; a document that does cannot be cut at line ends.
+    page = database_page(rows_of([{"a": 1}, {"a": 2}], all_succeed))
+    page.inputs = page.inputs.replace(b'{"a":1}', b'{"a":\n1}', 1)
+    assert results_table_page(page) is None
+
+    page = database_page(rows_of([{"a": 1}, {"a": 2}], all_succeed))
+    page.outputs = page.outputs.replace(b'{"a":1}', b'{"a":\n1}', 1)
+    assert results_table_page(page) is None
+
+
+def test_results_page_whose_id_range_holds_other_items_is_refused() -> None:
+    rows = rows_of([{"a": 1}, {"a": 2}, {"a": 3}], all_succeed)
+    page = database_page(rows)
+    page.inputs += b'\n{"another":"item"}'  # an item of the range not in the page
+    assert results_table_page(page) is None
+
+    rows[0]["item_id"], rows[1]["item_id"] = rows[1]["item_id"], rows[0]["item_id"]
+    # ids out of seq order: the inputs (in id order) are not the items' (in seq order)
+    assert results_table_page(database_page(rows)) is None
+
+
+def test_results_page_places_the_outputs_of_the_items_that_have_one() -> None:
+    rows = rows_of([{"a": n} for n in range(6)], some_fail)  # 2, 3 failed, cancelled
+    page = results_table_page(database_page(rows))
+
+    assert page is not None
+    assert page.documents[1].texts() == [orjson.dumps(r["output"]) for r in rows]
+    assert page.documents[1].texts()[2:4] == [b"null", b"null"]
+
+
+async def test_results_table_rows_read_as_dicts_are_the_records() -> None:
+    rows = rows_of(TRICKY, some_fail)
+    _, table = sources(rows, 4)
+
+    assert [r async for page in table() for r in page] == rows
+
+
+# Tables given as tables (the task runs' export): the JSON writer's template, and the
+# CSV writer telling an object from a "{" in a string.
+
+
+def runs_table(outputs: list[Any]) -> Table:
+    async def pages() -> AsyncIterator[TablePage]:
+        for start in range(0, len(outputs), 3):
+            part = outputs[start : start + 3]
+            yield TablePage(size=len(part),
+                            columns=[Constant("t%"), [f"r{start + i}" for i in range(len(part))]],
+                            documents=[Documents.of([orjson.dumps(o) for o in part])])
+
+    return Table(columns=("task_id", "run_id"), documents=("output",), pages=pages)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+async def test_table_json_is_the_row_dicts_json(fmt: str) -> None:
+    table = runs_table(TRICKY)
+    writer = exporter_for(fmt)
+
+    got = b"".join([c async for c in writer.stream_table(table)])
+    # The base class's way: the rows as dicts, through the dict path.
+    dicts = b"".join([c async for c in Exporter.stream_table(writer, table)])
+    assert got == dicts
+
+
+async def test_table_csv_flattens_an_object_after_a_brace_in_a_string() -> None:
+    table = runs_table([{"a": "{"}, {"a": {"b": 1}}, {"a": "{"}])
+
+    text = b"".join([c async for c in exporter_for("csv").stream_table(table)]).decode()
+
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0]) == ["task_id", "run_id", "output.a", "output.a.b"]
+    assert [(r["output.a"], r["output.a.b"]) for r in rows] == [("{", ""), ("", "1"), ("{", "")]
+
+
+async def test_table_csv_rows_of_an_early_shape_have_every_column() -> None:
+    # Pages of one shape each, the later ones with more columns: the early rows end with
+    # the empty cells of the columns found after them.
+    table = runs_table([{"x": n} for n in range(3)] + [{"y": n, "x": n} for n in range(3)])
+
+    text = b"".join([c async for c in exporter_for("csv").stream_table(table)]).decode()
+
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["task_id", "run_id", "output.x", "output.y"]
+    assert [len(r) for r in rows] == [4] * 7
+    assert (rows[1][2:], rows[6][2:]) == (["0", ""], ["2", "2"])
