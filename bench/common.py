@@ -187,5 +187,19 @@ def wait_terminal(c: httpx.Client, batch_id: str, poll_s: float = 0.05) -> dict[
         time.sleep(poll_s)
 
 
+def timed_download(c: httpx.Client, path: str, params: dict[str, Any],
+                   pid: int) -> tuple[float, int, int, int]:
+    """GET ``path`` to its last byte: seconds, bytes, line ends, and the peak RSS of the
+    server (``pid``) meanwhile."""
+    t0 = time.perf_counter()
+    size = lines = 0
+    with RssSampler(pid, every_s=0.01) as rss, c.stream("GET", path, params=params) as r:
+        assert r.status_code == 200, r.read()
+        for chunk in r.iter_raw(1 << 20):
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+    return time.perf_counter() - t0, size, lines, rss.most
+
+
 def mb(n: int) -> str:
     return f"{n / 1024 / 1024:.0f} MB"

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import psutil
-from common import BenchServer, RssSampler, drop_pg_database, fresh_pg_database, mb
+from common import BenchServer, drop_pg_database, fresh_pg_database, mb, timed_download
 
 TASK = "bench_profile"
 
@@ -41,16 +41,8 @@ def wait_complete(c: httpx.Client, batch_id: str) -> None:
 
 def export(c: httpx.Client, batch_id: str, fmt: str, pid: int) -> tuple[float, int, int, int]:
     """Seconds to the last byte, bytes, lines, peak RSS of the server meanwhile."""
-    t0 = time.perf_counter()
-    size = lines = 0
-    with RssSampler(pid, every_s=0.01) as rss, c.stream(
-        "GET", f"/v0/tasks/{TASK}/batches/{batch_id}/export", params={"format": fmt}
-    ) as r:
-        assert r.status_code == 200, r.read()
-        for chunk in r.iter_raw(1 << 20):
-            size += len(chunk)
-            lines += chunk.count(b"\n")
-    return time.perf_counter() - t0, size, lines, rss.most
+    return timed_download(c, f"/v0/tasks/{TASK}/batches/{batch_id}/export", {"format": fmt},
+                          pid)
 
 
 def main() -> None:

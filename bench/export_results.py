@@ -24,10 +24,10 @@ import orjson
 import psutil
 from common import (
     BenchServer,
-    RssSampler,
     drop_pg_database,
     fresh_pg_database,
     mb,
+    timed_download,
     wait_terminal,
 )
 
@@ -50,16 +50,7 @@ def make_batch(srv: BenchServer, items: int) -> str:
 
 def download(c: httpx.Client, batch_id: str, fmt: str, pid: int) -> tuple[float, int, int, int]:
     """Seconds to the last byte, bytes, line ends, peak RSS of the server meanwhile."""
-    t0 = time.perf_counter()
-    size = lines = 0
-    with RssSampler(pid, every_s=0.01) as rss, c.stream(
-        "GET", f"/api/batches/{batch_id}/results", params={"format": fmt}
-    ) as r:
-        assert r.status_code == 200, r.read()
-        for chunk in r.iter_raw(1 << 20):
-            size += len(chunk)
-            lines += chunk.count(b"\n")
-    return time.perf_counter() - t0, size, lines, rss.most
+    return timed_download(c, f"/api/batches/{batch_id}/results", {"format": fmt}, pid)
 
 
 def expected_lines(fmt: str, items: int) -> int | None:

@@ -257,3 +257,18 @@ async def test_table_csv_rows_of_an_early_shape_have_every_column() -> None:
     assert rows[0] == ["task_id", "run_id", "output.x", "output.y"]
     assert [len(r) for r in rows] == [4] * 7
     assert (rows[1][2:], rows[6][2:]) == (["0", ""], ["2", "2"])
+
+
+def test_a_csv_cell_holding_a_line_end_is_quoted() -> None:
+    # The whole-row writer once ran with an empty line terminator, which left "a\nb"
+    # unquoted and broke the row in two.
+    import csv as csv_module
+    import io
+
+    from batchd.export import csv as csv_export
+
+    rows = [("a\nb", "c"), ("x,y", ""), ("",)]
+    got = csv_export._csv_texts(rows, within=False)
+    assert got == [b'"a\nb",c', b'"x,y",', b'""']
+    for row, line in zip(rows, got, strict=True):
+        assert next(csv_module.reader(io.StringIO(line.decode()))) == list(row)

@@ -198,17 +198,7 @@ def _column_texts(values: list[Any]) -> list[bytes]:
 def _row_texts(rows: Sequence[Sequence[Any]], *, objects: bool = False) -> list[bytes]:
     """Each row's cells as CSV text (no line end); ``objects``: cells may hold objects."""
     fast = _fast_cells(rows, objects=objects)
-    if fast is not None:
-        return fast
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="")
-    out = []
-    for row in rows:
-        text.seek(0)
-        text.truncate()
-        writer.writerow([cell(v) for v in row])
-        out.append(text.getvalue().encode())
-    return out
+    return fast if fast is not None else _csv_texts(rows, within=False)
 
 
 def _fast_cells(rows: Sequence[Sequence[Any]], *, objects: bool = False) -> list[bytes] | None:
@@ -342,13 +332,23 @@ def _module_cells(rows: Sequence[Sequence[Any]]) -> list[bytes] | None:
 
 def _module_texts(rows: Sequence[Sequence[Any]]) -> list[bytes]:
     """Each row's cells as the csv module writes them within a longer row (no line end)."""
+    return _csv_texts(rows, within=True)
+
+
+def _csv_texts(rows: Sequence[Sequence[Any]], *, within: bool) -> list[bytes]:
+    """Each row's cells as the csv module writes them, without the line end: as a whole
+    row, or ``within`` a longer one (where one empty cell is '', not '""')."""
     text = io.StringIO()
+    # A line end the writer knows: a cell holding one is quoted.
     writer = csv.writer(text, lineterminator="\n")
     out = []
     for row in rows:
         text.seek(0)
         text.truncate()
-        # One more, empty, cell: a row of one empty cell alone is written '""'.
-        writer.writerow([*map(cell, row), ""])
-        out.append(text.getvalue()[:-2].encode() if row else b"")
+        if within:  # one more, empty, cell: a row of one empty cell alone is '""'
+            writer.writerow([*map(cell, row), ""])
+            out.append(text.getvalue()[:-2].encode() if row else b"")
+        else:
+            writer.writerow([cell(v) for v in row])
+            out.append(text.getvalue()[:-1].encode())
     return out
