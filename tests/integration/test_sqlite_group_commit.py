@@ -78,3 +78,16 @@ async def test_the_store_refuses_writes_once_shut_down(tmp_path: Path) -> None:
     conns.shutdown()
     with pytest.raises(errors.StoreError, match="closed"):
         await conns.write(lambda c: None)
+
+
+async def test_a_caller_that_gives_up_does_not_stop_the_writer(db: SqliteConnections) -> None:
+    running = asyncio.ensure_future(db.write(slow))
+    await asyncio.sleep(0.05)
+    queued = asyncio.ensure_future(db.write(insert, 1))
+    await asyncio.sleep(0.01)
+    queued.cancel()  # still waiting in the queue: it is not run at all
+    running.cancel()  # already running: it completes, its answer is dropped
+    await asyncio.gather(running, queued, return_exceptions=True)
+    assert await db.write(insert, 2) == 2  # the writer thread is alive
+    rows = await db.read(lambda c: [r[0] for r in c.execute("SELECT n FROM t ORDER BY n")])
+    assert rows == [2, 1000]

@@ -44,6 +44,15 @@ class Write:
     bare: bool = False
     future: Future[Any] = field(default_factory=Future)
     attempts: int = 0
+    started: bool = False
+
+    def start(self) -> bool:
+        """Mark it running; False if its caller gave up on it first (then it is not run:
+        a cancelled future takes no result)."""
+        if not self.started:
+            self.started = True
+            return self.future.set_running_or_notify_cancel()
+        return True
 
 
 def begin(conn: sqlite3.Connection) -> None:
@@ -113,6 +122,8 @@ class GroupWriter:
             carry = None
             if write is None:
                 return
+            if not write.start():
+                continue
             if write.bare:
                 self._answer(write, lambda w=write: w.fn(conn))  # type: ignore[misc]
                 continue
@@ -137,7 +148,8 @@ class GroupWriter:
         started = time.monotonic()
         write: Write | None = first
         while write is not None:
-            self._one(conn, write, done, retry)
+            if write.start():
+                self._one(conn, write, done, retry)
             if len(done) + len(retry) >= GROUP_MAX_WRITES or (
                     time.monotonic() - started > GROUP_MAX_S):
                 write = None
