@@ -91,3 +91,23 @@ async def test_a_caller_that_gives_up_does_not_stop_the_writer(db: SqliteConnect
     assert await db.write(insert, 2) == 2  # the writer thread is alive
     rows = await db.read(lambda c: [r[0] for r in c.execute("SELECT n FROM t ORDER BY n")])
     assert rows == [2, 1000]
+
+
+async def test_a_failure_outside_any_write_fails_its_group_and_the_writer_goes_on(
+    db: SqliteConnections, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = type(db._writer)._commit
+    calls = []
+
+    def broken(self: object, conn: sqlite3.Connection, done: list) -> None:  # type: ignore[type-arg]
+        calls.append(len(done))
+        if len(calls) == 1:
+            raise RuntimeError("disk on fire")
+        real(self, conn, done)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(db._writer), "_commit", broken)
+    with pytest.raises(errors.StoreError, match="disk on fire"):
+        await db.write(insert, 1)
+    assert await db.write(insert, 2) == 2
+    rows = await db.read(lambda c: [r[0] for r in c.execute("SELECT n FROM t ORDER BY n")])
+    assert rows == [2]  # the failed group was rolled back

@@ -10,6 +10,7 @@ costs one commit instead of one each; a lone write costs what it did.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -97,6 +98,7 @@ class GroupWriter:
         self._translate = translate
         self._queue: queue.SimpleQueue[Write | None] = queue.SimpleQueue()
         self._closed = False
+        self._members: list[Write] = []  # the writes of the group being run
         self.commits = 0  # group commits made (for tests and metrics)
         self._thread = threading.Thread(target=self._run, name="batchd-sqlite-w", daemon=True)
         self._thread.start()
@@ -127,7 +129,22 @@ class GroupWriter:
             if write.bare:
                 self._answer(write, lambda w=write: w.fn(conn))  # type: ignore[misc]
                 continue
-            carry = self._group(conn, write)
+            try:
+                carry = self._group(conn, write)
+            except Exception as exc:  # the thread must outlive any one failure
+                log.exception("SQLite write group failed")
+                self._abandon(conn, exc)
+
+    def _abandon(self, conn: sqlite3.Connection, exc: Exception) -> None:
+        """After a failure outside any one write (the connection's own): roll back, and
+        fail every write of the group still waiting for its answer."""
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        for write in self._members:
+            if not write.future.done():
+                write.future.set_exception(errors.StoreError(f"storage error: {exc}"))
+        self._members = []
 
     def _answer(self, write: Write, call: Callable[[], Any]) -> None:
         try:
@@ -147,8 +164,10 @@ class GroupWriter:
         retry: list[Write] = []
         started = time.monotonic()
         write: Write | None = first
+        self._members = []
         while write is not None:
             if write.start():
+                self._members.append(write)
                 self._one(conn, write, done, retry)
             if len(done) + len(retry) >= GROUP_MAX_WRITES or (
                     time.monotonic() - started > GROUP_MAX_S):
