@@ -185,9 +185,7 @@ class Worker:
         self._slot_free.clear()
         # Outcomes waiting for the group commit go in the claim's transaction, recorded
         # before it claims: one commit instead of two, and no claim waits behind a flush.
-        done = self._outcomes[: self.settings.commit_max_items * 4]
-        del self._outcomes[: len(done)]
-        self._claim_outcomes = done
+        done = self._claim_outcomes = self._take_outcomes()
         s = self.settings
         try:
             items = await self.store.claim_items(
@@ -363,6 +361,12 @@ class Worker:
                 self.settings.commit_interval_s, lambda: self._spawn(self._flush())
             )
 
+    def _take_outcomes(self) -> list[Outcome]:
+        """The oldest waiting outcomes, as many as one transaction records."""
+        taken = self._outcomes[: self.settings.commit_max_items * 4]
+        del self._outcomes[: len(taken)]
+        return taken
+
     def _spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
         self._bg.add(t)
@@ -375,9 +379,7 @@ class Worker:
                 self._flush_handle.cancel()
                 self._flush_handle = None
             while self._outcomes:
-                batch = self._outcomes[: self.settings.commit_max_items * 4]
-                del self._outcomes[: len(batch)]
-                self._flushing = batch
+                batch = self._flushing = self._take_outcomes()
                 try:
                     await self.store.finish_items(batch, now=self.clock())
                 except Exception as exc:
