@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles.")
     retry_backoff_max_s: float = Field(default=300.0, ge=0)
     tenant_max_running: int = Field(default=0, ge=0, description="Per-tenant cap; 0 = none.")
+    announce_interval_s: float = Field(
+        default=10.0, gt=0,
+        description="How often a server or worker refreshes its announcement in the "
+        "database (its role, the tasks it claims, the settings every process must share); "
+        "one not refreshed for three intervals counts as gone.",
+    )
 
     default_parallelism: int | None = Field(
         default=None, ge=1,
@@ -170,7 +176,8 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=120.0, gt=0)
     llm_prices: dict[str, dict[str, float]] = Field(
         default_factory=dict,
-        description="USD per million tokens by model for llm tasks' cost: "
+        description="USD per million tokens by model for llm tasks' cost and estimate, "
+        "merged over the default price table's standard rates: "
         '{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}.',
     )
 
@@ -204,7 +211,7 @@ class Settings(BaseSettings):
         limits.tier_table(value)  # raises ValueError naming an unknown tier or limit
         return value
 
-    @field_validator("aibatch_prices")
+    @field_validator("aibatch_prices", "llm_prices")
     @classmethod
     def _known_price_fields(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         from batchd.domain import pricing

@@ -101,7 +101,7 @@ def test_aibatch_enqueue_returns_a_pending_job(server: Server) -> None:
         j = body["job"]
         assert set(j) == {"id", "job_type", "status", "priority", "custom_id", "batch_id",
                           "created_at", "updated_at", "run_after", "completed_at",
-                          "tokens_used", "error_message"}
+                          "tokens_used", "cost_usd", "error_message"}
         assert j["status"] == "pending" and j["priority"] == 50
         assert j["job_type"] == "portfolio_summary"
         assert j["custom_id"] == j["id"] and j["batch_id"] is None and j["run_after"] is None
@@ -268,7 +268,7 @@ def test_aibatch_poll_records_outcomes_and_results_on_the_local_provider(server:
         assert set(by_job) == {ok["id"], bad["id"]}
         for r in results:
             assert set(r) == {"job_id", "job_type", "status", "result", "error", "tokens_used",
-                              "processing_time_ms"}
+                              "cost_usd", "processing_time_ms"}
         good = by_job[ok["id"]]
         assert good["status"] == "succeeded" and good["job_type"] == "sentiment_analysis"
         assert good["result"]["analysis"]["label"] == "positive" and good["tokens_used"] > 0
@@ -286,6 +286,12 @@ def test_aibatch_poll_records_outcomes_and_results_on_the_local_provider(server:
         again = poll(c, flushed["batch_id"])
         assert again["status"] == "ended" and again["results"] == []
         assert again["jobs_processed"] == 0 and again["jobs_remaining"] == 0
+        # The local model has no standard price: its jobs cost what their handlers
+        # reported (the example handlers report tokens only) and save nothing.
+        assert good["cost_usd"] == 0.0 and done["cost_usd"] == 0.0
+        stats = c.get(f"{API}/stats").json()
+        assert stats["total_cost_usd"] == 0.0 and stats["total_savings_usd"] == 0.0
+        assert stats["total_tokens_used"] > 0
         # The engine batch behind the local provider is visible in the native API.
         native = c.get(f"/api/batches/{flushed['batch_id']}").json()
         assert native["task"] == "aibatch" and native["counts"]["total"] == 2
@@ -362,6 +368,7 @@ def test_aibatch_stats_arithmetic(make_server: Callable[..., Server]) -> None:
             t_out = math.ceil(len(orjson.dumps(result)) / 4)
             final = job(c, made["id"])
             assert final["tokens_used"] == t_in + t_out
+            assert final["cost_usd"] == pytest.approx((t_in * 1.0 + t_out * 5.0) / 1e6)
             tokens_in, tokens_out = tokens_in + t_in, tokens_out + t_out
             hours.append((ts(final["completed_at"]) - ts(final["created_at"])) / 3600)
         stats = c.get(f"{API}/stats").json()

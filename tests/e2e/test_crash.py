@@ -546,7 +546,8 @@ def assert_completed(c: httpx.Client, batch_id: str, n: int) -> None:
     assert b["status"] == "completed", b
     assert b["counts"] == {"total": n, "queued": 0, "running": 0,
                            "succeeded": n, "failed": 0, "cancelled": 0}
-    assert b["records"] == {"total": n, "succeeded": n, "failed": 0}
+    assert b["records"] == {"total": n, "succeeded": n, "failed": 0,
+                            "cancelled": 0}
 
 
 # The server's lease: an item a killed server held runs again once it has run out.

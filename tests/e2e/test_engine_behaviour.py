@@ -119,11 +119,14 @@ def test_fail_fast_cancels_the_rest_after_a_failure(
 def test_budget_cap_stops_dispatch_and_cancels_the_rest(
     make_server: Callable[..., Server], runner: str | None, est_usd: float
 ) -> None:
+    # An estimate above the cap is refused up front (tests/e2e/test_user_path_budgets.py);
+    # the cap still stops a batch whose items cost more than estimated.
     server = make_server()
-    budget = 3.5 * est_usd
+    budget = 8 * est_usd
     with server.client() as c:
-        body: dict[str, Any] = {"task": "tracked", "budget_usd": budget, "parallelism": 2,
-                                "items": [{"n": i, "seconds": 0.05} for i in range(8)]}
+        body: dict[str, Any] = {"task": "tracked", "budget_usd": budget, "parallelism": 1,
+                                "items": [{"n": i, "seconds": 0.05, "cost_usd": 2 * est_usd}
+                                          for i in range(8)]}
         if runner:
             body["runner"] = runner
         b = create(c, **body)
@@ -132,12 +135,13 @@ def test_budget_cap_stops_dispatch_and_cancels_the_rest(
         rows = all_items(c, b["id"])
     assert done["status"] == "partial"
     assert done["error"]["code"] == "budget_exceeded"
-    # Each item costs its estimate, and dispatch reserves it: three fit within 3.5 items'
-    # worth, the fourth would not, whatever the timing of the two slots.
-    assert done["cost"]["actual_usd"] == pytest.approx(3 * est_usd)
-    assert (done["counts"]["succeeded"], done["counts"]["cancelled"]) == (3, 5)
+    assert done["cancel_reason"] == "budget_exceeded"
+    # One at a time, each reserving its estimate: a fifth would not fit once four have
+    # cost twice theirs.
+    assert done["cost"]["actual_usd"] == pytest.approx(8 * est_usd)
+    assert (done["counts"]["succeeded"], done["counts"]["cancelled"]) == (4, 4)
     cancelled = [i for i in rows if i["status"] == "cancelled"]
-    assert len(cancelled) == 5
+    assert len(cancelled) == 4
     assert {i["error"]["code"] for i in cancelled} == {"budget_exceeded"}
     assert all(i["attempts"] == 0 for i in cancelled)
 
@@ -149,8 +153,8 @@ def test_budget_cap_holds_when_other_batches_share_the_worker(
     # second share on the reservation it had before the first one.
     server = make_server(run_worker="false")
     with server.client() as c:
-        capped = create(c, task="tracked", budget_usd=0.045,
-                        items=[{"n": i, "seconds": 0.3} for i in range(12)])
+        capped = create(c, task="tracked", budget_usd=0.12, parallelism=1, items=[
+            {"n": i, "seconds": 0.1, "cost_usd": 0.03} for i in range(12)])
         others = [create(c, task="tracked", items=[{"n": 0}]) for _ in range(2)]
         # All three wait until the worker comes, so its first claim serves them together.
         make_server(command="worker", worker_concurrency=12)
@@ -158,7 +162,8 @@ def test_budget_cap_holds_when_other_batches_share_the_worker(
         for o in others:
             assert wait_batch(c, o["id"])["status"] == "completed"
     assert done["status"] == "partial"
-    assert done["cost"]["actual_usd"] == pytest.approx(0.04)
+    # One at a time: after four items at 0.03, a fifth 0.01 reservation no longer fits.
+    assert done["cost"]["actual_usd"] == pytest.approx(0.12)
     assert done["counts"]["succeeded"] == 4
     assert done["counts"]["cancelled"] == 8
 

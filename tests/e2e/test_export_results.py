@@ -76,7 +76,7 @@ def finished_rows(c: httpx.Client, batch_id: str, *, multi: bool) -> list[dict[s
                     rowid=rowid, seq=it["seq"], rec0=rec0, n_records=n, status=it["status"],
                     input=orjson.dumps(it["input"]),
                     output=None if it["output"] is None else orjson.dumps(it["output"]),
-                    error=it["error"],
+                    error=it["error"], usage=it["usage"],
                 )
                 rows.extend(paging.records_of(row, multi))
             rec0 += n
@@ -171,7 +171,8 @@ def test_export_results_over_many_pages_match_the_general_path(server: Server) -
         table = list(csv.reader(io.StringIO(
             c.get(f"/api/batches/{batch}/results", params={"format": "csv"}).text)))
     assert table[0] == ["item_id", "seq", "status", "input.i", "input.name", "input.even",
-                        "output.i", "output.name", "output.even", "error"]
+                        "output.i", "output.name", "output.even", "usage.tokens_in",
+                        "usage.tokens_out", "usage.cost_usd", "error"]
     assert [row[1] for row in table[1:]] == [str(i) for i in range(n)]
 
 
@@ -190,3 +191,37 @@ def test_export_results_of_a_batch_fed_around_another_match_the_general_path(
         assert wait_batch(c, other)["status"] == "completed"
         assert_exports_as_general_path(c, fed, multi=False)
         assert_exports_as_general_path(c, other, multi=False)
+
+
+def usage_sums(rows: list[dict[str, Any]]) -> tuple[int, int, float]:
+    return (sum(int(r["usage.tokens_in"]) for r in rows),
+            sum(int(r["usage.tokens_out"]) for r in rows),
+            sum(float(r["usage.cost_usd"]) for r in rows))
+
+
+def test_export_results_carry_each_records_usage_in_every_format(server: Server) -> None:
+    # One record per item: each its item's usage. Several: the item's usage shared by its
+    # records. Either way a column's sum is the batch's.
+    with server.client() as c:
+        single = create(c, task="overrun", items=[{"cost_usd": n / 100} for n in range(1, 6)])
+        multi = create(c, task="cpu_sum", records_per_item=3,
+                       items=[{"n": n} for n in range(7)])
+        assert wait_batch(c, single)["status"] == "completed"
+        done = wait_batch(c, multi)
+        assert done["status"] == "completed"
+        assert_exports_as_general_path(c, single, multi=False)
+        assert_exports_as_general_path(c, multi, multi=True)
+
+        lines = [orjson.loads(x) for x in
+                 c.get(f"/api/batches/{single}/results").content.splitlines()]
+        assert [r["usage"] for r in lines] == [
+            {"tokens_in": 0, "tokens_out": 100, "cost_usd": n / 100} for n in range(1, 6)]
+        table = list(csv.DictReader(io.StringIO(
+            c.get(f"/api/batches/{multi}/results", params={"format": "csv"}).text)))
+        # 7 records in items of 3, 3, 1: each item 0.5 USD and a token per record
+        assert [r["usage.tokens_in"] for r in table] == ["1"] * 7
+        assert [float(r["usage.cost_usd"]) for r in table] == pytest.approx(
+            [0.5 / 3] * 6 + [0.5])
+        assert usage_sums(table) == (7, 0, pytest.approx(1.5))
+        assert (done["cost"]["tokens_in"], done["cost"]["actual_usd"]) == (7, pytest.approx(1.5))
+

@@ -236,7 +236,8 @@ def test_fencing_late_outcome_of_a_paused_worker_counts_nowhere(
     b = after["batch"]
     assert b["counts"] == {"total": 1, "queued": 0, "running": 0, "succeeded": 1, "failed": 0,
                            "cancelled": 0}, b
-    assert b["records"] == {"total": 1, "succeeded": 1, "failed": 0}, b
+    assert b["records"] == {"total": 1, "succeeded": 1, "failed": 0,
+                            "cancelled": 0}, b
     assert b["cost"]["tokens_in"] == tokens_in(2), b["cost"]
     assert b["cost"]["tokens_out"] == 2, b["cost"]
     assert b["cost"]["actual_usd"] == pytest.approx(cost_usd(2)), b["cost"]

@@ -235,11 +235,12 @@ def test_results_export_as_jsonl_json_and_csv(server: Server) -> None:
     table = list(csv.reader(io.StringIO(as_csv.text)))
     assert table[0] == ["item_id", "seq", "status", "input.user.name", "input.user.age",
                         "input.tags", "output.user.name", "output.user.age", "output.tags",
-                        "error"]
+                        "usage.tokens_in", "usage.tokens_out", "usage.cost_usd", "error"]
     assert table[1:] == [
         [rows[0]["item_id"], "0", "succeeded", "ann", "30", '["a","b"]', "ann", "30",
-         '["a","b"]', ""],
-        [rows[1]["item_id"], "1", "succeeded", "bob", "41", "[]", "bob", "41", "[]", ""],
+         '["a","b"]', "0", "0", "0.0", ""],
+        [rows[1]["item_id"], "1", "succeeded", "bob", "41", "[]", "bob", "41", "[]",
+         "0", "0", "0.0", ""],
     ]
     assert_invalid(bad, ["query", "format"])
 

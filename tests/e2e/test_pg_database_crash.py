@@ -227,7 +227,8 @@ def test_database_crashes_lose_and_duplicate_nothing(
                    what="the batch to finish")
     assert b["counts"] == {"total": N_ITEMS, "queued": 0, "running": 0,
                            "succeeded": N_ITEMS, "failed": 0, "cancelled": 0}
-    assert b["records"] == {"total": N_ITEMS, "succeeded": N_ITEMS, "failed": 0}
+    assert b["records"] == {"total": N_ITEMS, "succeeded": N_ITEMS, "failed": 0,
+                            "cancelled": 0}
     assert b["status"] == "completed", b
     with api.client() as c:
         rows = export_rows(c, batch_id)

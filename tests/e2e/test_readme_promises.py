@@ -145,7 +145,8 @@ def test_results_parquet_has_the_csv_columns_typed_from_the_values(server: Serve
     header = next(csv.reader(io.StringIO(as_csv.text)))
     assert table.column_names == header == [
         "item_id", "seq", "status", *(f"input.{k}" for k in MIXED_COLUMNS),
-        *(f"output.{k}" for k in MIXED_COLUMNS), "error"]
+        *(f"output.{k}" for k in MIXED_COLUMNS), "usage.tokens_in", "usage.tokens_out",
+        "usage.cost_usd", "error"]
     types = {f.name: f.type for f in table.schema}
     assert types["seq"] == pa.int64() and types["item_id"] == pa.string()
     for side in ("input", "output"):
@@ -158,7 +159,7 @@ def test_results_parquet_has_the_csv_columns_typed_from_the_values(server: Serve
          **{f"{side}.{k}": v for side in ("input", "output") for k, v in (
              ("n", rec["n"]), ("x", float(rec["x"])), ("ok", rec["ok"]), ("name", rec["name"]),
              ("tags", orjson.dumps(rec["tags"]).decode()), ("user.city", rec["user"]["city"]))},
-         "error": None}
+         "usage.tokens_in": 0, "usage.tokens_out": 0, "usage.cost_usd": 0.0, "error": None}
         for n, (e, rec) in enumerate(zip(expected, MIXED, strict=True))
     ]
 
@@ -474,7 +475,8 @@ def test_cli_status_json_is_the_batch_as_the_api_returns_it(server: Server,
     assert shown["status"] == "partial"
     assert shown["counts"] == {"total": 6, "queued": 0, "running": 0, "succeeded": 5,
                                "failed": 1, "cancelled": 0}
-    assert shown["records"] == {"total": 6, "succeeded": 5, "failed": 1}
+    assert shown["records"] == {"total": 6, "succeeded": 5, "failed": 1,
+                                "cancelled": 0}
     assert shown["finished_at"] is not None and "actual_usd" in shown["cost"]
 
 
@@ -565,7 +567,8 @@ def test_max_error_pct_decides_partial_or_failed(server: Server) -> None:
         for pct, status in cases.items():
             b = wait_batch(c, made[pct])
             assert b["max_error_pct"] == (100 if pct is None else pct)
-            assert b["records"] == {"total": 10, "succeeded": 7, "failed": 3}
+            assert b["records"] == {"total": 10, "succeeded": 7, "failed": 3,
+                                    "cancelled": 0}
             assert b["status"] == status, (pct, b)
         assert wait_batch(c, clean)["status"] == "completed"
         assert wait_batch(c, none_ok)["status"] == "failed"  # none succeeded, even at 100%

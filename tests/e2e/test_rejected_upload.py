@@ -77,7 +77,7 @@ def test_rejected_upload_leaves_no_disk_cost(server: Server) -> None:
                    headers=NDJSON)
         assert_names_line(r, lines_in(size) + 1)
         assert_within_5pct(before, db_bytes(server.database_url))
-        assert c.get(f"/api/batches/{live}").json()["counts"]["total"] == 2000
+        assert c.get(f"/api/batches/{live}").json()["records"]["total"] == 2000
 
         # The stage is ready for the next uploads, which are whole.
         r = c.post(f"/api/batches/{live}/items", content=LINE * 3000, headers=NDJSON)
@@ -85,8 +85,8 @@ def test_rejected_upload_leaves_no_disk_cost(server: Server) -> None:
         r = c.post("/api/batches", params={"task": "sales", "close": "true"},
                    content=LINE * 4000, headers=NDJSON)
         assert r.status_code == 201, r.text
-        assert r.json()["counts"]["total"] == 4000
-        assert c.get(f"/api/batches/{live}").json()["counts"]["total"] == 5000
+        assert r.json()["records"]["total"] == 4000
+        assert c.get(f"/api/batches/{live}").json()["records"]["total"] == 5000
 
 
 def test_rejected_upload_first_line_answered_before_the_rest(server: Server) -> None:
@@ -123,4 +123,4 @@ def test_rejected_upload_then_a_good_one_runs(make_server: Callable[..., Server]
                    content=LINE * 500, headers=NDJSON)
         assert r.status_code == 201, r.text
         done = wait_batch(c, r.json()["id"])
-        assert (done["status"], done["counts"]["succeeded"]) == ("completed", 500)
+        assert (done["status"], done["records"]["succeeded"]) == ("completed", 500)

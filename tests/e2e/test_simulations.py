@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from batchd.api.app import create_app
@@ -234,6 +235,15 @@ def test_simulations_batch_runs_templates_with_documented_fields(
             + other["cost"]["actual_cost_usd"])
         assert stats["total_tokens"] == (cost["tokens_used"] + again["cost"]["tokens_used"]
                                          + other["cost"]["tokens_used"])
+    # The batch is a native one too: its records' usage in the native results export.
+    with server.client(key) as native:
+        r = native.get(f"/api/batches/{created['batch_id']}/results")
+        assert r.status_code == 200, r.text
+        rows = [orjson.loads(line) for line in r.content.splitlines()]
+    assert [row["usage"]["cost_usd"] for row in rows] == pytest.approx(
+        [j["cost_usd"] for j in jobs])
+    assert sum(row["usage"]["tokens_in"] + row["usage"]["tokens_out"] for row in rows) == \
+        cost["tokens_used"]
 
 
 def test_simulations_pending_batches_list_filter_page_and_cancel(

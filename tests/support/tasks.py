@@ -27,9 +27,12 @@ def _log_run(ctx: TaskContext, what: str) -> None:
 @task("tracked", version="1.0.0", mode="async", cost=0.01,
       runners=[Runner("cheap", cost=CostModel(per_record_usd=0.001))])
 async def tracked(record: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    """Sleeps ``seconds`` and logs each run to BATCHD_TEST_RUN_LOG."""
+    """Sleeps ``seconds`` and logs each run to BATCHD_TEST_RUN_LOG; reports ``cost_usd``
+    when the record names one (more than its estimate, as a model's answer may cost)."""
     _log_run(ctx, "start")
     await asyncio.sleep(float(record.get("seconds", 0)))
+    if "cost_usd" in record:
+        ctx.report_usage(cost_usd=float(record["cost_usd"]))
     if ctx.attempt <= int(record.get("fail_times", 0)):
         raise RuntimeError(f"planned failure on attempt {ctx.attempt}")
     if record.get("fail"):

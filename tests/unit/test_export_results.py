@@ -20,6 +20,7 @@ from batchd.core.browse import (
 )
 from batchd.core.txn.reads import ResultsPage
 from batchd.domain.models import item_public_id
+from batchd.domain.records import NO_USAGE, record_usages
 from batchd.export import exporter_for
 from batchd.export.base import Exporter, Pages
 from batchd.export.table import Constant, Documents, Table, TablePage, TableRows
@@ -70,6 +71,9 @@ def rows_of(inputs: list[Any], status: Callable[[int], str]) -> list[Row]:
         rows.append({
             "item_id": item_public_id(n + 1), "seq": n, "status": st, "input": value,
             "output": value if st == "succeeded" else None,
+            # None stored (read as NO_USAGE), or what the item's outcome recorded
+            "usage": NO_USAGE if n % 3 == 0 else {"tokens_in": n, "tokens_out": 2 * n,
+                                                  "cost_usd": n / 1000},
             "error": None if st == "succeeded" else {"code": "handler_error",
                                                       "message": f'boom, "{n}"\nagain'},
         })
@@ -145,6 +149,8 @@ def database_page(rows: list[Row]) -> ResultsPage:
         errors=b"\n".join(orjson.dumps(r["error"]) for r in rows),
         inputs=b"\n".join(orjson.dumps(r["input"]) for r in rows),
         outputs=b"\n".join(b"%s\n%s" % pair for pair in outputs),
+        usages=b"\n".join(b"null" if r["usage"] is NO_USAGE else orjson.dumps(r["usage"])
+                          for r in rows),
     )
 
 
@@ -201,6 +207,32 @@ def test_results_page_places_the_outputs_of_the_items_that_have_one() -> None:
     assert page is not None
     assert page.documents[1].texts() == [orjson.dumps(r["output"]) for r in rows]
     assert page.documents[1].texts()[2:4] == [b"null", b"null"]
+
+
+def test_results_page_reads_an_item_without_usage_as_zero_usage() -> None:
+    rows = rows_of([{"a": n} for n in range(4)], all_succeed)  # 0 and 3 stored none
+    page = results_table_page(database_page(rows))
+
+    assert page is not None
+    assert [orjson.loads(t) for t in page.documents[2].texts()] == [
+        {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0},
+        {"tokens_in": 1, "tokens_out": 2, "cost_usd": 0.001},
+        {"tokens_in": 2, "tokens_out": 4, "cost_usd": 0.002},
+        {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0},
+    ]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 1000])
+def test_an_items_usage_is_shared_by_its_records_to_the_same_sums(n: int) -> None:
+    usage = {"tokens_in": 1001, "tokens_out": 5, "cost_usd": 0.7}
+    shares = record_usages(usage, n)
+
+    assert len(shares) == n
+    assert sum(s["tokens_in"] for s in shares) == 1001
+    assert sum(s["tokens_out"] for s in shares) == 5
+    assert sum(s["cost_usd"] for s in shares) == pytest.approx(0.7)
+    assert max(s["tokens_in"] for s in shares) - min(s["tokens_in"] for s in shares) <= 1
+    assert record_usages(None, n) == [NO_USAGE] * n
 
 
 async def test_results_table_rows_read_as_dicts_are_the_records() -> None:

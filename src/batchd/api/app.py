@@ -17,7 +17,7 @@ from batchd import __version__
 from batchd.api import aibatch, ingress, jsonbody, native, openapi, simulations, spark, taskruns
 from batchd.api import errors as api_errors
 from batchd.api.responses import JsonResponse
-from batchd.core import quotas, scheduling
+from batchd.core import fleet, quotas, scheduling
 from batchd.core.db import Database, open_database
 from batchd.core.jobqueue import JobQueue
 from batchd.core.manager import BatchManager
@@ -46,6 +46,7 @@ class Engine:
     job_queue: JobQueue
     queue_loops: QueueLoops
     metrics: Metrics
+    membership: fleet.Membership
 
 
 def build_engine(settings: Settings, *, clock: Callable[[], float]) -> Engine:
@@ -65,6 +66,11 @@ def build_engine(settings: Settings, *, clock: Callable[[], float]) -> Engine:
             settings=settings, metrics=metrics, clock=clock, catalog=catalog,
             retry_delay=scheduling.retry_delay_s,
         )
+    membership = fleet.Membership(
+        store=store, registry=registry, settings=settings, clock=clock, sync=catalog.sync,
+        role=fleet.SERVER_AND_WORKER if worker else fleet.SERVER,
+        process_id=worker.owner if worker else None,
+    )
     manager = BatchManager(
         store=store, registry=registry, on_new_work=worker.wake if worker else None,
         ingest_flush_items=settings.ingest_flush_items,
@@ -80,7 +86,8 @@ def build_engine(settings: Settings, *, clock: Callable[[], float]) -> Engine:
     )
     return Engine(store=store, catalog=catalog, worker=worker, manager=manager,
                   providers=providers, job_queue=job_queue,
-                  queue_loops=QueueLoops(queue=job_queue, settings=settings), metrics=metrics)
+                  queue_loops=QueueLoops(queue=job_queue, settings=settings), metrics=metrics,
+                  membership=membership)
 
 
 @asynccontextmanager
@@ -94,12 +101,14 @@ async def running(engine: Engine, settings: Settings) -> AsyncIterator[None]:
     if new_key:
         print(f"batchd: created the admin key (shown once, keep it): {new_key}",
               file=sys.stdout, flush=True)
+    await e.membership.join()  # announced before it claims; logs what it lacks
     if e.worker is not None:
         await e.worker.start()
     e.queue_loops.start()
     try:
         yield
     finally:
+        await e.membership.leave()
         await e.queue_loops.stop()
         if e.worker is not None:
             await e.worker.stop()

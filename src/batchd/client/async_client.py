@@ -25,6 +25,7 @@ class AsyncClient:
                  timeout: float = 300.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         base_url, headers = base.config(url, api_key)
+        self.url = base_url
         self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout,
                                        transport=transport)
 
@@ -38,7 +39,12 @@ class AsyncClient:
         await self._http.aclose()
 
     async def _json(self, method: str, path: str, **kw: Any) -> Any:
-        return base.check(await self._http.request(method, path, **kw)).json()
+        with base.reaching(self.url):
+            return base.check(await self._http.request(method, path, **kw)).json()
+
+    async def _call(self, call: base.Call) -> Any:
+        return await self._json(call.method, call.path, params=call.params, json=call.json,
+                                headers=call.headers)
 
     async def submit(self, task: str, items: Iterable[Any] | None = None, *,
                      file: str | Path | None = None, idempotency_key: str | None = None,
@@ -59,12 +65,45 @@ class AsyncClient:
     async def get(self, batch_id: str) -> dict[str, Any]:
         return await self._json("GET", f"/api/batches/{batch_id}")
 
-    async def list_batches(self, status: str | None = None,
-                           limit: int = 50) -> list[dict[str, Any]]:
-        params = {"limit": limit, **({"status": status} if status else {})}
-        page: list[dict[str, Any]] = (await self._json("GET", "/api/batches",
-                                                       params=params))["data"]
-        return page
+    async def list_batches(self, status: str | None = None, limit: int = 50, *,
+                           task: str | None = None, cursor: str | None = None) -> base.Page:
+        return base.page(await self._call(base.list_batches(status, task, limit, cursor)))
+
+    async def iter_batches(self, status: str | None = None, *, task: str | None = None,
+                           page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            found = await self.list_batches(status, page_size, task=task, cursor=cursor)
+            for row in found:
+                yield row
+            if found.next_cursor is None:
+                return
+            cursor = found.next_cursor
+
+    async def list_items(self, batch_id: str, status: str | None = None, limit: int = 100, *,
+                         cursor: str | None = None) -> base.Page:
+        return base.page(await self._call(base.list_items(batch_id, status, limit, cursor)))
+
+    async def iter_items(self, batch_id: str, status: str | None = None, *,
+                         page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            found = await self.list_items(batch_id, status, page_size, cursor=cursor)
+            for row in found:
+                yield row
+            if found.next_cursor is None:
+                return
+            cursor = found.next_cursor
+
+    async def get_item(self, batch_id: str, item_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/api/batches/{batch_id}/items/{item_id}")
+
+    async def webhooks(self, batch_id: str | None = None, status: str | None = None,
+                       limit: int = 100, *, cursor: str | None = None) -> base.Page:
+        return base.page(await self._call(base.list_webhooks(batch_id, status, limit, cursor)))
+
+    async def get_webhook(self, message_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/api/webhooks/{message_id}")
 
     async def tasks(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = (await self._json("GET", "/api/tasks"))["data"]
@@ -89,14 +128,15 @@ class AsyncClient:
             await asyncio.sleep(poll_s)
 
     async def iter_results(self, batch_id: str) -> AsyncIterator[dict[str, Any]]:
-        async with self._http.stream("GET", f"/api/batches/{batch_id}/results",
-                                     params={"format": "jsonl"}) as r:
-            if r.status_code >= 400:
-                await r.aread()
-            base.check(r)
-            async for line in r.aiter_lines():
-                for row in base.parse_lines([line]):
-                    yield row
+        with base.reaching(self.url):
+            async with self._http.stream("GET", f"/api/batches/{batch_id}/results",
+                                         params={"format": "jsonl"}) as r:
+                if r.status_code >= 400:
+                    await r.aread()
+                base.check(r)
+                async for line in r.aiter_lines():
+                    for row in base.parse_lines([line]):
+                        yield row
 
     async def download_results(self, batch_id: str, path: str | Path, *,
                                format: str | None = None) -> int:
@@ -105,18 +145,19 @@ class AsyncClient:
         fmt = base.results_format(target, format)
         part = base.partial_path(target)
         n = 0
-        async with self._http.stream("GET", f"/api/batches/{batch_id}/results",
-                                     params={"format": fmt}) as r:
-            if r.status_code >= 400:
-                await r.aread()
-            base.check(r)
-            try:
-                with part.open("wb") as f:
-                    async for chunk in r.aiter_bytes():
-                        n += f.write(chunk)
-                part.replace(target)
-            finally:
-                part.unlink(missing_ok=True)
+        with base.reaching(self.url):
+            async with self._http.stream("GET", f"/api/batches/{batch_id}/results",
+                                         params={"format": fmt}) as r:
+                if r.status_code >= 400:
+                    await r.aread()
+                base.check(r)
+                try:
+                    with part.open("wb") as f:
+                        async for chunk in r.aiter_bytes():
+                            n += f.write(chunk)
+                    part.replace(target)
+                finally:
+                    part.unlink(missing_ok=True)
         return n
 
     async def create_key(self, tenant: str, *, role: str = "user", tier: str | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ FORMAT_OF_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".cs
                     ".parquet": "parquet", ".pq": "parquet"}
 
 
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
 class BatchdHTTPError(Exception):
     """The server answered with an error status."""
 
@@ -27,8 +31,37 @@ class BatchdHTTPError(Exception):
         self.detail = detail
 
 
+class BatchdConnectionError(httpx.TransportError):
+    """No batchd server answers at ``url`` (an ``httpx.TransportError``, as before)."""
+
+    def __init__(self, url: str, cause: Exception) -> None:
+        reason = str(cause) or type(cause).__name__
+        super().__init__(f"cannot reach the batchd server at {url}: {reason}")
+        self.url = url
+
+
+@contextmanager
+def reaching(url: str) -> Iterator[None]:
+    """Turns a failure to connect into a :class:`BatchdConnectionError` naming ``url``."""
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise BatchdConnectionError(url, exc) from exc
+
+
+class Page(list[dict[str, Any]]):
+    """One page of a listing: its rows, and ``next_cursor`` (None on the last page) to
+    pass as ``cursor=`` for the next."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]], next_cursor: str | None) -> None:
+        super().__init__(rows)
+        self.next_cursor = next_cursor
+
+
 @dataclass(slots=True)
 class Call:
+    """One request of the native API, as both clients send it."""
+
     method: str
     path: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -37,9 +70,34 @@ class Call:
 
 
 def config(url: str | None, api_key: str | None) -> tuple[str, dict[str, str]]:
-    base = (url or os.environ.get("BATCHD_URL") or "http://127.0.0.1:8080").rstrip("/")
+    base = (url or os.environ.get("BATCHD_URL") or DEFAULT_URL).rstrip("/")
     key = api_key or os.environ.get("BATCHD_API_KEY")
     return base, ({"Authorization": f"Bearer {key}"} if key else {})
+
+
+def _query(**params: Any) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def list_batches(status: str | None, task: str | None, limit: int,
+                 cursor: str | None) -> Call:
+    return Call("GET", "/api/batches",
+                params=_query(status=status, task=task, limit=limit, cursor=cursor))
+
+
+def list_items(batch_id: str, status: str | None, limit: int, cursor: str | None) -> Call:
+    return Call("GET", f"/api/batches/{batch_id}/items",
+                params=_query(status=status, limit=limit, cursor=cursor))
+
+
+def list_webhooks(batch_id: str | None, status: str | None, limit: int,
+                  cursor: str | None) -> Call:
+    return Call("GET", "/api/webhooks",
+                params=_query(batch_id=batch_id, status=status, limit=limit, cursor=cursor))
+
+
+def page(body: dict[str, Any]) -> Page:
+    return Page(body["data"], body.get("next_cursor"))
 
 
 def check(response: httpx.Response) -> httpx.Response:

@@ -19,7 +19,14 @@ from batchd.core.paging import RecordRow
 from batchd.core.txn.reads import ResultsPage
 from batchd.domain import codec, errors
 from batchd.domain.models import Batch, Item, Principal, item_public_id, item_rowid
-from batchd.domain.records import BatchTotals, ExportPage
+from batchd.domain.records import (
+    NO_USAGE,
+    RESULT_COLUMNS,
+    RESULT_DOCUMENTS,
+    RESULT_TRAILING,
+    BatchTotals,
+    ExportPage,
+)
 from batchd.export.table import (
     Column,
     Constant,
@@ -40,12 +47,9 @@ EXPORT_PAGE_RECORDS = 8192
 # Pages of results read while the caller writes the current one: the database (SQLite's
 # reading threads, PostgreSQL's server) works on them meanwhile.
 RESULTS_READ_AHEAD = 2
-# The columns of a results row: ``{item_id, seq, status, input, output, error}``.
-RESULT_COLUMNS = ("item_id", "seq", "status")
-RESULT_DOCUMENTS = ("input", "output")
-RESULT_TRAILING = ("error",)
 # item_public_id(n) is this prefix and n's digits.
 _ID_PREFIX = item_public_id(0)[:-1]
+_NO_USAGE = codec.dumps(NO_USAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +71,12 @@ class Browse:
         self.access = access
 
     async def list_batches(
-        self, principal: Principal, *, status: str | None, cursor: str | None, limit: int
+        self, principal: Principal, *, status: str | None, cursor: str | None, limit: int,
+        task: str | None = None,
     ) -> tuple[list[Batch], str | None]:
         rows = await self.store.list_batches(
             tenant_id=principal.tenant_id, owner=access.owner_scope(principal), status=status,
-            before_pk=paging.decode_cursor(cursor, "b"), limit=limit + 1,
+            task=task, before_pk=paging.decode_cursor(cursor, "b"), limit=limit + 1,
         )
         return paging.next_cursor(rows, limit, "b", "pk")
 
@@ -321,7 +326,9 @@ def results_table_page(page: ResultsPage) -> TablePage | None:
     n = len(ids)
     inputs = page.inputs.split(b"\n")
     errors = page.errors.split(b"\n")
-    if len(fields) != 3 * n or len(inputs) != n or len(errors) != n or not _ascending(ids):
+    usages = _usages(page.usages)
+    if (len(fields) != 3 * n or len(inputs) != n or len(errors) != n or len(usages) != n
+            or not _ascending(ids)):
         return None
     outputs = _outputs_of(ids, page.outputs)
     if outputs is None:
@@ -332,7 +339,16 @@ def results_table_page(page: ResultsPage) -> TablePage | None:
     )
     columns = [Numbered(ids, prefix=_ID_PREFIX), Numbered(seqs), status]
     return TablePage(size=n, columns=columns, documents=[
-        DocumentTexts(inputs), DocumentTexts(outputs), DocumentTexts(errors)])
+        DocumentTexts(inputs), DocumentTexts(outputs), DocumentTexts(usages),
+        DocumentTexts(errors)])
+
+
+def _usages(text: bytes) -> list[bytes]:
+    """Each item's usage text, ``null`` (none stored) read as no usage's."""
+    usages = text.split(b"\n")
+    if b"null" in usages:
+        usages = [_NO_USAGE if u == b"null" else u for u in usages]
+    return usages
 
 
 def _ascending(ids: list[bytes]) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from batchd.core.txn.dispatch import DispatchOps
+from batchd.core.txn.fleet import FleetOps
 from batchd.core.txn.intake import IntakeOps
 from batchd.core.txn.jobqueue import JobQueueOps
 from batchd.core.txn.keys import KeyOps
@@ -25,7 +26,7 @@ from batchd.store import open_store
 
 class Database(
     KeyOps, IntakeOps, ReadOps, DispatchOps, LifecycleOps, UsageOps, JobQueueOps, WebhookOps,
-    TaskDefOps,
+    TaskDefOps, FleetOps,
 ):
     """Every store operation of the engine, over one backend."""
 

@@ -23,6 +23,7 @@ from batchd.core.access import Access
 from batchd.core.browse import Browse, TenantActivity
 from batchd.core.control import Control
 from batchd.core.deliveries import Deliveries
+from batchd.core.fleet import FleetView
 from batchd.core.paging import RecordRow
 from batchd.core.quotas import Limits
 from batchd.core.staging import Chunk, Run
@@ -75,6 +76,7 @@ class BatchManager:
         self.control = Control(store=store, access=self.access, clock=clock,
                                notify=self._notify)
         self.deliveries = Deliveries(store=store, access=self.access)
+        self.fleet = FleetView(store=store, clock=clock)
         self._bind()
 
     def _bind(self) -> None:
@@ -89,6 +91,7 @@ class BatchManager:
         self.get_batch = self.access.batch
         self.batch_for = self.access.batch_for
         self.batch_query = access.batch_query
+        self.batch_warnings = self.fleet.batch_warnings
         # tasks
         self.task = self.tasks.task
         self.find_task = self.tasks.find

@@ -8,10 +8,11 @@ import orjson
 
 from batchd.domain import errors
 from batchd.domain.models import item_public_id
-from batchd.domain.records import ExportRow
+from batchd.domain.records import ExportRow, record_usages
 
 RecordRow = dict[str, Any]
-"""One record of the results export: ``{item_id, seq, status, input, output, error}``."""
+"""One record of the results export: ``{item_id, seq, status, input, output, usage,
+error}``."""
 
 
 def decode_cursor(cursor: str | None, kind: str) -> int | None:
@@ -41,8 +42,10 @@ def records_of(row: ExportRow, multi: bool) -> list[RecordRow]:
     if not multi:
         out = loads(row.output) if row.output is not None else None
         return [{"item_id": iid, "seq": row.seq, "status": row.status,
-                 "input": loads(row.input), "output": out, "error": row.error}]
+                 "input": loads(row.input), "output": out,
+                 "usage": record_usages(row.usage, 1)[0], "error": row.error}]
     inputs = loads(row.input)
+    usages = record_usages(row.usage, len(inputs))
     outputs = loads(row.output) if row.output is not None else [None] * len(inputs)
     rec_errors = (row.error or {}).get("records") if row.status == "succeeded" else None
     shared_error = row.error if row.status != "succeeded" else None
@@ -54,5 +57,5 @@ def records_of(row: ExportRow, multi: bool) -> list[RecordRow]:
         else:
             status, err = row.status, shared_error
         result.append({"item_id": iid, "seq": seq + i, "status": status, "input": inp,
-                       "output": out, "error": err})
+                       "output": out, "usage": usages[i], "error": err})
     return result

@@ -82,12 +82,13 @@ def batch_too_large(size: int, limits: Limits, *, tier: str) -> errors.BatchTooL
 
 
 def over_budget(est_usd: float, budget_usd: float | None) -> errors.OverBudget | None:
-    """The error for a batch whose estimated cost is above its own budget cap."""
+    """The error for a batch whose estimated cost is above its own budget cap: the one
+    budget admission rule of every dialect (:mod:`batchd.core.submit` applies it)."""
     if budget_usd is None or est_usd <= budget_usd + 1e-9:
         return None
     return errors.OverBudget(
         f"the estimated cost of the batch, ${est_usd:.6g}, is above its budget cap "
-        f"of ${budget_usd:.6g}",
+        f"of ${budget_usd:.6g}; raise the cap or send fewer records",
         est_usd=est_usd, budget_usd=budget_usd,
     )
 

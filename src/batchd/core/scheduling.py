@@ -1,16 +1,55 @@
 """Which batches a claim serves, and how many items each gets.
 
-Order: priority (high first), then fair share: tenants with fewer running items
-first, then batches with fewer running items, then the oldest batch. Within one
-priority level capacity is dealt round-robin, so equal batches progress together.
+A process claims only batches of tasks it can run (:func:`claimable`). Order:
+priority (high first), then fair share: tenants with fewer running items first, then
+batches with fewer running items, then the oldest batch. Within one priority level
+capacity is dealt round-robin, so equal batches progress together.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
+
+from batchd.tasks.registry import TaskRegistry
+
+# Kinds of task defined over the API that any process builds from their stored definition
+# alone (a python-kind definition names a function only some processes may import).
+DEFINED_ANYWHERE = ("http", "llm")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimable:
+    """The batches a process may claim from: those of a task ``(names[i], versions[i])``
+    it has registered, and those of a task defined over the API of one of ``kinds``."""
+
+    names: tuple[str, ...]
+    versions: tuple[str, ...]
+    kinds: tuple[str, ...] = DEFINED_ANYWHERE
+
+    def covers(self, name: str, version: str, *, defined_kind: str | None = None) -> bool:
+        """Whether a batch of task ``name`` at ``version`` is claimable (``defined_kind``:
+        the kind of its definition over the API, if it has one)."""
+        if defined_kind is not None and defined_kind in self.kinds:
+            return True
+        return any(n == name and v == version
+                   for n, v in zip(self.names, self.versions, strict=True))
+
+
+def claimable(registry: TaskRegistry) -> Claimable:
+    """What a process whose tasks are ``registry`` claims: every task and version it has
+    registered (its Python tasks and the definitions it has built), and the definitions
+    any process can build. A batch of any other task is left to the processes that have
+    it, never claimed and failed as an unknown task."""
+    return _claimable(registry.keys())
+
+
+@functools.lru_cache(maxsize=16)
+def _claimable(keys: tuple[tuple[str, str], ...]) -> Claimable:
+    return Claimable(names=tuple(k[0] for k in keys), versions=tuple(k[1] for k in keys))
 
 
 @dataclass(slots=True)

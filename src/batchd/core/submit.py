@@ -2,8 +2,15 @@
 
 Every dialect's submissions pass the same checks here: the key's tier batch size,
 the month's item and cost quotas (metered in the transaction that commits the
-items), a batch's own budget cap when the dialect refuses over-budget batches, and
-the tenant's output buffers (backpressure) for chunks.
+items), the batch's own budget cap, and the tenant's output buffers (backpressure)
+for chunks.
+
+**One budget rule for every dialect:** a batch whose estimated cost (the items it
+holds and the upload's, each priced by its task's cost model) is above its budget
+cap is refused before anything of the upload is kept (``errors.OverBudget``, naming
+the estimate and the cap); a streamed upload stops at the first group that passes
+it. The cap still bounds what runs (dispatch reserves each item's estimate), for
+the cost that estimates do not foresee.
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from batchd.core import quotas, staging, usage
+import orjson
+
+from batchd.core import chunking, quotas, staging, usage
 from batchd.core.access import Access
 from batchd.core.quotas import Metering
 from batchd.core.staging import Chunk, Run, Tally
@@ -37,11 +46,9 @@ class Created:
 @dataclass(frozen=True, slots=True)
 class Admission:
     """How a dialect submits: ``call`` is the metering of the API call itself (for
-    dialects that count calls), ``refuse_over_budget`` refuses a batch whose estimate
-    is above its budget cap (else the cap stops it while it runs)."""
+    dialects that count calls)."""
 
     call: Metering | None = None
-    refuse_over_budget: bool = False
 
 
 @dataclass(slots=True)
@@ -53,6 +60,14 @@ class _Upload:
     stage: str
     held: int  # items the batch held before this upload
     tally: Tally
+    budget_usd: float | None = None  # the batch's cap
+    held_usd: float = 0.0  # the estimated cost of what the batch held before this upload
+
+    def check_budget(self) -> None:
+        """Raises OverBudget once the batch's estimate with this upload passes its cap."""
+        over = quotas.over_budget(self.held_usd + self.tally.est_usd, self.budget_usd)
+        if over is not None:
+            raise over
 
 
 class Submissions:
@@ -82,15 +97,22 @@ class Submissions:
         self, principal: Principal, spec: BatchSpec, records: AsyncIterator[list[Any]], *,
         idempotency_key: str | None = None,
         request_hash: str | Callable[[], str] | None = None,
-        admission: Admission = Admission(),
+        admission: Admission = Admission(), auto_records_per_item: bool = False,
     ) -> Created:
         """Create a batch and ingest its records; nothing is visible unless all succeed.
 
         ``request_hash`` may be a function, called once the records are consumed.
+        ``auto_records_per_item``: the caller named no ``records_per_item``; the engine
+        chooses it for the task (:mod:`batchd.core.chunking`) from the first records.
+
+        Raises:
+            errors.OverBudget: the batch's estimated cost is above its ``budget_usd``.
         """
         spec = self.tasks.resolve_spec(spec)
         task = self.tasks.task(spec.task, spec.version)
         spec.est_usd_per_record = task.cost_for(spec.runner).per_record_usd
+        if auto_records_per_item:
+            records = await _sized(spec, records, vectorised=task.vectorised)
         groups = self._groups(task, spec, records)
         try:
             # The first group is read before anything is written: a body that is bad from
@@ -108,7 +130,7 @@ class Submissions:
             return request_hash() if callable(request_hash) else request_hash
 
         holder = await self._commit(
-            up, fill, close=spec.close, drop_batch=True, admission=admission, spec=spec,
+            up, fill, close=spec.close, drop_batch=True, admission=admission,
             idempotency_key=idempotency_key, request_hash=request,
         )
         return await self._created(principal, holder, up.batch_id, request())
@@ -139,7 +161,7 @@ class Submissions:
                 await self._stage(up, items[start : start + self.flush_items])
 
         holder = await self._commit(
-            up, fill, close=True, drop_batch=True, admission=admission, spec=spec,
+            up, fill, close=True, drop_batch=True, admission=admission,
             idempotency_key=idempotency_key, request_hash=lambda: request_hash,
         )
         return await self._created(principal, holder, up.batch_id, request_hash)
@@ -154,7 +176,7 @@ class Submissions:
             task=batch.task, version=batch.version, runner=batch.runner,
             records_per_item=batch.records_per_item,
         )
-        up = _Upload(principal, batch_id, self._stage_token(), batch.n_total, Tally())
+        up = self._append_upload(principal, batch)
 
         async def fill() -> None:
             await self._ingest(up, self._groups(task, spec, records))
@@ -185,7 +207,7 @@ class Submissions:
         task = self.tasks.task(batch.task, batch.version)
         items = staging.chunk_items(task, batch.runner, chunks)
         self.check_batch_size(principal, batch.n_total + len(items))
-        up = _Upload(principal, batch_id, self._stage_token(), batch.n_total, Tally())
+        up = self._append_upload(principal, batch)
 
         async def fill() -> None:
             if items:
@@ -242,11 +264,16 @@ class Submissions:
             batch_id=batch_id, tenant_id=principal.tenant_id, owner=principal.owner, spec=spec,
             now=self.clock(),
         )
-        return _Upload(principal, batch_id, self._stage_token(), 0, Tally())
+        return _Upload(principal, batch_id, self._stage_token(), 0, Tally(),
+                       budget_usd=spec.budget_usd)
+
+    def _append_upload(self, principal: Principal, batch: Batch) -> _Upload:
+        return _Upload(principal, batch.id, self._stage_token(), batch.n_total, Tally(),
+                       budget_usd=batch.budget_usd, held_usd=batch.est_usd)
 
     async def _commit(
         self, up: _Upload, fill: Callable[[], Awaitable[None]], *, close: bool,
-        drop_batch: bool, admission: Admission, spec: BatchSpec | None = None,
+        drop_batch: bool, admission: Admission,
         idempotency_key: str | None = None,
         request_hash: Callable[[], str | None] = lambda: None,
         tenant_input_limit: int | None = None,
@@ -257,7 +284,7 @@ class Submissions:
         that a refused one leaves no lasting disk cost."""
         try:
             await fill()
-            metering = self._metering(up, admission, spec)
+            metering = self._metering(up, admission)
             holder = await self.store.commit_stage(
                 up.batch_id, up.stage, close=close, now=self.clock(),
                 idempotency_key=idempotency_key, request_hash=request_hash(),
@@ -277,23 +304,18 @@ class Submissions:
         if up.tally.worth_reclaiming:
             await self.store.reclaim_space()
 
-    def _metering(
-        self, up: _Upload, admission: Admission, spec: BatchSpec | None
-    ) -> Metering | None:
-        """The upload's admission: the budget cap (when refused), then the quotas that
-        its commit checks, with the call's own metering."""
-        est = up.tally.est_usd
-        if admission.refuse_over_budget and spec is not None:
-            over = quotas.over_budget(est, spec.budget_usd)
-            if over is not None:
-                raise over
+    def _metering(self, up: _Upload, admission: Admission) -> Metering | None:
+        """The upload's admission: the budget cap, then the quotas that its commit
+        checks, with the call's own metering."""
+        up.check_budget()
         limits = self.access.limits_for(up.principal)
-        return usage.submit_metering(up.principal.tenant_id, limits, est_usd=est,
+        return usage.submit_metering(up.principal.tenant_id, limits, est_usd=up.tally.est_usd,
                                      call=admission.call)
 
     async def _stage(self, up: _Upload, items: list[StagedItem]) -> None:
         up.tally.add(items)
         self.check_batch_size(up.principal, up.held + up.tally.items)
+        up.check_budget()
         await self.store.stage_items(up.batch_id, up.stage, items)
 
     def _groups(
@@ -315,6 +337,7 @@ class Submissions:
             while group is not None:
                 up.tally.add(group)
                 self.check_batch_size(up.principal, up.held + up.tally.items)
+                up.check_budget()
                 if in_flight is not None:
                     await in_flight
                 in_flight = asyncio.ensure_future(
@@ -332,3 +355,34 @@ class Submissions:
 
     def _stage_token(self) -> str:
         return f"{int(self.clock())}-{secrets.token_hex(6)}"
+
+
+async def _sized(
+    spec: BatchSpec, records: AsyncIterator[list[Any]], *, vectorised: bool
+) -> AsyncIterator[list[Any]]:
+    """Set ``spec.records_per_item`` for the task from the first records (read ahead,
+    at most :data:`chunking.SAMPLE_RECORDS` of them); the same records, all of them."""
+    head: list[list[Any]] = []
+    n = size = 0
+    complete = True
+    if vectorised:
+        async for part in records:
+            head.append(part)
+            n += len(part)
+            # Each record as stored: the array's bytes less its brackets and commas.
+            size += len(orjson.dumps(part)) - len(part) - 1 if part else 0
+            if n >= chunking.SAMPLE_RECORDS:
+                complete = False
+                break
+    sample = chunking.Sample(records=n, input_bytes=size, complete=complete)
+    spec.records_per_item = chunking.records_per_item(vectorised=vectorised, sample=sample)
+    return _chain(head, records) if head else records
+
+
+async def _chain(
+    head: list[list[Any]], rest: AsyncIterator[list[Any]]
+) -> AsyncIterator[list[Any]]:
+    for part in head:
+        yield part
+    async for part in rest:
+        yield part

@@ -38,9 +38,8 @@ DEFAULT_PRICES: dict[str, dict[str, float]] = {
     "gpt-4.1-mini": _half(0.4, 1.6),
     "gpt-4o": _half(2.5, 10.0),
     "gpt-4o-mini": _half(0.15, 0.6),
-    # The local provider (the engine itself) is priced like claude-haiku-4-5, so its
-    # stats show what the same tokens would cost; set its row to zeros to make it free.
-    "local": _half(1.0, 5.0),
+    # No ``local`` row: a model the operator runs has no standard price, so its jobs cost
+    # what their handlers report and save nothing, unless the operator prices it.
 }
 FIELDS = ("input", "output", "batch_input", "batch_output")
 

@@ -32,6 +32,7 @@ class ExportRow:
     ext_id: str | None = None
     meta: bytes | None = None
     compute_ms: float | None = None
+    usage: dict[str, Any] | None = None  # {tokens_in, tokens_out, cost_usd}; None: none used
 
 
 @dataclass(slots=True)
@@ -70,3 +71,27 @@ class BatchTotals:
     items: int
     cost_usd: float
     tokens: int
+
+
+# The native results row, ``{item_id, seq, status, input, output, usage, error}``: plain
+# columns, then JSON documents (flattened into dotted columns in CSV and Parquet), then
+# JSON columns kept whole.
+RESULT_COLUMNS = ("item_id", "seq", "status")
+RESULT_DOCUMENTS = ("input", "output", "usage")
+RESULT_TRAILING = ("error",)
+
+NO_USAGE: dict[str, Any] = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
+"""The usage of an item that reported none (and was charged nothing)."""
+
+
+def record_usages(usage: dict[str, Any] | None, n: int) -> list[dict[str, Any]]:
+    """Each of an item's ``n`` records' share of the item's ``usage``: even, whole tokens
+    (the first records take the remainder), so that the records' sums are the item's."""
+    if n == 1:
+        return [usage or NO_USAGE]
+    if not usage:
+        return [NO_USAGE] * n
+    tin, tout = int(usage.get("tokens_in", 0)), int(usage.get("tokens_out", 0))
+    cost = float(usage.get("cost_usd", 0.0)) / n
+    return [{"tokens_in": tin // n + (i < tin % n), "tokens_out": tout // n + (i < tout % n),
+             "cost_usd": cost} for i in range(n)]

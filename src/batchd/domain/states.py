@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batchd.domain.models import Batch
 
 
 class ItemStatus(StrEnum):
@@ -111,3 +115,53 @@ def final_status(tally: Tally, *, stop_reason: str | None, max_error_pct: float)
     if tally.succeeded == tally.total and tally.records_failed == 0:
         return BatchStatus.COMPLETED
     return BatchStatus.PARTIAL
+
+
+class DisplayState(StrEnum):
+    """What a batch is doing now, in one word for people (the CLI, ``display_status`` in
+    the native API). ``BatchStatus`` says whether a batch still takes input (``open``)
+    or not (``closed``); this says whether anything runs. Terminal batches show their
+    final status."""
+
+    OPEN = "open"  # accepting items; none waiting or running
+    WAITING = "waiting"  # items wait for the batch's run_after
+    QUEUED = "queued"  # items wait for a worker
+    RUNNING = "running"  # items are running
+    PAUSED = "paused"  # waiting until results are taken (full output buffer)
+    STOPPING = "stopping"  # stopped early (fail-fast, budget): what runs finishes, no more
+    FINISHING = "finishing"  # nothing left to run; the final status is being recorded
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+def display_state(b: Batch, *, now: float) -> DisplayState:
+    """The one word a person is shown for ``b`` at ``now``."""
+    if is_terminal(b.status):
+        return DisplayState(b.status)
+    if b.stop_reason:
+        return DisplayState.STOPPING
+    if b.n_running:
+        return DisplayState.RUNNING
+    if b.n_queued:
+        if output_full(b):
+            return DisplayState.PAUSED
+        return DisplayState.WAITING if b.run_after > now else DisplayState.QUEUED
+    return DisplayState.OPEN if b.status == BatchStatus.OPEN else DisplayState.FINISHING
+
+
+def output_full(b: Batch) -> bool:
+    """Whether ``b``'s output buffer is full: dispatch waits until results are taken."""
+    return b.max_output_bytes is not None and b.out_buffer_bytes >= b.max_output_bytes
+
+
+def records_cancelled(b: Batch) -> int:
+    """Records of ``b``'s cancelled items. Exact once nothing is queued or running (every
+    record not succeeded or failed was cancelled); before that, each cancelled item counts
+    as ``records_per_item`` records (a short last item may count a few too many)."""
+    unsettled = max(0, b.r_total - b.r_succeeded - b.r_failed)
+    if not b.n_queued and not b.n_running:
+        return unsettled if b.n_cancelled else 0
+    return min(unsettled, b.n_cancelled * b.records_per_item)

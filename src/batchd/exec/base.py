@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from batchd.domain.models import ClaimedItem, FreedSlots, Outcome
 from batchd.tasks.context import TaskContext
-from batchd.tasks.registry import TaskDef
+from batchd.tasks.registry import TaskDef, TaskRegistry
 
 
 class Executor(ABC):
@@ -36,10 +36,12 @@ class WorkSource(Protocol):
     async def claim_items(
         self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int,
         freed: FreedSlots = ..., finished: Sequence[Outcome] = ...,
+        tasks: TaskRegistry | None = ...,
     ) -> list[ClaimedItem]:
         """Lease up to ``limit`` ready items to ``owner`` for ``lease_s``; the slots of
         ``freed`` (``owner``'s finished, uncommitted items) may be taken again. The
-        ``finished`` outcomes are recorded first (as by :meth:`finish_items`)."""
+        ``finished`` outcomes are recorded first (as by :meth:`finish_items`). With
+        ``tasks``, only items of batches whose task it has are claimed."""
         ...
 
     async def finish_items(self, outcomes: list[Outcome], *, now: float) -> int:

@@ -191,6 +191,7 @@ class Worker:
             items = await self.store.claim_items(
                 owner=self.owner, limit=limit, now=self.clock(), lease_s=s.lease_s,
                 tenant_cap=s.tenant_max_running, freed=self._freed_slots(), finished=done,
+                tasks=self.registry,  # only batches of tasks this worker has
             )
         except Exception as exc:
             what = f"could not record {len(done)} outcomes and claim" if done else "claim failed"
@@ -315,9 +316,9 @@ class Worker:
             return self._retry_or_fail(item, {"code": "store_unavailable", "message": exc.message})
         timeout = task.timeout_for(item.runner, item.item_timeout_s)
         try:
-            outputs = await asyncio.wait_for(
-                self.executor.run(task, outcomes.records(item), ctx), timeout
-            )
+            # A timeout scope, not wait_for: no second task (and loop pass) per item.
+            async with asyncio.timeout(timeout):
+                outputs = await self.executor.run(task, outcomes.records(item), ctx)
         except TimeoutError:
             ctx.cancel()
             error = {"code": "timeout", "message": f"item timed out after {timeout} s"}

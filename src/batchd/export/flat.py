@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from batchd.domain.records import RESULT_COLUMNS, RESULT_DOCUMENTS, RESULT_TRAILING
 from batchd.export.base import Exporter
 from batchd.export.table import DocumentColumn, Parsed
 
@@ -47,8 +48,8 @@ class FlatExporter(Exporter):
     or a list there as its JSON text)."""
 
     def __init__(
-        self, *, columns: Iterable[str] = ("item_id", "seq", "status"),
-        nested: Iterable[str] = ("input", "output"), trailing: Iterable[str] = ("error",),
+        self, *, columns: Iterable[str] = RESULT_COLUMNS,
+        nested: Iterable[str] = RESULT_DOCUMENTS, trailing: Iterable[str] = RESULT_TRAILING,
     ) -> None:
         self.columns = list(columns)
         self.nested = list(nested)

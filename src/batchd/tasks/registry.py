@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import logging
+import os
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -117,12 +120,21 @@ class TaskRegistry:
 
     def __init__(self) -> None:
         self._tasks: dict[str, dict[str, TaskDef]] = {}
+        self._keys: tuple[tuple[str, str], ...] | None = None
 
     def add(self, task: TaskDef) -> None:
         self._tasks.setdefault(task.name, {})[task.version] = task
+        self._keys = None
 
     def names(self) -> list[str]:
         return sorted(self._tasks)
+
+    def keys(self) -> tuple[tuple[str, str], ...]:
+        """Every ``(name, version)`` registered, sorted; the same tuple until the next
+        :meth:`add` (a worker asks on every claim)."""
+        if self._keys is None:
+            self._keys = tuple(sorted((n, v) for n, vs in self._tasks.items() for v in vs))
+        return self._keys
 
     def versions(self, name: str) -> list[str]:
         return sorted(self._tasks.get(name, {}), key=_version_key)
@@ -235,14 +247,66 @@ def task(
     return decorate
 
 
+class TaskModuleError(ImportError):
+    """A task module named in settings (``BATCHD_TASKS``) that cannot be imported, said in
+    one line: the module, and why (not found where it was looked for, or the error its
+    own code raised, with the file and line)."""
+
+
+def import_task_module(name: str) -> None:
+    """Import ``name``; raises :class:`TaskModuleError`."""
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+            raise TaskModuleError(
+                f"cannot import task module {name!r} (BATCHD_TASKS): no module named "
+                f"{exc.name!r} in the working directory ({os.getcwd()}) or on the Python path"
+            ) from None
+        raise TaskModuleError(_failed(name, exc)) from None
+    except Exception as exc:  # the module's own code failed: say where
+        raise TaskModuleError(_failed(name, exc)) from None
+
+
+def _failed(name: str, exc: BaseException) -> str:
+    text, where = str(exc), ""
+    if isinstance(exc, SyntaxError):
+        text = str(exc.msg)
+        where = f" ({exc.filename}, line {exc.lineno})" if exc.filename else ""
+    else:
+        frame = _innermost_own_frame(name, exc)
+        if frame is not None:
+            where = f" ({frame.filename}, line {frame.lineno})"
+    return (f"task module {name!r} (BATCHD_TASKS) failed to import: "
+            f"{type(exc).__name__}: {text}{where}")
+
+
+def _innermost_own_frame(name: str, exc: BaseException) -> traceback.FrameSummary | None:
+    """Where the user's code raised: the innermost frame in the module's package (not in
+    a library it called), else the innermost outside the import machinery."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
+    try:
+        spec = importlib.util.find_spec(name.split(".")[0])
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        root = os.path.dirname(spec.origin)
+        frames = [f for f in frames if f.filename.startswith(root + os.sep)] or frames
+    return frames[-1] if frames else None
+
+
 def load_tasks(
     modules: Iterable[str], *, examples: bool = True, entry_points: bool = True
 ) -> TaskRegistry:
-    """Import task modules (settings, then the ``batchd.tasks`` entry points)."""
+    """Import task modules (settings, then the ``batchd.tasks`` entry points).
+
+    Raises:
+        TaskModuleError: a module of ``modules`` cannot be imported.
+    """
     if examples:
         importlib.import_module("batchd.tasks.examples")
     for mod in modules:
-        importlib.import_module(mod)
+        import_task_module(mod)
     if entry_points:
         for ep in metadata.entry_points(group="batchd.tasks"):
             if ep.value == "batchd.tasks.examples" and not examples:

@@ -30,6 +30,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "run_after": iso(job.run_after),
         "completed_at": iso(job.completed_at),
         "tokens_used": job.tokens_used,
+        "cost_usd": job.cost_usd,  # not in the document: an added field
         "error_message": job.error_message,
     }
 
@@ -42,6 +43,7 @@ def result_json(outcome: JobOutcome, job: WaitingJob) -> dict[str, Any]:
         "result": orjson.loads(outcome.result) if outcome.result is not None else None,
         "error": outcome.error,
         "tokens_used": outcome.tokens_in + outcome.tokens_out,
+        "cost_usd": outcome.cost_usd,  # not in the document: an added field
         "processing_time_ms": outcome.processing_ms,
     }
 

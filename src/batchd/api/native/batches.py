@@ -115,9 +115,11 @@ def _stream_records(request: Request, cfg: Settings, hasher: Any) -> AsyncIterat
     return ndjson_records(body, max_record_bytes=cfg.max_record_bytes)
 
 
-def _created(mgr: BatchManager, created: Any) -> Response:
+async def _created(mgr: BatchManager, created: Any) -> Response:
     headers = {"Idempotent-Replayed": "true"} if created.replayed else None
-    return JsonResponse(batch_json(created.batch), status_code=201, headers=headers)
+    return JsonResponse(batch_json(created.batch, now=mgr.clock(),
+                                   warnings=await mgr.batch_warnings(created.batch)),
+                        status_code=201, headers=headers)
 
 
 @router.post("/batches", status_code=201, openapi_extra=CREATE_DOC)
@@ -141,7 +143,7 @@ async def create_batch(
     if idempotency_key:
         replay = await mgr.replay_if_known(caller, idempotency_key, request_hash)
         if replay is not None:
-            return _created(mgr, replay)
+            return await _created(mgr, replay)
     data = _json_object(body)
     items = data.pop("items", None)
     try:
@@ -156,9 +158,9 @@ async def create_batch(
     spec = await _spec(mgr, cfg, settings_, "body")
     created = await mgr.create_batch(
         caller, spec, json_array_records(items or []), idempotency_key=idempotency_key,
-        request_hash=request_hash,
+        request_hash=request_hash, auto_records_per_item=settings_.records_per_item is None,
     )
-    return _created(mgr, created)
+    return await _created(mgr, created)
 
 
 async def _create_streamed(
@@ -175,14 +177,15 @@ async def _create_streamed(
         async for _ in body_stream(request, hasher):
             pass
         replay = await mgr.replay_if_known(caller, idempotency_key, hasher.hexdigest())
-        return _created(mgr, replay)
+        return await _created(mgr, replay)
     records = _stream_records(request, cfg, hasher)
     spec = await _spec(mgr, cfg, settings_, "query")
     created = await mgr.create_batch(
         caller, spec, records, idempotency_key=idempotency_key,
         request_hash=hasher.hexdigest,  # complete once the body is consumed
+        auto_records_per_item=settings_.records_per_item is None,
     )
-    return _created(mgr, created)
+    return await _created(mgr, created)
 
 
 @router.post("/batches/{batch_id}/items", openapi_extra=ITEMS_DOC)
@@ -205,19 +208,19 @@ async def add_items(batch_id: str, request: Request, caller: Caller, mgr: Manage
             )
         records = json_array_records(data)
     batch = await mgr.append_items(caller, batch_id, records)
-    return JsonResponse(batch_json(batch))
+    return JsonResponse(batch_json(batch, now=mgr.clock()))
 
 
 @router.post("/batches/{batch_id}/close")
 async def close_batch(batch_id: str, caller: Caller, mgr: Manager) -> Response:
-    return JsonResponse(batch_json(await mgr.close_batch(caller, batch_id)))
+    return JsonResponse(batch_json(await mgr.close_batch(caller, batch_id), now=mgr.clock()))
 
 
 @router.post("/batches/{batch_id}/cancel")
 async def cancel_batch(batch_id: str, caller: Caller, mgr: Manager,
                        body: CancelBody | None = None) -> Response:
     batch = await mgr.cancel_batch(caller, batch_id, body.reason if body else None)
-    return JsonResponse(batch_json(batch))
+    return JsonResponse(batch_json(batch, now=mgr.clock()))
 
 
 @router.get("/batches")
@@ -225,15 +228,22 @@ async def list_batches(
     caller: Caller, mgr: Manager,
     status: Literal["open", "closed", "completed", "partial", "failed", "cancelled",
                     "expired"] | None = None,
+    task: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Response:
-    rows, nxt = await mgr.list_batches(caller, status=status, cursor=cursor, limit=limit)
-    return JsonResponse({"data": [batch_json(b) for b in rows], "next_cursor": nxt})
+    """The batches the caller may see, newest first: ``{data: [Batch], next_cursor}``."""
+    rows, nxt = await mgr.list_batches(caller, status=status, task=task, cursor=cursor,
+                                       limit=limit)
+    now = mgr.clock()
+    return JsonResponse({"data": [batch_json(b, now=now, warnings=await mgr.batch_warnings(b))
+                                  for b in rows], "next_cursor": nxt})
 
 
 @router.get("/batches/{batch_id}")
 async def get_batch(batch_id: str, caller: Caller, mgr: Manager) -> Response:
-    return JsonResponse(batch_json(await mgr.get_batch(caller, batch_id)))
+    batch = await mgr.get_batch(caller, batch_id)
+    return JsonResponse(batch_json(batch, now=mgr.clock(),
+                                   warnings=await mgr.batch_warnings(batch)))
 
 
 @router.get("/batches/{batch_id}/items")
@@ -258,7 +268,8 @@ async def results(
     format: Annotated[str, Query(description="jsonl, json, csv or parquet (with the "
                                              "parquet extra)")] = "jsonl",
 ) -> Response:
-    """Every finished record, streamed: ``{item_id, seq, status, input, output, error}``."""
+    """Every finished record, streamed: ``{item_id, seq, status, input, output, usage,
+    error}``."""
     exporter = exporter_for(format)  # an unknown or unavailable format: 422 before any work
     await mgr.get_batch(caller, batch_id)
 
@@ -284,6 +295,7 @@ async def _snapshots(
     last = None
     async for batch in mgr.watch(caller, batch_id):
         last = batch
-        yield "progress", batch_json(batch)
+        yield "progress", batch_json(batch, now=mgr.clock())
     if last is not None:
-        yield "done", batch_json(last)
+        yield "done", batch_json(last, now=mgr.clock())
+

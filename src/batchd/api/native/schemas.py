@@ -9,6 +9,7 @@ import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from batchd.api.openapi import TIME_OR_EPOCH
+from batchd.domain import states
 from batchd.domain.limits import LIMIT_NAMES, MAX_LIMIT, UNLIMITED
 from batchd.domain.models import Batch, BatchSpec, Item, iso
 
@@ -34,7 +35,11 @@ class BatchSettings(BaseModel):
     task: Text = Field(min_length=1, max_length=200)
     version: Text | None = Field(default=None, max_length=50)
     runner: Text | None = Field(default=None, max_length=100)
-    records_per_item: int = Field(default=1, ge=1, le=100_000)
+    records_per_item: int | None = Field(
+        default=None, ge=1, le=100_000,
+        description="Records per item; when left out the engine chooses (one for a "
+        "per-record task, many for a vectorised one).",
+    )
     priority: int = Field(default=50, ge=0, le=100)
     parallelism: int | None = Field(default=None, ge=1, le=100_000)
     fail_fast: bool = False
@@ -72,7 +77,7 @@ class BatchSettings(BaseModel):
                 default_backoff_s: float, task_attempts: int | None) -> BatchSpec:
         return BatchSpec(
             task=self.task, version=self.version or "", runner=self.runner,
-            records_per_item=self.records_per_item, priority=self.priority,
+            records_per_item=self.records_per_item or 1, priority=self.priority,
             parallelism=self.parallelism or default_parallelism, fail_fast=self.fail_fast,
             max_error_pct=self.max_error_pct, budget_usd=self.budget_usd,
             run_after=self.run_after.timestamp() if self.run_after else 0.0,
@@ -132,13 +137,22 @@ class KeyCreate(BaseModel):
         return None if value is None else quotas.check_overrides(value)
 
 
-def batch_json(b: Batch) -> dict[str, Any]:
+def batch_json(
+    b: Batch, *, now: float, warnings: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The Batch. ``status`` is its lifecycle state (``open``: takes input, ``closed``, or
+    how it ended); ``display_status`` what it is doing at ``now`` (``running``, …);
+    ``warnings`` what its reader should know (``task_not_served``: no running worker
+    claims its task)."""
     return {
         "id": b.id,
         "task": b.task,
         "version": b.version,
         "runner": b.runner,
         "status": b.status,
+        # Why it stopped early (fail_fast, budget_exceeded, cancelled, expired), or None.
+        "cancel_reason": b.stop_reason,
+        "display_status": states.display_state(b, now=now).value,
         "owner": b.owner,
         "priority": b.priority,
         "parallelism": b.parallelism,
@@ -158,7 +172,8 @@ def batch_json(b: Batch) -> dict[str, Any]:
             "failed": b.n_failed,
             "cancelled": b.n_cancelled,
         },
-        "records": {"total": b.r_total, "succeeded": b.r_succeeded, "failed": b.r_failed},
+        "records": {"total": b.r_total, "succeeded": b.r_succeeded, "failed": b.r_failed,
+                    "cancelled": states.records_cancelled(b)},
         "cost": {
             "estimated_usd": round(b.est_usd, 10),
             "reserved_usd": round(max(b.reserved_usd, 0.0), 10),
@@ -172,6 +187,7 @@ def batch_json(b: Batch) -> dict[str, Any]:
         "finished_at": iso(b.finished_at),
         "metadata": b.metadata,
         "error": b.error,
+        "warnings": warnings or [],
         "webhook_url": b.webhook_url,
     }
 

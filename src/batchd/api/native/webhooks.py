@@ -21,7 +21,7 @@ router = APIRouter(tags=["webhooks"], route_class=jsonbody.PolicyRoute)
 def batch_finished(message: WebhookMessage, batch: Batch, item: Item | None) -> dict[str, Any]:
     """``{"type": "batch.finished", "timestamp", "data": <the Batch, as GET shows it>}``."""
     return {"type": BATCH_FINISHED, "timestamp": iso(message.created_at),
-            "data": batch_json(batch)}
+            "data": batch_json(batch, now=message.created_at)}
 
 
 def message_json(m: WebhookMessage) -> dict[str, Any]:

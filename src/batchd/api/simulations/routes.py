@@ -73,7 +73,7 @@ async def create_batch(request: Request, call: Caller, cfg: Config) -> Response:
         )
         created = await call.mgr.create_batch(
             call.principal, spec, json_array_records(records),
-            admission=Admission(call=call.metering(), refuse_over_budget=True),
+            admission=Admission(call=call.metering()),
         )
     return respond(request, await batch_view(call, created.batch), 202)
 

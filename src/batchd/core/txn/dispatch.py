@@ -29,6 +29,7 @@ from batchd.domain.records import ExportRow
 from batchd.domain.states import ItemStatus, StopReason
 from batchd.store import script as q
 from batchd.store.script import Script
+from batchd.tasks.registry import TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,18 @@ class ClaimBatch:
     records_per_item: int
 
 
-def candidates(now: float, freed: FreedSlots) -> Script[tuple[list[Candidate], dict[str, int]]]:
-    """Batches with work to hand out, and the running items of each tenant; the slots
-    ``freed`` by the claimer are left out of both (a batch full without them is one)."""
-    rows = yield q.rows("claim_candidates", now, q.array(sorted(freed.items)))
+def candidates(
+    now: float, freed: FreedSlots, tasks: scheduling.Claimable | None = None,
+) -> Script[tuple[list[Candidate], dict[str, int]]]:
+    """Batches with work to hand out, of the ``tasks`` the claimer may run (None: any),
+    and the running items of each tenant; the slots ``freed`` by the claimer are left out
+    of both (a batch full without them is one)."""
+    rows = yield q.rows(
+        "claim_candidates", now=now, freed=q.array(sorted(freed.items)),
+        all_tasks=tasks is None, names=q.array(tasks.names if tasks else ()),
+        versions=q.array(tasks.versions if tasks else ()),
+        kinds=q.array(tasks.kinds if tasks else ()),
+    )
     if not rows:
         return [], {}
     found = []
@@ -131,13 +140,13 @@ def claim_batch(
 
 def claim(
     owner: str, limit: int, now: float, lease_s: float, tenant_cap: int, freed: FreedSlots,
-    finished: Sequence[Outcome] = (),
+    finished: Sequence[Outcome] = (), tasks: scheduling.Claimable | None = None,
 ) -> Script[list[ClaimedItem]]:
     """A whole claim in one transaction (one writer: nothing else claims meanwhile), after
     recording the claimer's ``finished`` outcomes."""
     if finished:
         yield from finish(list(finished), now)
-    found, tenant_running = yield from candidates(now, freed)
+    found, tenant_running = yield from candidates(now, freed, tasks)
     plan = scheduling.ClaimPlan(found, limit=limit, tenant_running=tenant_running,
                                 tenant_cap=tenant_cap)
     claimed: list[ClaimedItem] = []
@@ -266,20 +275,24 @@ class DispatchOps(Runner):
     async def claim_items(
         self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int,
         freed: FreedSlots = NO_FREED_SLOTS, finished: Sequence[Outcome] = (),
+        tasks: TaskRegistry | None = None,
     ) -> list[ClaimedItem]:
         """Lease up to ``limit`` ready items, dealt over batches by priority and fair share.
 
         A slot is free once its handler has returned: ``freed`` are the caller's finished
         items whose outcomes are not committed yet, whose slots it may take again. The
         caller's ``finished`` outcomes are recorded first (as :meth:`finish_items` does),
-        in the claim's transaction where there is one writer."""
+        in the claim's transaction where there is one writer. With ``tasks`` (the
+        caller's registry) only batches of tasks it can run are claimed
+        (:func:`batchd.core.scheduling.claimable`); without, any."""
+        served = None if tasks is None else scheduling.claimable(tasks)
         if not self.store.concurrent_claims:
             return await self._write(claim, owner, limit, now, lease_s, tenant_cap, freed,
-                                     finished)
+                                     finished, served)
         if finished:
             await self._write(finish, list(finished), now)
         asked = time.monotonic()
-        found, tenant_running = await self._read(candidates, now, freed)
+        found, tenant_running = await self._read(candidates, now, freed, served)
         plan = scheduling.ClaimPlan(found, limit=limit, tenant_running=tenant_running,
                                     tenant_cap=tenant_cap)
         claimed: list[ClaimedItem] = []

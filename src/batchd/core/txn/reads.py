@@ -52,11 +52,11 @@ def item_row(r: Any, batch_id: str) -> Item:
 
 def export_row(r: Any) -> ExportRow:
     # columns: id, seq, rec0, n_records, status, input, output, error, ext_id, meta,
-    # compute_ms
+    # compute_ms, usage
     return ExportRow(
         rowid=r[0], seq=r[1], rec0=r[2], n_records=r[3], status=r[4], input=bytes(r[5]),
         output=_bytes(r[6]), error=_json(r[7]), ext_id=r[8], meta=_bytes(r[9]),
-        compute_ms=r[10],
+        compute_ms=r[10], usage=_json(r[11]),
     )
 
 
@@ -77,20 +77,22 @@ class ResultsPage:
     ``results_page``): ``items`` "id,seq,status" of each item, comma-separated, in seq
     order; ``errors`` each one's error (``null`` for none), one a line; ``inputs`` the
     inputs of the items in the page's id range, one a line, in id order; ``outputs``
-    their outputs, each one's id then itself, one a line, in id order."""
+    their outputs, each one's id then itself, one a line, in id order; ``usages`` each
+    item's usage (``null`` for none), one a line, in seq order."""
 
     items: bytes
     errors: bytes
     inputs: bytes
     outputs: bytes
+    usages: bytes
 
 
 def results_page_row(r: Any) -> ResultsPage | None:
-    # columns: items, errors, inputs, outputs
+    # columns: items, errors, inputs, outputs, usages
     if r is None or r[0] is None:
         return None
     return ResultsPage(items=bytes(r[0]), errors=bytes(r[1]), inputs=_bytes(r[2]) or b"",
-                       outputs=_bytes(r[3]) or b"")
+                       outputs=_bytes(r[3]) or b"", usages=bytes(r[4]))
 
 
 def _totals_row(r: Any) -> BatchTotals:
@@ -109,10 +111,11 @@ def find_batch_by_idempotency(tenant_id: str, key: str) -> Script[Batch | None]:
 
 
 def list_batches(
-    tenant_id: str, owner: str | None, status: str | None, before_pk: int | None, limit: int
+    tenant_id: str, owner: str | None, status: str | None, before_pk: int | None, limit: int,
+    task: str | None,
 ) -> Script[list[Batch]]:
     rows = yield q.rows("batches_page_before", tenant_id=tenant_id, owner=owner, status=status,
-                        before_pk=before_pk, limit=limit)
+                        task=task, before_pk=before_pk, limit=limit)
     return [batch_row(r) for r in rows]
 
 
@@ -209,9 +212,9 @@ class ReadOps(Runner):
 
     async def list_batches(
         self, *, tenant_id: str, owner: str | None, status: str | None,
-        before_pk: int | None, limit: int,
+        before_pk: int | None, limit: int, task: str | None = None,
     ) -> list[Batch]:
-        return await self._read(list_batches, tenant_id, owner, status, before_pk, limit)
+        return await self._read(list_batches, tenant_id, owner, status, before_pk, limit, task)
 
     async def recent_batches(
         self, *, tenant_id: str, owner: str | None, finished_since: float, limit: int

@@ -21,6 +21,7 @@ TOLERANCE_S = 300
 
 
 def new_secret() -> str:
+    """A fresh secret: ``whsec_`` and the base64 of 32 random bytes."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
@@ -38,6 +39,7 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 def headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three headers a delivery of ``body`` is sent with."""
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
@@ -49,10 +51,28 @@ def verify(
     secret: str, received: Mapping[str, str], body: bytes, *, tolerance_s: float = TOLERANCE_S,
     now: float | None = None,
 ) -> bool:
-    """Whether ``received`` headers sign ``body`` under ``secret`` (for receivers and tests).
+    """Whether a webhook delivery is genuine: for receivers (and tests).
 
-    Any of the space-separated ``v1,`` signatures may match (secrets being rotated);
-    a timestamp further than ``tolerance_s`` from ``now`` is refused (replays).
+    Any of the space-separated ``v1,`` signatures may match (secrets being rotated).
+
+    Args:
+        secret: the tenant's signing secret as ``GET /api/webhooks/secret`` shows it,
+            ``whsec_<base64>`` (the base64 part alone works too). The HMAC key is the
+            base64-decoded bytes after ``whsec_``, not the string.
+        received: the request's headers, any mapping (names in any case):
+            ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature``.
+        body: the request body, the exact bytes received (not re-encoded JSON).
+        tolerance_s: how far ``webhook-timestamp`` may be from ``now``, either way,
+            in seconds; an older (or later) delivery is refused, against replays.
+        now: Unix seconds to judge the timestamp by; the current time when None.
+
+    Returns:
+        True when a signature matches and the timestamp is within the tolerance;
+        False otherwise (a missing or malformed header included): it never raises.
+
+    Example:
+        >>> if not verify(secret, request.headers, await request.body()):
+        ...     return Response(status_code=401)
     """
     lowered = {k.lower(): v for k, v in received.items()}
     msg_id = lowered.get("webhook-id", "")

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg.conninfo
+import psycopg.sql
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
@@ -85,6 +87,72 @@ def _message(exc: psycopg.Error) -> str:
     return exc.diag.message_primary or str(exc)
 
 
+MAINTENANCE_DBS = ("postgres", "template1")  # where CREATE DATABASE can be run from
+
+
+async def ensure_database(url: str, *, connect_timeout_s: int = 10) -> None:
+    """Make sure the database of ``url`` can be connected to: create it when it does not
+    exist and the role may (from a maintenance database); raise
+    :class:`errors.StoreError`, one line naming the server and what to do, when it cannot."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=connect_timeout_s)
+    except psycopg.OperationalError as exc:
+        # The server says why only in its message (a connection error has no SQLSTATE):
+        # whether the database exists is asked of a maintenance database instead.
+        failure = exc
+    else:
+        await conn.close()
+        return
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    name = str(params.get("dbname") or params.get("user") or "")
+    where = _where(params)
+    for maintenance in MAINTENANCE_DBS:
+        if maintenance == name:
+            continue
+        try:
+            admin = await psycopg.AsyncConnection.connect(
+                psycopg.conninfo.make_conninfo(url, dbname=maintenance), autocommit=True,
+                connect_timeout=connect_timeout_s)
+        except psycopg.OperationalError:
+            continue
+        async with admin:
+            await _create_database(admin, name, where=where, failure=failure)
+        return
+    raise errors.StoreError(f"cannot connect to PostgreSQL at {where}: "
+                            f"{_reason(failure)}") from None
+
+
+async def _create_database(admin: Conn, name: str, *, where: str, failure: Exception) -> None:
+    cur = await admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+    if await cur.fetchone() is not None:  # it exists: the first failure was something else
+        raise errors.StoreError(f"cannot connect to database {name!r} on PostgreSQL at "
+                                f"{where}: {_reason(failure)}")
+    user = (await (await admin.execute("SELECT current_user")).fetchone() or ("?",))[0]
+    try:
+        await admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(
+            psycopg.sql.Identifier(name)))
+    except pg_errors.DuplicateDatabase:
+        return  # another process created it meanwhile
+    except pg_errors.InsufficientPrivilege:
+        raise errors.StoreError(
+            f"database {name!r} does not exist on PostgreSQL at {where}, and role {user!r} may "
+            f"not create it: create it as a role that may (createdb {name}, or CREATE "
+            f"DATABASE {name}; in psql), or grant this one CREATEDB") from None
+    log.warning("created database %r on PostgreSQL at %s", name, where)
+
+
+def _where(params: dict[str, Any]) -> str:
+    host = params.get("host") or params.get("hostaddr") or "the local socket"
+    return f"{host}:{params['port']}" if params.get("port") else str(host)
+
+
+def _reason(exc: Exception) -> str:
+    # psycopg's text: "connection failed: connection to server at …, port … failed: FATAL:
+    # …": the part after the last "failed: " says why.
+    text = "; ".join(" ".join(line.split()) for line in str(exc).splitlines() if line.strip())
+    return text.rsplit("failed: ", 1)[-1] if "failed: " in text else text or type(exc).__name__
+
+
 # A process stopped inside a transaction (SIGSTOP, a frozen VM) must not hold its locks,
 # the reaper's among them, for longer than this: the server ends its session.
 IDLE_TX_TIMEOUT_MS = 15_000
@@ -118,6 +186,13 @@ class PgConnections:
         self.down_since: float | None = None
 
     async def open(self, *, timeout_s: float = 30.0) -> None:
+        """Open the pool, creating the database first if it is missing (and the role may).
+
+        Raises:
+            errors.StoreError: at once, in one line, when the database cannot be reached
+                or created.
+        """
+        await ensure_database(self.url, connect_timeout_s=self.connect_timeout_s)
         await self.pool.open(wait=True, timeout=timeout_s)
 
     async def close(self) -> None:

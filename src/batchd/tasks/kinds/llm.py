@@ -7,15 +7,23 @@
 model is the run's runner's ``model``, else the task's, else ``BATCHD_LLM_MODEL``.
 The request goes to ``BATCHD_LLM_BASE_URL`` + ``/chat/completions`` with
 ``BATCHD_LLM_API_KEY``. The output is ``{"content": …}``, or with ``json_output`` the
-answer parsed as JSON. Tokens come from the response's ``usage``; the cost from
-``BATCHD_LLM_PRICES`` (USD per million input and output tokens by model; 0 for a
-model without a price). The endpoint passes the outbound address policy
-(``BATCHD_OUTBOUND_ALLOW``) when settings are loaded and on every call, against the
-address connected to.
+answer parsed as JSON. Tokens come from the response's ``usage``; the cost from the
+price table (:mod:`batchd.domain.pricing`: its standard, one-call-at-a-time rates,
+with ``BATCHD_LLM_PRICES`` merged over them; 0 for a model without a price). The
+endpoint passes the outbound address policy (``BATCHD_OUTBOUND_ALLOW``) when settings
+are loaded and on every call, against the address connected to.
+
+Unless the task (or a runner) names a ``cost`` of its own, a record's estimate — what
+budgets reserve and admission checks — is its rendered prompt and system message at
+one token per :data:`BYTES_PER_TOKEN` bytes and ``max_tokens`` of answer
+(:data:`DEFAULT_ANSWER_TOKENS` without it), at the same prices.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
 import re
 from typing import Any
 
@@ -24,7 +32,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from batchd import netguard
-from batchd.domain import errors
+from batchd.domain import errors, pricing
+from batchd.domain.cost import CostModel
 from batchd.tasks.context import RecordError, TaskContext
 from batchd.tasks.kinds import runtime
 from batchd.tasks.kinds.base import config_of, retryable_status, task_def
@@ -32,6 +41,11 @@ from batchd.tasks.kinds.spec import TaskSpec
 from batchd.tasks.registry import TaskDef
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
+# Estimates: cautious on the prompt (English runs near 4 bytes a token, other scripts and
+# code fewer), and the answer at its cap, so a budget's reservations bound what it pays.
+BYTES_PER_TOKEN = 3
+MESSAGE_TOKENS = 8  # a message's own overhead (role, separators)
+DEFAULT_ANSWER_TOKENS = 1024  # the answer's estimate when the task sets no max_tokens
 
 
 class LlmConfig(BaseModel):
@@ -62,10 +76,49 @@ def render(template: str, arguments: Any) -> str:
     return PLACEHOLDER.sub(value, template)
 
 
+@functools.lru_cache(maxsize=8)
+def _table(prices_json: bytes) -> dict[str, pricing.Price]:
+    return pricing.price_table(orjson.loads(prices_json))
+
+
+def price_of(prices: dict[str, dict[str, float]], model: str) -> pricing.Price | None:
+    """``model``'s row of the price table with ``prices`` (BATCHD_LLM_PRICES) merged in."""
+    return pricing.price_of(_table(orjson.dumps(prices, option=orjson.OPT_SORT_KEYS)), model)
+
+
 def cost_usd(prices: dict[str, dict[str, float]], model: str, tokens_in: int,
              tokens_out: int) -> float:
-    price = prices.get(model, {})
-    return (tokens_in * price.get("input", 0.0) + tokens_out * price.get("output", 0.0)) / 1e6
+    """What ``tokens_in`` and ``tokens_out`` of ``model`` cost at the standard rate."""
+    price = price_of(prices, model)
+    return 0.0 if price is None else price.standard_usd(tokens_in, tokens_out)
+
+
+def model_for(runner_model: str | None, config: LlmConfig) -> str:
+    """The model a call asks for: the runner's, else the task's, else BATCHD_LLM_MODEL."""
+    return runner_model or config.model or runtime.settings().llm_model
+
+
+def prompt_tokens(text: str) -> int:
+    return MESSAGE_TOKENS + math.ceil(len(text.encode()) / BYTES_PER_TOKEN)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class Estimate:
+    """A record's estimated cost with the model of ``runner_model`` (see the module)."""
+
+    config: LlmConfig
+    runner_model: str | None = None
+
+    def __call__(self, record: Any) -> float:
+        c = self.config
+        try:
+            prompt = render(c.prompt, record)
+        except RecordError:  # the run will fail without a call; price the template
+            prompt = c.prompt
+        tokens_in = prompt_tokens(prompt) + (prompt_tokens(c.system) if c.system else 0)
+        answer = c.max_tokens or DEFAULT_ANSWER_TOKENS
+        return cost_usd(runtime.settings().llm_prices, model_for(self.runner_model, c),
+                        tokens_in, answer)
 
 
 class LlmCaller:
@@ -89,7 +142,7 @@ class LlmCaller:
 
     async def __call__(self, record: Any, ctx: TaskContext) -> Any:
         s = runtime.settings()
-        model = self.models.get(ctx.runner or "") or self.config.model or s.llm_model
+        model = model_for(self.models.get(ctx.runner or ""), self.config)
         headers = {"Authorization": f"Bearer {s.llm_api_key}"} if s.llm_api_key else {}
         if self._client is None:
             self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
@@ -135,4 +188,14 @@ class LlmCaller:
 
 def build(spec: TaskSpec) -> TaskDef:
     config: LlmConfig = config_of(LlmConfig, spec)
-    return task_def(spec, handler=LlmCaller(config, spec).__call__, mode="async")
+    task = task_def(spec, handler=LlmCaller(config, spec).__call__, mode="async")
+    if not (spec.cost.per_record_usd or spec.cost.per_item_usd):
+        # Priced by tokens unless the task names a price (a stored definition holds a
+        # zero cost when none was given); a runner with a cost of its own keeps it.
+        task.cost = CostModel(per_record=Estimate(config))
+        task.runners = {
+            name: r if r.cost is not None
+            else dataclasses.replace(r, cost=CostModel(per_record=Estimate(config, r.model)))
+            for name, r in task.runners.items()
+        }
+    return task

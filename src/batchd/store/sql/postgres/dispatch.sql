@@ -6,14 +6,21 @@
 -- never waits on an item. Anything that still deadlocks is retried by the store.
 
 -- name: claim_candidates
--- The columns of core.scheduling.Candidate. Parameters: now, then the ids of batches
--- whose items the claimer finished but has not committed yet (their slots are free).
+-- The columns of core.scheduling.Candidate. Parameters: now; freed, the ids of batches
+-- whose items the claimer finished but has not committed yet (their slots are free); the
+-- tasks it may claim (core.scheduling.Claimable): all_tasks (any), else those of names[i]
+-- at versions[i], and those defined over the API with one of kinds.
 SELECT id, tenant_id, priority, parallelism, n_running, created_at, budget_usd IS NOT NULL
 FROM batches
 WHERE status IN ('open', 'closed') AND NOT staging AND stop_reason IS NULL
-  AND n_queued > 0 AND run_after <= %s
-  AND (n_running < parallelism OR id = ANY(%s))
-  AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes);
+  AND n_queued > 0 AND run_after <= %(now)s
+  AND (n_running < parallelism OR id = ANY(%(freed)s::text[]))
+  AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes)
+  AND (%(all_tasks)s
+       OR (task, version) IN (SELECT * FROM unnest(%(names)s::text[], %(versions)s::text[]))
+       OR EXISTS (SELECT 1 FROM task_defs d
+                  WHERE d.name = batches.task AND d.version = batches.version
+                    AND d.kind = ANY(%(kinds)s::text[])));
 
 -- name: running_per_tenant
 SELECT tenant_id, SUM(n_running) FROM batches
@@ -183,10 +190,10 @@ WITH taken AS (
 ), marked AS (
     UPDATE items i SET delivered = true FROM taken WHERE i.id = taken.id
     RETURNING i.id, i.seq, i.rec0, i.n_records, i.status, i.error, i.ext_id, i.meta,
-              i.compute_ms
+              i.compute_ms, i.usage
 )
 SELECT m.id, m.seq, m.rec0, m.n_records, m.status, d.data, o.data, m.error, m.ext_id,
-       m.meta, m.compute_ms
+       m.meta, m.compute_ms, m.usage
 FROM marked m JOIN item_inputs d ON d.id = m.id LEFT JOIN item_outputs o ON o.id = m.id;
 
 -- name: release_results

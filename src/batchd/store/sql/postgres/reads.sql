@@ -42,6 +42,7 @@ FROM batches
 WHERE tenant_id = %(tenant_id)s AND NOT staging
   AND (%(owner)s::text IS NULL OR owner = %(owner)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
   AND (%(before_pk)s::bigint IS NULL OR pk < %(before_pk)s)
 ORDER BY pk DESC LIMIT %(limit)s;
 
@@ -124,7 +125,7 @@ WHERE i.id = %s AND i.status != 'staged'
 -- name: finished_items_page
 -- The columns of core.txn.reads.export_row.
 SELECT i.id, i.seq, i.rec0, i.n_records, i.status, d.data, o.data, i.error, i.ext_id,
-       i.meta, i.compute_ms
+       i.meta, i.compute_ms, i.usage
 FROM items i JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
 WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = %s) AND i.seq > %s
   AND i.status IN ('succeeded', 'failed', 'cancelled')
@@ -137,16 +138,17 @@ SELECT max(seq) FROM items WHERE batch_pk = (SELECT pk FROM batches WHERE id = %
 -- name: results_page
 -- binary: bytea comes back as bytes, not hex text to decode.
 -- A page of the results export: the finished items of a seq range (after, upto], and the
--- inputs and outputs of the items whose ids lie in the page's, in four texts (None for
+-- inputs and outputs of the items whose ids lie in the page's, in five texts (None for
 -- none): "id,seq,status" of each item, comma-separated, in seq order; each item's error
 -- ('null' for none), one a line, in seq order; the inputs of the id range, one a line,
 -- in id order (compact JSON holds no line end); the outputs of the id range, each one's
--- id then itself, one a line, in id order. One scan of one table each, no join: each
+-- id then itself, one a line, in id order; each item's usage ('null' for none), one a
+-- line, in seq order. One scan of one table each, no join: each
 -- costs its own rows whatever the planner believes of the tables (with stale statistics
 -- it looked items up one by one; with fresh ones it hashed the whole item_inputs for
 -- every page), and core checks that the id range held the page's items alone.
 WITH page AS MATERIALIZED (
-    SELECT id, seq, status, error FROM items
+    SELECT id, seq, status, error, usage FROM items
     WHERE batch_pk = (SELECT pk FROM batches WHERE id = %s) AND seq > %s AND seq <= %s
       AND status IN ('succeeded', 'failed', 'cancelled')),
 span AS MATERIALIZED (SELECT min(id) AS lo, max(id) AS hi FROM page)
@@ -159,13 +161,15 @@ SELECT
      WHERE id >= (SELECT lo FROM span) AND id <= (SELECT hi FROM span)),
     (SELECT string_agg(convert_to(id::text, 'UTF8') || '\x0a'::bytea || data, '\x0a'::bytea
                        ORDER BY id) FROM item_outputs
-     WHERE id >= (SELECT lo FROM span) AND id <= (SELECT hi FROM span));
+     WHERE id >= (SELECT lo FROM span) AND id <= (SELECT hi FROM span)),
+    (SELECT string_agg(CASE WHEN length(usage) > 0 THEN usage ELSE 'null'::bytea END,
+                       '\x0a'::bytea ORDER BY seq) FROM page);
 
 -- name: finished_items_range
 -- The finished items of a seq range (after, upto], in seq order; the columns of
 -- core.txn.reads.export_row.
 SELECT i.id, i.seq, i.rec0, i.n_records, i.status, d.data, o.data, i.error, i.ext_id,
-       i.meta, i.compute_ms
+       i.meta, i.compute_ms, i.usage
 FROM items i JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
 WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = %s) AND i.seq > %s AND i.seq <= %s
   AND i.status IN ('succeeded', 'failed', 'cancelled')

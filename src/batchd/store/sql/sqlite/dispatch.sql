@@ -2,14 +2,23 @@
 -- SQLite has one writer: a whole claim is one transaction, and nothing needs row locks.
 
 -- name: claim_candidates
--- The columns of core.scheduling.Candidate. Parameters: now, then the ids of batches
--- whose items the claimer finished but has not committed yet (their slots are free).
+-- The columns of core.scheduling.Candidate. Parameters: now; freed, the ids of batches
+-- whose items the claimer finished but has not committed yet (their slots are free); the
+-- tasks it may claim (core.scheduling.Claimable): all_tasks (any), else those of names[i]
+-- at versions[i], and those defined over the API with one of kinds.
 SELECT id, tenant_id, priority, parallelism, n_running, created_at, budget_usd IS NOT NULL
 FROM batches
 WHERE status IN ('open', 'closed') AND staging = 0 AND stop_reason IS NULL
-  AND n_queued > 0 AND run_after <= ?
-  AND (n_running < parallelism OR id IN (SELECT value FROM json_each(?)))
-  AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes);
+  AND n_queued > 0 AND run_after <= :now
+  AND (n_running < parallelism OR id IN (SELECT value FROM json_each(:freed)))
+  AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes)
+  AND (:all_tasks
+       OR (task, version) IN (SELECT n.value, v.value
+                              FROM json_each(:names) n JOIN json_each(:versions) v
+                                ON v.key = n.key)
+       OR EXISTS (SELECT 1 FROM task_defs d
+                  WHERE d.name = batches.task AND d.version = batches.version
+                    AND d.kind IN (SELECT value FROM json_each(:kinds))));
 
 -- name: running_per_tenant
 SELECT tenant_id, SUM(n_running) FROM batches
@@ -143,7 +152,7 @@ WHERE id IN (SELECT id FROM items
 RETURNING id, seq, rec0, n_records, status,
           (SELECT data FROM item_inputs d WHERE d.id = items.id),
           (SELECT data FROM item_outputs o WHERE o.id = items.id),
-          error, ext_id, meta, compute_ms;
+          error, ext_id, meta, compute_ms, usage;
 
 -- name: release_results
 -- Parameters: now, output bytes taken, items taken, records taken, batch pk.

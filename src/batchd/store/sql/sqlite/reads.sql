@@ -42,6 +42,7 @@ FROM batches
 WHERE tenant_id = :tenant_id AND staging = 0
   AND (:owner IS NULL OR owner = :owner)
   AND (:status IS NULL OR status = :status)
+  AND (:task IS NULL OR task = :task)
   AND (:before_pk IS NULL OR pk < :before_pk)
 ORDER BY pk DESC LIMIT :limit;
 
@@ -124,7 +125,7 @@ WHERE i.id = ? AND i.status != 'staged'
 -- name: finished_items_page
 -- The columns of core.txn.reads.export_row.
 SELECT i.id, i.seq, i.rec0, i.n_records, i.status, d.data, o.data, i.error, i.ext_id,
-       i.meta, i.compute_ms
+       i.meta, i.compute_ms, i.usage
 FROM items i JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
 WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = ?) AND i.seq > ?
   AND i.status IN ('succeeded', 'failed', 'cancelled')
@@ -136,16 +137,17 @@ SELECT max(seq) FROM items WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?
 
 -- name: results_page
 -- A page of the results export: the finished items of a seq range (after, upto], and the
--- inputs and outputs of the items whose ids lie in the page's, in four texts (None for
+-- inputs and outputs of the items whose ids lie in the page's, in five texts (None for
 -- none): "id,seq,status" of each item, comma-separated, in seq order; each item's error
 -- ('null' for none), one a line, in seq order; the inputs of the id range, one a line,
 -- in id order (compact JSON holds no line end); the outputs of the id range, each one's
--- id then itself, one a line, in id order. One scan of one table each, no join: each
+-- id then itself, one a line, in id order; each item's usage ('null' for none), one a
+-- line, in seq order. One scan of one table each, no join: each
 -- costs its own rows whatever a planner believes of the tables (core checks that the id
 -- range held the page's items alone). The aggregates see their subquery's rows in its
 -- order.
 WITH page AS MATERIALIZED (
-    SELECT id, seq, status, error FROM items
+    SELECT id, seq, status, error, usage FROM items
     WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?) AND seq > ? AND seq <= ?
       AND status IN ('succeeded', 'failed', 'cancelled')
     ORDER BY seq),
@@ -159,13 +161,15 @@ SELECT
            WHERE id BETWEEN (SELECT lo FROM span) AND (SELECT hi FROM span) ORDER BY id)),
     (SELECT CAST(group_concat(id || char(10) || data, char(10)) AS BLOB)
      FROM (SELECT id, data FROM item_outputs
-           WHERE id BETWEEN (SELECT lo FROM span) AND (SELECT hi FROM span) ORDER BY id));
+           WHERE id BETWEEN (SELECT lo FROM span) AND (SELECT hi FROM span) ORDER BY id)),
+    (SELECT CAST(group_concat(CASE WHEN length(usage) > 0 THEN usage ELSE 'null' END, char(10))
+                 AS BLOB) FROM page);
 
 -- name: finished_items_range
 -- The finished items of a seq range (after, upto], in seq order; the columns of
 -- core.txn.reads.export_row.
 SELECT i.id, i.seq, i.rec0, i.n_records, i.status, d.data, o.data, i.error, i.ext_id,
-       i.meta, i.compute_ms
+       i.meta, i.compute_ms, i.usage
 FROM items i JOIN item_inputs d ON d.id = i.id LEFT JOIN item_outputs o ON o.id = i.id
 WHERE i.batch_pk = (SELECT pk FROM batches WHERE id = ?) AND i.seq > ? AND i.seq <= ?
   AND i.status IN ('succeeded', 'failed', 'cancelled')

@@ -1,0 +1,9 @@
+-- 8: every server and worker announces itself while it runs: its role, the tasks it
+-- claims and the settings the others must share (JSON, read by batchd.core.fleet). A row
+-- not refreshed for a while belongs to a process that is gone.
+CREATE TABLE processes (
+    id text PRIMARY KEY,
+    info bytea NOT NULL,
+    started_at double precision NOT NULL,
+    seen_at double precision NOT NULL
+);
