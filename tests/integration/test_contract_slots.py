@@ -44,6 +44,18 @@ async def test_a_finished_uncommitted_item_frees_its_slot_for_its_claimer(
     assert await claim_freed(store, freed(b.id, b.tenant_id, [first[0].rowid])) == []
 
 
+async def test_a_budgeted_batch_frees_a_slot_only_when_its_outcome_is_committed(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    # The next item is admitted on what the last one cost, known once it is committed.
+    b = await make_batch(items=6, parallelism=2, est_usd=0.01, budget_usd=1.0)
+    first = await claim(store)
+    assert len(first) == 2
+    assert await claim_freed(store, freed(b.id, b.tenant_id, [first[0].rowid])) == []
+    await store.finish_items([ok(first[0])], now=NOW + 1)
+    assert len(await claim(store)) == 1
+
+
 async def test_freed_slots_are_counted_again_under_the_batch_lock(
     store: Store, make_batch: MakeBatch
 ) -> None:

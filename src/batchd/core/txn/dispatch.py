@@ -71,12 +71,20 @@ def candidates(
         return [], {}
     found = []
     for r in rows:
-        mine = len(freed.of(r[0]))
+        mine = len(reusable(freed, r[0], budgeted=bool(r[6])))
         found.append(Candidate(batch_id=r[0], tenant_id=r[1], priority=r[2], parallelism=r[3],
                                running=r[4] - mine, created_at=r[5], budgeted=bool(r[6]),
                                freed=mine))
     running = yield q.rows("running_per_tenant")
     return found, {t: int(n) - freed.tenants.get(t, 0) for t, n in running}
+
+
+def reusable(freed: FreedSlots, batch_id: str, *, budgeted: bool) -> list[int]:
+    """The claimer's freed slots of a batch that it may take again before their outcomes
+    are committed: none of a budgeted batch, whose next item is admitted on what the
+    finished ones cost (known to the budget only once committed; an item may cost more
+    than its estimate)."""
+    return [] if budgeted else freed.of(batch_id)
 
 
 def _claimed(c: Candidate, r: Any) -> ClaimedItem:
@@ -152,7 +160,8 @@ def claim(
     claimed: list[ClaimedItem] = []
     for c, want in plan:
         got = yield from claim_batch(c, want, owner=owner, now=now, lease_s=lease_s,
-                                     one_statement=False, freed=freed.of(c.batch_id))
+                                     one_statement=False,
+                                     freed=reusable(freed, c.batch_id, budgeted=c.budgeted))
         plan.took(len(got))
         claimed.extend(got)
     return claimed
@@ -303,7 +312,7 @@ class DispatchOps(Runner):
             def share(c: Candidate = c, want: int = want) -> Script[list[ClaimedItem]]:
                 return claim_batch(c, want, owner=owner, now=now, one_statement=True,
                                    lease_s=lease_s + (time.monotonic() - asked),
-                                   freed=freed.of(c.batch_id))
+                                   freed=reusable(freed, c.batch_id, budgeted=c.budgeted))
 
             try:
                 got = await self._write(share)
