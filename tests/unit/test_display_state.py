@@ -44,6 +44,8 @@ def batch(**fields: Any) -> Batch:
          DisplayState.QUEUED),
         ({"n_queued": 3, "n_running": 1, "max_output_bytes": 100, "out_buffer_bytes": 100},
          DisplayState.RUNNING),  # what runs, runs; nothing more starts
+        ({"n_queued": 3, "paused_at": NOW - 5}, DisplayState.PAUSED),  # paused by a person
+        ({"n_queued": 3, "n_running": 1, "paused_at": NOW - 5}, DisplayState.PAUSED),
         ({"stop_reason": "budget_exceeded", "n_running": 2}, DisplayState.STOPPING),
         ({"stop_reason": "fail_fast", "n_running": 1}, DisplayState.STOPPING),
         ({}, DisplayState.FINISHING),

@@ -9,16 +9,28 @@ test holds to the table.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
-from batchd.domain.states import BATCH_TRANSITIONS, ITEM_TRANSITIONS, BatchStatus, ItemStatus
+from batchd.domain import states
+from batchd.domain.states import BatchStatus, ItemStatus
 from batchd.store import queries
 
+
+def _allowed(*tables: dict[Any, frozenset[Any]]) -> dict[str, set[str]]:
+    """Every allowed move: the engine's table and a person's retry."""
+    allowed: dict[str, set[str]] = {}
+    for table in tables:
+        for s, nxt in table.items():
+            allowed.setdefault(s.value, set()).update(t.value for t in nxt)
+    return allowed
+
+
 TABLES = {
-    "items": ({s.value: {t.value for t in nxt} for s, nxt in ITEM_TRANSITIONS.items()},
+    "items": (_allowed(states.ITEM_TRANSITIONS, states.RETRY_ITEM_TRANSITIONS),
               {s.value for s in ItemStatus}),
-    "batches": ({s.value: {t.value for t in nxt} for s, nxt in BATCH_TRANSITIONS.items()},
+    "batches": (_allowed(states.BATCH_TRANSITIONS, states.RETRY_BATCH_TRANSITIONS),
                 {s.value for s in BatchStatus}),
 }
 UPDATE = re.compile(

@@ -185,6 +185,7 @@ class Batch:
     close_reason: str | None = None
     webhook_url: str | None = None
     webhook_event: str | None = None
+    paused_at: float | None = None  # set: dispatch is paused
 
     @property
     def is_terminal(self) -> bool:

@@ -69,6 +69,19 @@ BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
     BatchStatus.EXPIRED: frozenset(),
 }
 
+# A person's retry (core.actions) is the one way out of an end state: it queues failed or
+# cancelled items again, and a finished batch goes back to closed to finish again. Apart
+# from the table above, whose end states the engine itself never leaves.
+RETRY_ITEM_TRANSITIONS: dict[ItemStatus, frozenset[ItemStatus]] = {
+    ItemStatus.FAILED: frozenset({ItemStatus.QUEUED}),
+    ItemStatus.CANCELLED: frozenset({ItemStatus.QUEUED}),
+}
+RETRY_BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
+    BatchStatus.COMPLETED: frozenset({BatchStatus.CLOSED}),
+    BatchStatus.PARTIAL: frozenset({BatchStatus.CLOSED}),
+    BatchStatus.FAILED: frozenset({BatchStatus.CLOSED}),
+}
+
 ACTIVE_BATCH = (BatchStatus.OPEN, BatchStatus.CLOSED)
 TERMINAL_ITEM = (ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.CANCELLED)
 
@@ -127,7 +140,7 @@ class DisplayState(StrEnum):
     WAITING = "waiting"  # items wait for the batch's run_after
     QUEUED = "queued"  # items wait for a worker
     RUNNING = "running"  # items are running
-    PAUSED = "paused"  # waiting until results are taken (full output buffer)
+    PAUSED = "paused"  # paused by a person, or waiting until results are taken (full buffer)
     STOPPING = "stopping"  # stopped early (fail-fast, budget): what runs finishes, no more
     FINISHING = "finishing"  # nothing left to run; the final status is being recorded
     COMPLETED = "completed"
@@ -143,6 +156,8 @@ def display_state(b: Batch, *, now: float) -> DisplayState:
         return DisplayState(b.status)
     if b.stop_reason:
         return DisplayState.STOPPING
+    if b.paused_at is not None:
+        return DisplayState.PAUSED
     if b.n_running:
         return DisplayState.RUNNING
     if b.n_queued:

@@ -1,0 +1,58 @@
+"""``batchd retry | pause | resume``: the operator actions on a batch."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+
+from batchd.cli.common import app, console, session
+
+
+class RetryStatus(StrEnum):
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def _post(batch_id: str, action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    with session() as c:
+        # The client's own request helper: its errors become the CLI's one-line errors.
+        return c._json("POST", f"/api/batches/{batch_id}/{action}", json=body)  # type: ignore[no-any-return]
+
+
+def _report(r: dict[str, Any], what: str) -> None:
+    b = r["batch"]
+    console.print(f"{b['id']} {b['display_status']}: {r['touched']} {what}", highlight=False)
+
+
+@app.command(rich_help_panel="Batches")
+def retry(
+    batch_id: str,
+    status: Annotated[list[RetryStatus] | None, typer.Option(
+        "--status", help="Retry items in this state (repeatable; default: failed and "
+                         "cancelled).")] = None,
+    error: Annotated[str | None, typer.Option(
+        "--error", help="Only items whose error (code or message) contains this text.")]
+    = None,
+    error_code: Annotated[str | None, typer.Option(
+        "--error-code", help="Only items with this error code.")] = None,
+) -> None:
+    """Run a batch's failed or cancelled items again (fresh attempts); a finished batch
+    reopens. Prints how many items were queued again."""
+    body: dict[str, Any] = {"error": error, "error_code": error_code}
+    if status:
+        body["status"] = [s.value for s in status]
+    _report(_post(batch_id, "retry", body), "items queued again")
+
+
+@app.command(rich_help_panel="Batches")
+def pause(batch_id: str) -> None:
+    """Hand out no more of a batch's items (running ones finish) until resumed."""
+    _report(_post(batch_id, "pause"), "queued items held back")
+
+
+@app.command(rich_help_panel="Batches")
+def resume(batch_id: str) -> None:
+    """Hand out a paused batch's items again."""
+    _report(_post(batch_id, "resume"), "queued items released")
