@@ -43,7 +43,7 @@ class TaskCatalog:
         self._built: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = asyncio.Lock()
         if settings is not None:
-            runtime.configure(settings)
+            runtime.configure(settings, store=store)
 
     async def sync(self) -> int:
         """Build the stored definitions this process does not have yet; how many."""
