@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 
 from batchd.api import ingress
-from batchd.api.spark import routes
+from batchd.api.spark import publish, routes
 from batchd.api.spark.auth import MISSING_KEY, spark_key
 from batchd.api.spark.errors import ERROR_SCHEMA, use_spark_errors
 from batchd.api.spark.wire import BSON, JSON
@@ -14,4 +14,7 @@ DIALECT = ingress.Dialect("spark", key=spark_key, bind=use_spark_errors,
                           error_schema=ERROR_SCHEMA, missing_key=MISSING_KEY,
                           error_media=(JSON, BSON))
 
-__all__ = ["DIALECT", "router"]
+# Publishing workbook services is a native route (``/api/services``, the native dialect).
+publish_router = publish.router
+
+__all__ = ["DIALECT", "publish_router", "router"]

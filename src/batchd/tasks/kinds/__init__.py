@@ -1,5 +1,6 @@
-"""Task kinds: ``python`` (an importable function), ``http`` (POST to a URL) and ``llm``
-(a prompt to an OpenAI-compatible endpoint), built from a :class:`TaskSpec`.
+"""Task kinds: ``python`` (an importable function), ``http`` (POST to a URL), ``llm``
+(a prompt to an OpenAI-compatible endpoint) and ``workbook`` (a published Excel
+workbook), built from a :class:`TaskSpec`.
 
 In Python::
 
@@ -19,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from batchd.domain import errors
-from batchd.tasks.kinds import http, llm, python
+from batchd.tasks.kinds import http, llm, python, workbook
 from batchd.tasks.kinds.spec import TaskSpec
 from batchd.tasks.registry import TaskDef, TaskRegistry, default_registry
 
@@ -27,10 +28,13 @@ BUILDERS: dict[str, Callable[[TaskSpec], TaskDef]] = {
     "python": python.build,
     "http": http.build,
     "llm": llm.build,
+    "workbook": workbook.build,
 }
 
 # What a kind checks when a task is defined over the API, beyond its config's shape.
-CHECKS: dict[str, Callable[[TaskSpec], Awaitable[None]]] = {"http": http.check}
+CHECKS: dict[str, Callable[[TaskSpec], Awaitable[None]]] = {
+    "http": http.check, "workbook": workbook.check,
+}
 
 
 def parse(data: dict[str, Any]) -> TaskSpec:

@@ -40,13 +40,14 @@ class RunnerSpec(BaseModel):
 
 
 class TaskSpec(BaseModel):
-    """A task of kind ``python``, ``http`` or ``llm``; ``config`` is the kind's own."""
+    """A task of kind ``python``, ``http``, ``llm`` or ``workbook``; ``config`` is the kind's
+    own."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
     version: str = Field(default="1.0.0", min_length=1, max_length=50,
                          pattern=r"^[0-9A-Za-z.+\-]+$")
-    kind: Literal["python", "http", "llm"]
+    kind: Literal["python", "http", "llm", "workbook"]
     description: str = Field(default="", max_length=10_000)
     input_schema: dict[str, Any] | None = None
     output_schema: dict[str, Any] | None = None
