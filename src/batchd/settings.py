@@ -181,6 +181,40 @@ class Settings(BaseSettings):
         '{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}.',
     )
 
+    # Model upstreams and the /v1 dialects (OpenAI Batch + Files, Anthropic Message Batches).
+    upstreams: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Model servers /v1 batch requests go to, routed by model: a JSON list of "
+        '{"name", "base_url", "api_key"?, "style": "openai"|"anthropic", "models": [name or '
+        '{"name", "aliases"}], "limits"?: {"concurrency", "rpm", "tpm"} (0 = none), '
+        '"timeout_s"?}. The limits hold across every process on the database.',
+    )
+    upstream_share_interval_s: float = Field(
+        default=0.5, gt=0,
+        description="How often a process renews its share of an upstream's limits.",
+    )
+    upstream_share_lease_s: float = Field(
+        default=5.0, gt=0,
+        description="A share not renewed for this long is free for the other processes.",
+    )
+    upstream_max_attempts: int = Field(
+        default=8, ge=1,
+        description="Attempts of a /v1 request before it fails (429, 5xx, lost connections).",
+    )
+    v1_file_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1,
+                                   description="Largest /v1/files upload.")
+    v1_batch_max_requests: int = Field(default=50_000, ge=1,
+                                       description="Most requests in a /v1/batches input file.")
+    v1_message_batch_max_requests: int = Field(
+        default=100_000, ge=1, description="Most requests in a /v1/messages/batches batch.")
+    v1_completion_window_s: float = Field(
+        default=86400.0, gt=0,
+        description="What completion_window '24h' (and a message batch's 24 hours) lasts; "
+        "requests not done by then are reported expired.",
+    )
+    v1_finalize_interval_s: float = Field(
+        default=0.5, gt=0, description="How often ended /v1 batches get their output files.")
+
     db_pool_min: int = Field(default=2, ge=1, description="PostgreSQL pool: idle connections.")
     db_pool_max: int = Field(default=10, ge=1, description="PostgreSQL pool: most connections.")
 
@@ -219,6 +253,14 @@ class Settings(BaseSettings):
         pricing.price_table(value)  # raises ValueError naming a bad field
         return value
 
+    @field_validator("upstreams")
+    @classmethod
+    def _upstreams(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from batchd.domain import upstreams
+
+        upstreams.parse(value)  # raises ValueError naming the problem
+        return value
+
     @field_validator("outbound_allow")
     @classmethod
     def _outbound_allow(cls, value: str) -> str:
@@ -254,7 +296,7 @@ class Settings(BaseSettings):
     def public(self) -> dict[str, Any]:
         return self.model_dump(
             exclude={"admin_key", "aibatch_anthropic_api_key", "aibatch_openai_api_key",
-                     "llm_api_key"}
+                     "llm_api_key", "upstreams"}
         )
 
 

@@ -16,11 +16,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from batchd import __version__
 from batchd.api import aibatch, ingress, jsonbody, native, openapi, simulations, spark, taskruns
 from batchd.api import errors as api_errors
+from batchd.api import ui as dashboard_ui
+from batchd.api import v1 as v1_dialects
 from batchd.api.responses import JsonResponse
 from batchd.core import fleet, quotas, scheduling
 from batchd.core.db import Database, open_database
 from batchd.core.jobqueue import JobQueue
 from batchd.core.manager import BatchManager
+from batchd.core.services import Services
 from batchd.domain import pricing
 from batchd.exec.local import LocalExecutor
 from batchd.exec.queue_loops import QueueLoops
@@ -130,7 +133,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running(engine, settings):
+        async with running(engine, settings), v1.running():
             yield
 
     app = FastAPI(
@@ -143,22 +146,30 @@ def create_app(
     app.state.worker = engine.worker
     app.state.metrics = engine.metrics
     app.state.job_queue = engine.job_queue
+    app.state.services = Services(store=engine.store, catalog=engine.catalog, clock=clock)
     api_errors.install(app)
     # First: routes are matched in order, and the queue's enqueue is the hot path.
     app.include_router(aibatch.router)
     app.include_router(native.router)
     app.include_router(spark.router)
+    app.include_router(spark.publish_router)
     app.include_router(simulations.router)
     app.include_router(taskruns.router)
+    v1 = v1_dialects.install(app, store=engine.store, manager=engine.manager,
+                             settings=settings, clock=clock)
     ops = _ops_routes(app, engine)
+    dashboard = dashboard_ui.install(app)  # /ui, and / redirecting there
     jsonbody.check_routes(app)
     dialects = {endpoint: dialect
                 for routers, dialect in (((aibatch.router,), aibatch.DIALECT),
-                                         ((native.router, ops), native.DIALECT),
+                                         ((native.router, ops, spark.publish_router),
+                                          native.DIALECT),
                                          ((spark.router,), spark.DIALECT),
                                          ((simulations.router,), simulations.DIALECT),
                                          ((taskruns.router,), taskruns.DIALECT))
                 for endpoint in ingress.endpoints(*routers)}
+    dialects.update(v1.dialects())
+    dialects.update(dict.fromkeys(ingress.endpoints(dashboard), dashboard_ui.DIALECT))
     table = ingress.install(app, dialects=dialects, fallback=native.DIALECT,
                             manager=engine.manager, settings=settings)
     openapi.install(app, table)

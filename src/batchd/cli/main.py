@@ -8,7 +8,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from batchd.cli import batches, details  # noqa: F401  (their commands join the app)
+from batchd.cli import actions, batches, details, services  # noqa: F401  (their commands join the app)
 from batchd.cli.common import app, console, err, keys_app, load_settings, session
 
 __all__ = ["app"]

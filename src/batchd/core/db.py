@@ -11,14 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from batchd.core.txn.actions import ActionOps
+from batchd.core.txn.dashboard import DashboardOps
 from batchd.core.txn.dispatch import DispatchOps
+from batchd.core.txn.files import FileOps
 from batchd.core.txn.fleet import FleetOps
 from batchd.core.txn.intake import IntakeOps
 from batchd.core.txn.jobqueue import JobQueueOps
 from batchd.core.txn.keys import KeyOps
 from batchd.core.txn.lifecycle import LifecycleOps
 from batchd.core.txn.reads import ReadOps
+from batchd.core.txn.services import ServiceFileOps
+from batchd.core.txn.sessions import SessionOps
 from batchd.core.txn.taskdefs import TaskDefOps
+from batchd.core.txn.upstreams import UpstreamOps
 from batchd.core.txn.usage import UsageOps
 from batchd.core.txn.webhooks import WebhookOps
 from batchd.store import open_store
@@ -26,7 +32,8 @@ from batchd.store import open_store
 
 class Database(
     KeyOps, IntakeOps, ReadOps, DispatchOps, LifecycleOps, UsageOps, JobQueueOps, WebhookOps,
-    TaskDefOps, FleetOps,
+    TaskDefOps, FleetOps, ActionOps, SessionOps, UpstreamOps, FileOps, DashboardOps,
+    ServiceFileOps,
 ):
     """Every store operation of the engine, over one backend."""
 

@@ -9,7 +9,10 @@ needs one object and each module holds one concern:
   quotas and metering, budget, backpressure), over :mod:`batchd.core.staging`;
 - :mod:`batchd.core.browse`: reads;
 - :mod:`batchd.core.control`: close, cancel, results handed out, plain-call metering;
-- :mod:`batchd.core.deliveries`: the webhook outbox.
+- :mod:`batchd.core.deliveries`: the webhook outbox;
+- :mod:`batchd.core.actions`: retry, pause and resume;
+- :mod:`batchd.core.sessions` and :mod:`batchd.core.dashboard`: the dashboard's sessions
+  and reads.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ from typing import TYPE_CHECKING
 
 from batchd.core import access, quotas
 from batchd.core.access import Access
+from batchd.core.actions import Actions
 from batchd.core.browse import Browse, TenantActivity
 from batchd.core.control import Control
+from batchd.core.dashboard import Dashboard
 from batchd.core.deliveries import Deliveries
 from batchd.core.fleet import FleetView
 from batchd.core.paging import RecordRow
 from batchd.core.quotas import Limits
+from batchd.core.sessions import Sessions
 from batchd.core.staging import Chunk, Run
 from batchd.core.submit import Admission, Created, Submissions
 from batchd.core.taskset import TaskSet, TaskSource
@@ -76,6 +82,10 @@ class BatchManager:
         self.control = Control(store=store, access=self.access, clock=clock,
                                notify=self._notify)
         self.deliveries = Deliveries(store=store, access=self.access)
+        self.actions = Actions(store=store, access=self.access, clock=clock,
+                               notify=self._notify)
+        self.sessions = Sessions(store=store, access=self.access, clock=clock)
+        self.dashboard = Dashboard(store=store, access=self.access, clock=clock)
         self.fleet = FleetView(store=store, clock=clock)
         self._bind()
 
@@ -127,6 +137,10 @@ class BatchManager:
         self.cancel_batch = self.control.cancel_batch
         self.take_results = self.control.take_results
         self.meter = self.control.meter
+        # operator actions: retry, pause, resume
+        self.retry_items = self.actions.retry
+        self.pause_batch = self.actions.pause
+        self.resume_batch = self.actions.resume
         # the webhook outbox
         self.webhook_messages = self.deliveries.messages
         self.webhook_message = self.deliveries.message

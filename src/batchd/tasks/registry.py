@@ -325,4 +325,7 @@ def load_tasks(
     registry.add(dispatch.dispatcher(
         registry, name=dispatch.AIBATCH, key="job_type", params_key="payload"
     ))
+    from batchd.tasks import upstream  # the requests of /v1 batches, sent to model upstreams
+
+    registry.add(upstream.task_def())
     return registry

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from batchd import netguard
 from batchd.api import ingress, jsonbody, openapi
 from batchd.api.deps import Caller, Config, Manager, body_stream, read_body
+from batchd.api.native import actions as batch_actions
 from batchd.api.native.schemas import (
     BatchCreate,
     BatchSettings,
@@ -299,3 +300,6 @@ async def _snapshots(
     if last is not None:
         yield "done", batch_json(last, now=mgr.clock())
 
+
+# Retry, pause and resume (their own module), under the same prefix and checks.
+router.include_router(batch_actions.router)

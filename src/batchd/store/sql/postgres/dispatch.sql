@@ -12,7 +12,7 @@
 -- at versions[i], and those defined over the API with one of kinds.
 SELECT id, tenant_id, priority, parallelism, n_running, created_at, budget_usd IS NOT NULL
 FROM batches
-WHERE status IN ('open', 'closed') AND NOT staging AND stop_reason IS NULL
+WHERE status IN ('open', 'closed') AND NOT staging AND stop_reason IS NULL AND paused_at IS NULL
   AND n_queued > 0 AND run_after <= %(now)s
   AND (n_running < parallelism OR id = ANY(%(freed)s::text[]))
   AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes)
@@ -35,7 +35,7 @@ WITH b AS (
     SELECT pk, task, version, runner, item_timeout_s, max_attempts, retry_backoff_s,
            records_per_item, parallelism - n_running AS room
     FROM batches
-    WHERE id = %(batch)s AND status IN ('open', 'closed') AND stop_reason IS NULL
+    WHERE id = %(batch)s AND status IN ('open', 'closed') AND stop_reason IS NULL AND paused_at IS NULL
     FOR UPDATE
 ), picked AS (
     SELECT id FROM items
@@ -64,7 +64,7 @@ FROM leased l JOIN item_inputs d ON d.id = l.id CROSS JOIN b;
 SELECT pk, parallelism, n_running, budget_usd, actual_usd, reserved_usd, task, version,
        runner, item_timeout_s, max_attempts, retry_backoff_s, records_per_item
 FROM batches
-WHERE id = %s AND status IN ('open', 'closed') AND stop_reason IS NULL
+WHERE id = %s AND status IN ('open', 'closed') AND stop_reason IS NULL AND paused_at IS NULL
 FOR UPDATE;
 
 -- name: still_running_of

@@ -11,7 +11,7 @@ SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
        out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
        request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
        n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
-       close_reason, webhook_url, webhook_event
+       close_reason, webhook_url, webhook_event, paused_at
 FROM batches
 WHERE id = %(batch_id)s AND NOT staging
   AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s);
@@ -25,7 +25,7 @@ SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
        out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
        request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
        n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
-       close_reason, webhook_url, webhook_event
+       close_reason, webhook_url, webhook_event, paused_at
 FROM batches WHERE tenant_id = %s AND idempotency_key = %s;
 
 -- name: batches_page_before
@@ -37,7 +37,7 @@ SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
        out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
        request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
        n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
-       close_reason, webhook_url, webhook_event
+       close_reason, webhook_url, webhook_event, paused_at
 FROM batches
 WHERE tenant_id = %(tenant_id)s AND NOT staging
   AND (%(owner)s::text IS NULL OR owner = %(owner)s)
@@ -56,7 +56,7 @@ SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
        out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
        request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
        n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
-       close_reason, webhook_url, webhook_event
+       close_reason, webhook_url, webhook_event, paused_at
 FROM batches
 WHERE tenant_id = %(tenant_id)s AND NOT staging
   AND (status IN ('open', 'closed') OR finished_at >= %(finished_since)s)
@@ -85,7 +85,7 @@ SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
        out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
        request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
        n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
-       close_reason, webhook_url, webhook_event
+       close_reason, webhook_url, webhook_event, paused_at
 FROM batches
 WHERE tenant_id = %(tenant_id)s AND NOT staging
   AND (%(owner)s::text IS NULL OR owner = %(owner)s)

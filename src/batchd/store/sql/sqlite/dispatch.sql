@@ -8,7 +8,7 @@
 -- at versions[i], and those defined over the API with one of kinds.
 SELECT id, tenant_id, priority, parallelism, n_running, created_at, budget_usd IS NOT NULL
 FROM batches
-WHERE status IN ('open', 'closed') AND staging = 0 AND stop_reason IS NULL
+WHERE status IN ('open', 'closed') AND staging = 0 AND stop_reason IS NULL AND paused_at IS NULL
   AND n_queued > 0 AND run_after <= :now
   AND (n_running < parallelism OR id IN (SELECT value FROM json_each(:freed)))
   AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes)
@@ -36,7 +36,7 @@ SELECT NULL WHERE 0;
 SELECT pk, parallelism, n_running, budget_usd, actual_usd, reserved_usd, task, version,
        runner, item_timeout_s, max_attempts, retry_backoff_s, records_per_item
 FROM batches
-WHERE id = ? AND status IN ('open', 'closed') AND stop_reason IS NULL;
+WHERE id = ? AND status IN ('open', 'closed') AND stop_reason IS NULL AND paused_at IS NULL;
 
 -- name: still_running_of
 -- How many of these items (finished by the claimer, their outcomes not yet committed)
