@@ -113,7 +113,7 @@ def test_a_published_version_runs_on_a_worker_in_another_process(
     published = publish(server, "crosssheet", "models/cross", "2.1.0")
     assert published["inputs"] == ["x", "y"]
     assert set(published["outputs"]) == {"result", "capped", "doubled"}
-    assert 0 < published["vectorised_share"] < 1
+    assert published["vectorised_share"] == 1.0  # its SUM and MIN run column-wise too
     with spark(server) as client:
         got = run_cases(client, "models/cross[2.1]", REFERENCE["crosssheet"])
     assert_libreoffice_values("crosssheet", got)
@@ -257,3 +257,28 @@ def test_a_bad_value_fails_its_record_only(make_server: Callable[..., Server]) -
     assert chunk["errors"][1:] == [None, None]
     assert chunk["errors"][0]["code"] == "invalid_record"
     assert "'a'" in chunk["errors"][0]["message"]
+
+
+def test_a_range_input_of_the_wrong_shape_is_a_422_in_sparks_shape(
+    make_server: Callable[..., Server],
+) -> None:
+    """A table input (a range) takes a list per record; the wrong shape is refused when
+    the chunk is pushed, in the Spark dialect's error shape, and nothing is queued."""
+    server = make_server()
+    publish(server, "ranges", "models/tables", "1.0.0")
+    key = server.new_key(TENANT, owner="analyst@example.com")
+    with Spark.Client(base_url=Spark.BaseUrl(url=server.url, tenant=TENANT), api_key=key,
+                      logger=False) as client, server.client(key) as raw:
+        batch_id = client.batches.create("models/tables").data["id"]
+        r = raw.post(f"/{TENANT}/api/v4/batch/{batch_id}/chunks", json={"chunks": [
+            {"id": "c1", "data": {"inputs": [{"weights": [1, 2]},
+                                             {"weights": [1, 2, 3, 4]}]}}]})
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert (error["status"], error["code"]) == (422, "invalid_input")
+        assert "weights" in error["message"] and "is too long" in error["message"]
+        with pytest.raises(Spark.SparkApiError) as caught:
+            client.batches.of(batch_id).push(inputs=[{"row": [[1, 2, 3], [4, 5, 6]]}])
+        assert caught.value.status == 422
+        got = client.batches.of(batch_id).get_status().data
+        assert got["record_submitted"] == 0

@@ -26,7 +26,7 @@ from openpyxl.workbook.defined_name import DefinedName  # noqa: E402
 
 from batchd.tasks.context import RecordError  # noqa: E402
 from batchd.tasks.examples.sales_workbook import build_workbook  # noqa: E402
-from batchd.tasks.workbook import excel, fast, graph  # noqa: E402
+from batchd.tasks.workbook import aggregates, excel, fast, graph  # noqa: E402
 from batchd.tasks.workbook.compiler import WorkbookError, compile_workbook  # noqa: E402
 from batchd.tasks.workbook.evaluate import evaluate  # noqa: E402
 from tests.support.workbooks import FIXTURES, REFERENCE, same  # noqa: E402
@@ -68,16 +68,18 @@ def test_workbook_outputs_equal_libreoffice_on_both_paths(name: str) -> None:
 
 
 def test_workbook_fixtures_take_both_paths() -> None:
-    """The fixtures exercise column-wise steps and per-record ones (aggregates over
-    input ranges, EDATE/EOMONTH, AND/OR, CONCATENATE, MIN)."""
-    shares = {n: compile_workbook((FIXTURES / f"{n}.xlsx").read_bytes()).vectorised_share
-              for n in REFERENCE}
-    assert shares["arithmetic"] == shares["lookups"] == shares["rounding"] == 1.0
-    assert shares["sumproduct"] == 0.0
-    assert 0 < shares["conditions"] < 1 and 0 < shares["dates"] < 1
-    # Light (evaluated on the worker's loop): few formulas, all column-wise.
+    """The fixtures exercise column-wise steps, column-wise steps whose aggregates take
+    each record's values (SUM/SUMPRODUCT/MAX… over input ranges, EDATE, AND/OR,
+    CONCATENATE) and per-record ones (a lookup into the record's own table)."""
+    plans = {n: compile_workbook((FIXTURES / f"{n}.xlsx").read_bytes()) for n in REFERENCE}
+    shares = {n: p.vectorised_share for n, p in plans.items()}
+    assert set(shares.values()) - {1.0} == {shares["ranges"]} and 0 < shares["ranges"] < 1
+    by_record = {n for n, p in plans.items() if any(s.pipe is not None for s in p.steps)}
+    assert by_record == {"sumproduct", "conditions", "dates", "text", "crosssheet", "ranges",
+                         "isodates"}
+    # Light (evaluated on the worker's loop): few formulas, all element-wise.
     assert compile_workbook(build_workbook()).light
-    assert not compile_workbook((FIXTURES / "sumproduct.xlsx").read_bytes()).light
+    assert not plans["sumproduct"].light
 
 
 ELEMENTWISE_FORMULAS = {
@@ -171,8 +173,8 @@ def test_unsupported_function_is_refused_naming_the_cell_and_function() -> None:
     ({"B1": 1, "B2": 2}, {"x": "S!$B$1"}, "names no output"),
     ({"B1": "=1+1", "B2": "=B1"}, {"Xinput_x": "S!$B$1", "Xoutput_y": "S!$B$2"},
      "holding a formula"),
-    ({"B1": 1, "B2": 2, "B3": "=B1"}, {"Xinput_t": "S!$B$1:$B$2", "Xoutput_y": "S!$B$3"},
-     "an input is one cell"),
+    ({"B1": 1, "B2": "=B1*2", "B3": "=B1"}, {"Xinput_t": "S!$B$1:$B$2", "Xoutput_y": "S!$B$3"},
+     "holding a formula"),
 ])
 def test_workbooks_the_engine_cannot_run_are_refused(
     cells: dict[str, Any], names: dict[str, str], why: str
@@ -247,3 +249,130 @@ def test_an_error_saved_in_a_cell_is_an_error() -> None:
     records = [{"x": 2}, {"x": "y"}]
     assert evaluate(plan, records) == evaluate(plan, records, vectorised=False) == [
         {"tagged": "err2", "missing": True}, {"tagged": "erry", "missing": True}]
+
+
+RECORDWISE_FORMULAS = {
+    "SUM": "=SUM(R!A1:C2)+SUM(B1,B2,2)", "SUMPRODUCT": "=SUMPRODUCT(R!A1:C1,R!A2:C2)",
+    "AVERAGE": "=AVERAGE(R!A1:C2,B1)", "MIN": "=MIN(R!A1:C2)-MIN(B1,B2,7)",
+    "MAX": "=MAX(R!A1:A2,B1*2,T!A1:A3)", "COUNT": "=COUNT(R!A1:C2,B1)",
+    "COUNTA": "=COUNTA(R!A1:C2)", "PRODUCT": "=PRODUCT(R!A1:B1,B2)",
+    "AND": "=AND(B1>0,R!A1:C1)", "OR": "=OR(B1>B2,R!A2:C2)",
+    "COUNTIF": '=COUNTIF(R!A1:C2,">"&B1)', "SUMIF": '=SUMIF(R!A1:C2,">1",R!A1:C2)',
+    "CONCATENATE": '=CONCATENATE(B1,"-",B2)', "EDATE": "=EDATE(B1,B2)",
+    "EOMONTH": "=EOMONTH(B1,B2)", "DATEDIF": '=DATEDIF(B2,B1,"d")', "DAYS": "=_xlfn.DAYS(B1,B2)",
+    "fixed table": "=SUMPRODUCT(R!A1:C1,T!D1:F1)+SUM(T!A1:A3)*B1",
+    "nested": "=ROUND(SUM(R!A1:C2)/MAX(1,COUNT(R!A1:C2)),2)&IF(MIN(B1,B2)>0,\"+\",\"-\")",
+    "computed range": "=SUM(C1:C3)*2+MAX(C1:C2)+VLOOKUP(B2,T!A1:A3,1,TRUE)",
+}
+
+
+def test_aggregates_agree_with_per_record_evaluation() -> None:
+    """Aggregates over a range input (a record's list) and over cells run column-wise,
+    reduced at once when every value is a number, else called per record: both equal
+    the per-record path, for numbers and for text, booleans, empty cells and errors."""
+    assert set(RECORDWISE_FORMULAS) - {"fixed table", "nested", "computed range"} == set(
+        graph.RECORDWISE)
+    cells: dict[str, Any] = {"B1": 2.5, "B2": 2, "C1": "=B1*2", "C2": "=B2-B1",
+                             "C3": '=IF(B1>1,B1&"",B2)'}
+    names = {"Xinput_x": "S!$B$1", "Xinput_y": "S!$B$2", "Xinput_grid": "R!$A$1:$C$2"}
+    for row, (fn, formula) in enumerate(sorted(RECORDWISE_FORMULAS.items()), start=5):
+        cells[f"B{row}"] = formula
+        names[f"Xoutput_{fn.replace(' ', '_')}"] = f"S!$B${row}"
+    more = {"R": {"A1": 1, "B1": 2, "C1": 3, "A2": 4, "B2": 5, "C2": 6},
+            "T": {"A1": 1.5, "A2": -2, "A3": 0.25, "D1": 1, "E1": 0.5, "F1": 2}}
+    plan = compile_workbook(workbook(cells, names, more=more))
+    assert plan.vectorised_share == 1.0
+    assert sum(s.pipe is not None for s in plan.steps) == len(RECORDWISE_FORMULAS)
+    rng = random.Random(17)
+    numbers = [0, 1, -1.5, 2.675, 1e-9, 45306, 1e15, 3]
+    odd: list[Any] = ["abc", "12", "", None, True, False]
+    numeric = [{"x": rng.choice(numbers), "y": rng.choice(numbers),
+                "grid": [[rng.uniform(-1e3, 1e3) for _ in range(3)] for _ in range(2)]}
+               for _ in range(200)]
+    mixed = [{"x": rng.choice(numbers + odd), "y": rng.choice(numbers + odd),
+              "grid": [[rng.choice(numbers + odd) for _ in range(3)]
+                       for _ in range(rng.randint(0, 2))]} for _ in range(200)]
+    for records in (numeric, mixed, numeric[:1], [{}, {"grid": None}, {"grid": []}]):
+        assert evaluate(plan, records) == evaluate(plan, records, vectorised=False)
+
+
+def test_aggregate_reductions_equal_the_engine_value_by_value() -> None:
+    """The numeric reductions give the engine's doubles (numpy's pairwise sum row by
+    row, Python's first min/max), record by record, for 1 to 300 values."""
+    from formulas.functions import get_functions
+
+    engine = get_functions()
+    rng = np.random.default_rng(5)
+    for k in (1, 2, 7, 8, 9, 31, 128, 129, 300):
+        m = rng.uniform(-1e6, 1e6, (50, k)) * 10.0 ** rng.integers(-8, 8, (50, k))
+        stack = m.astype(object).reshape(50, 1, k)
+        near_one = (1 + (m - m.mean()) / (10 * np.abs(m).max() + 1)).astype(object)
+        for fn in ("SUM", "AVERAGE", "MIN", "MAX", "COUNT", "PRODUCT"):
+            if fn == "PRODUCT":  # values that do not overflow
+                stack = near_one.reshape(50, 1, k)
+            got = aggregates.reduce(fn, [(stack, True)], 50)
+            want = [engine[fn](stack[i]) for i in range(50)]
+            assert got is not None and [float(v) for v in got] == [
+                float(np.ravel(w)[0]) for w in want], (fn, k)
+        got = aggregates.reduce("SUMPRODUCT", [(stack, True), (stack[::-1].copy(), True)], 50)
+        want = [engine["SUMPRODUCT"](stack[i], stack[49 - i]) for i in range(50)]
+        assert got == [float(w) for w in want], k
+    assert aggregates.reduce("SUM", [(np.array([["1"]], dtype=object), False)], 1) is None
+
+
+def range_workbook() -> bytes:
+    return workbook(
+        {"A1": "item", "B1": "qty", "A2": "a", "B2": 1, "A3": "b", "B3": 2, "D1": 5, "D2": 6,
+         "F1": "=SUM(B2:B3)*10+SUM(D1:D2)", "F2": "=COUNTA(A2:A3)"},
+        {"Xinput_lines": "S!$A$1:$B$3", "Xinput_w": "S!$D$1:$D$2",
+         "Xoutput_total": "S!$F$1", "Xoutput_n": "S!$F$2"})
+
+
+def test_range_inputs_take_rows_plain_lists_and_spark_tables() -> None:
+    plan = compile_workbook(range_workbook())
+    records = [{}, {"w": [1, 2]}, {"w": [[1], [2]]}, {"w": [3]}, {"w": None},
+               {"lines": [{"item": "x", "qty": 10}]},
+               {"lines": [["item", "qty"], ["x", 4], ["y", 5]]},
+               {"lines": [["h1", "h2"]]}]
+    got = evaluate(plan, records)
+    assert got == evaluate(plan, records, vectorised=False)
+    assert [g["total"] for g in got] == [41, 33, 33, 33, 30, 111, 101, 11]
+    assert [g["n"] for g in got] == [2, 2, 2, 2, 2, 1, 2, 0]
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ([1, 2, 3], "[1, 2, 3] is too long"),
+    (5, "is not of type 'array', 'null'"),
+    ([[1, 2]], "[1, 2] is too long"),
+    ([{"a": 1}], "is not of type 'array'"),
+    ([1, [2]], "is not of type 'number', 'string', 'boolean', 'null'"),
+])
+def test_a_range_input_of_the_wrong_shape_is_refused_by_the_schema(value: Any, why: str) -> None:
+    """The published version's schema refuses the shape when the chunk is pushed (the
+    dialect's 4xx); a record that reaches a worker all the same fails alone."""
+    from batchd.tasks.registry import TaskDef
+
+    plan = compile_workbook(range_workbook())
+    task = TaskDef(name="t", version="1.0.0", handler=lambda r: r,
+                   input_schema=plan.input_schema)
+    problem = task.input_errors({"w": value})
+    assert problem is not None and problem.startswith("w") and why in problem
+    assert task.input_errors({"lines": [{"item": "x", "nope": 1}]}) is not None
+    assert task.input_errors({"w": [1, 2], "lines": [{"item": "x"}], "other": 1}) is None
+    (err,) = evaluate(plan, [{"w": value}])
+    assert isinstance(err, RecordError) and "'w'" in err.message
+
+
+def test_iso_dates_in_date_cells_and_out_of_date_formatted_outputs() -> None:
+    plan = compile_workbook((FIXTURES / "isodates.xlsx").read_bytes())
+    records = [{"start": "2026-12-07", "moment": "2026-12-07T13:30:00+01:00", "months": 2},
+               {"start": "2026-02-30"}, {"start": 46363, "plain": "not a date"},
+               {"start": "2026-12-07T18:00"}]
+    got = evaluate(plan, records)
+    assert got[0]["plus_months"] == "2027-02-07" and got[0]["plus_days"] == "2026-12-09"
+    assert got[0]["later"] == "2026-12-08T18:30:00"  # 12:30 UTC + 1.25 days
+    assert isinstance(got[1], RecordError) and "'start'" in got[1].message \
+        and "2026-02-30" in got[1].message
+    assert got[2]["plus_months"] == "2027-03-07" and got[2]["datedif"] == "#VALUE!"
+    assert got[3]["plus_days"] == "2026-12-10T18:00:00"  # the time kept when there is one
+    assert got[3]["year_month"] == 202601

@@ -91,7 +91,8 @@ class Services:
             created_at=now))
         inputs, outputs = list(plan.inputs), list(plan.outputs)
         task = await self.catalog.create(
-            _definition(service, version, filename, sha, len(content), inputs, outputs),
+            _definition(service, version, filename, sha, len(content), plan.input_schema,
+                        outputs),
             tenant_id=principal.tenant_id, now=now)
         return Published(task=task, sha256=sha, filename=filename, size_bytes=len(content),
                          inputs=inputs, outputs=outputs,
@@ -129,12 +130,13 @@ def _compile(content: bytes) -> Any:
 
 
 def _definition(service: str, version: str, filename: str, sha: str, size: int,
-                inputs: list[str], outputs: list[str]) -> dict[str, Any]:
+                input_schema: dict[str, Any], outputs: list[str]) -> dict[str, Any]:
+    inputs = list(input_schema["properties"])
     return {
         "name": service, "version": version, "kind": "workbook",
         "description": (f"Excel workbook {filename}: inputs {', '.join(inputs) or '(none)'}; "
                         f"outputs {', '.join(outputs)}"),
-        "input_schema": {"type": "object", "properties": {n: {} for n in inputs}},
+        "input_schema": input_schema,
         "output_schema": {"type": "object", "properties": {n: {} for n in outputs}},
         "config": {"sha256": sha, "filename": filename, "size_bytes": size},
     }

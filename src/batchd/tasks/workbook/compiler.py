@@ -3,7 +3,9 @@
 Every formula is parsed and compiled with ``formulas`` (the maintained pure-Python
 Excel engine). Cells that do not depend on any input are computed here, once; the
 others become :class:`Step` s in dependency order, each marked *element-wise* when its
-formula can run over a whole column of records at once (see :mod:`.evaluate`).
+formula can run over a whole column of records at once (see :mod:`.graph` and
+:mod:`.evaluate`). The interface (:mod:`.names`, :mod:`.inputs`) and the date cells
+(:mod:`.dates`: formatted as dates, or read as dates by a formula) are worked out here.
 
 A workbook is refused (:class:`WorkbookError`) when a formula calls a function the
 engine cannot evaluate, names a sheet or name that does not exist, or refers to itself
@@ -27,13 +29,13 @@ from formulas.functions import get_functions, not_implemented
 from formulas.tokens.operand import Error
 from openpyxl.worksheet.formula import ArrayFormula
 
-from batchd.tasks.workbook import excel, graph, names, pipes
+from batchd.tasks.workbook import dates, excel, graph, inputs, names, pipes
 from batchd.tasks.workbook.cells import EMPTY, Area, Cell, label, stored
+from batchd.tasks.workbook.inputs import Field
 
-excel.install()  # Excel's rounding and TRIM before anything compiles
+excel.install()  # Excel's answers where the engine differs, before anything compiles
 SUPPORTED = frozenset(k for k, v in get_functions().items() if v is not not_implemented)
 LIGHT_STEPS = 20
-_PREFIXES = ("_XLFN._XLWS.", "_XLFN.", "_XLWS.")
 
 
 class WorkbookError(ValueError):
@@ -55,6 +57,9 @@ class Step:
     fn: Callable[..., Any]
     args: tuple[Area, ...]
     elementwise: bool
+    # Column-wise with some calls taking each record's values (graph.nodewise): the
+    # formula's calls, run by columns.call.
+    pipe: pipes.Pipe | None = None
 
 
 @dataclass(slots=True)
@@ -63,19 +68,26 @@ class Compiled:
 
     inputs: dict[str, Area]
     outputs: dict[str, Area]
-    defaults: dict[str, Any]
+    fields: dict[str, Field]
     values: dict[Cell, Any]
     steps: list[Step]
     dynamic: set[Cell] = field(default_factory=set)
     tables: dict[Area, np.ndarray] = field(default_factory=dict)
+    output_dates: dict[Cell, str] = field(default_factory=dict)  # cell → dates.DATE…
     # The engine's compiled formulas keep their state on themselves while they run:
     # one evaluation at a time per compiled workbook.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def light(self) -> bool:
-        """Few formulas, all column-wise: a chunk takes a few milliseconds."""
-        return len(self.steps) <= LIGHT_STEPS and all(s.elementwise for s in self.steps)
+        """Few formulas, all element-wise: a chunk takes a few milliseconds."""
+        return len(self.steps) <= LIGHT_STEPS and all(
+            s.elementwise and s.pipe is None for s in self.steps)
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON schema of a record (the shapes of range inputs, see :mod:`.inputs`)."""
+        return inputs.schema(self.fields)
 
     @property
     def vectorised_share(self) -> float:
@@ -111,12 +123,17 @@ def compile_workbook(content: bytes) -> Compiled:
         order = graph.order(compiled, lambda f: _cells_of(f.args))
     except graph.CycleError as exc:
         raise WorkbookError(str(exc), cell=label(exc.cell)) from None
-    input_cells = {a.first for a in iface.inputs.values()}
+    input_cells = {c for a in iface.inputs.values() for c in a.cells()}
     dynamic = graph.dynamic(order, compiled, input_cells, lambda f: _cells_of(f.args),
                             volatile=lambda f: bool(f.functions & graph.VOLATILE))
+    formats = _date_formats(wb, [c for a in [*iface.inputs.values(), *iface.outputs.values()]
+                                 for c in a.cells()])
+    dated = {c for c in input_cells if c in formats} | (_read_as_dates(compiled.values())
+                                                        & input_cells)
     plan = Compiled(inputs=iface.inputs, outputs=iface.outputs, values=values, steps=[],
-                    dynamic=dynamic,
-                    defaults={n: values.get(a.first, EMPTY) for n, a in iface.inputs.items()})
+                    dynamic=dynamic, fields=inputs.fields(iface.inputs, values, dated),
+                    output_dates={c: formats[c] for a in iface.outputs.values()
+                                  for c in a.cells() if c in formats})
     needed = graph.needed([c for a in iface.outputs.values() for c in a.cells()], compiled,
                           lambda f: _cells_of(f.args))
     for cell in order:
@@ -124,8 +141,9 @@ def compile_workbook(content: bytes) -> Compiled:
             continue  # feeds no output
         f = compiled[cell]
         if cell in dynamic:
-            plan.steps.append(Step(cell=cell, fn=f.fn, args=f.args,
-                                   elementwise=graph.elementwise(f.functions, f.args, dynamic)))
+            elementwise, pipe = _mode(f, dynamic)
+            plan.steps.append(Step(cell=cell, fn=f.fn, args=f.args, elementwise=elementwise,
+                                   pipe=pipe))
         else:
             values[cell] = _fixed(f, plan)
     for step in plan.steps:
@@ -133,6 +151,53 @@ def compile_workbook(content: bytes) -> Compiled:
             if not area.is_cell and not any(c in dynamic for c in area.cells()):
                 plan.tables.setdefault(area, table(area, values))
     return plan
+
+
+def _mode(f: _Formula, dynamic: set[Cell]) -> tuple[bool, pipes.Pipe | None]:
+    """Whether ``f`` runs column-wise, and its calls when some take each record's values."""
+    if isinstance(f.fn, pipes.Pipe):
+        kinds = {name: _kind(area, dynamic) for name, area in zip(f.fn.names, f.args,
+                                                                  strict=True)}
+        if graph.nodewise([(n.function, n.inputs) for n in f.fn.nodes], kinds):
+            by_record = graph.RECORDS in kinds.values() or any(
+                n.function in graph.RECORDWISE for n in f.fn.nodes)
+            return True, f.fn if by_record else None
+    return graph.elementwise(f.functions, f.args, dynamic), None
+
+
+def _kind(area: Area, dynamic: set[Cell]) -> str:
+    if area.is_cell:
+        return graph.CELL
+    return graph.RECORDS if any(c in dynamic for c in area.cells()) else graph.TABLE
+
+
+def _date_formats(wb: Any, cells: list[Cell]) -> dict[Cell, str]:
+    """The cells among ``cells`` that the workbook formats as dates → dates.DATE…"""
+    sheets = {ws.title.upper(): ws for ws in wb.worksheets}
+    found = {}
+    for cell in cells:
+        sheet, row, col = cell
+        ws = sheets.get(sheet)  # a name may point at a sheet that is gone
+        kind = None if ws is None else dates.format_kind(ws.cell(row=row, column=col)
+                                                         .number_format)
+        if kind is not None:
+            found[cell] = kind
+    return found
+
+
+def _read_as_dates(formulas: Any) -> set[Cell]:
+    """The cells some formula passes straight to a function as a date (YEAR(B1))."""
+    found = set()
+    for f in formulas:
+        if not isinstance(f.fn, pipes.Pipe):
+            continue
+        by_name = dict(zip(f.fn.names, f.args, strict=True))
+        for node in f.fn.nodes:
+            for at in dates.DATE_ARGS.get(node.function, ()):
+                area = by_name.get(node.inputs[at]) if at < len(node.inputs) else None
+                if area is not None and area.is_cell:
+                    found.add(area.first)
+    return found
 
 
 def _open(content: bytes) -> Any:
@@ -188,14 +253,7 @@ def _compile(cell: Cell, text: str, by_name: dict[str, Area],
 
 
 def _function_names(tokens: list[Any]) -> list[str]:
-    found = []
-    for tok in tokens:
-        if type(tok).__name__ == "Function":
-            name = tok.name.upper()
-            for prefix in _PREFIXES:
-                name = name.removeprefix(prefix)
-            found.append(name)
-    return found
+    return [pipes.canonical(tok.name) for tok in tokens if type(tok).__name__ == "Function"]
 
 
 def _arg(where: str, key: str, rng: Any, by_name: dict[str, Area],

@@ -1,11 +1,13 @@
 """Records through a compiled workbook: column-wise where the graph allows, else per record.
 
-Each input cell becomes the column of a chunk's values (an ``(n, 1)`` array). An
-element-wise step is called once with those columns; any other step (an aggregate, a
-range holding record values, a lookup whose table depends on the record) is called
-once per record with ``(1, 1)`` values, exactly as the per-record path calls every
-step. An element-wise step whose answer does not have one value per record falls back
-to the per-record call too, so the two paths give the same results.
+Each input cell becomes the column of a chunk's values (an ``(n, 1)`` array,
+:mod:`.inputs`). An element-wise step is called once with those columns (one whose
+aggregates take each record's values through :mod:`.columns`, a range of record values
+as a stack); any other step (a range of record values inside arithmetic, a lookup whose
+table depends on the record) is called once per record with ``(1, 1)`` values, exactly
+as the per-record path calls every step. An element-wise step whose answer does not
+have one value per record falls back to the per-record call too, so the two paths give
+the same results.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from batchd.tasks.context import RecordError
-from batchd.tasks.workbook import cells
+from batchd.tasks.workbook import cells, columns, dates, inputs
 from batchd.tasks.workbook.cells import EMPTY, Area, Cell
 from batchd.tasks.workbook.compiler import Compiled, Step, scalar
 
@@ -38,60 +40,21 @@ def evaluate_held(plan: Compiled, records: list[Any], *, vectorised: bool = True
 
 def _evaluate(plan: Compiled, records: list[Any], *, vectorised: bool) -> list[Any]:
     results: list[Any] = [None] * len(records)
-    rows, columns = _columns(plan, records, results)
+    rows, given = inputs.columns(plan.fields, records, results)
     if not rows:
         return results
     if vectorised:
         failed: dict[int, RecordError] = {}
-        env = _run(plan, columns, len(rows), vectorised=True, failed=failed)
+        env = _run(plan, given, len(rows), vectorised=True, failed=failed)
         for i, at in enumerate(rows):
             results[at] = failed.get(i) or _outputs(plan, env, i)
         return results
     for i, at in enumerate(rows):
-        one = {cell: col[i:i + 1] for cell, col in columns.items()}
+        one = {cell: col[i:i + 1] for cell, col in given.items()}
         failed = {}
         env = _run(plan, one, 1, vectorised=False, failed=failed)
         results[at] = failed.get(0) or _outputs(plan, env, 0)
     return results
-
-
-def _columns(plan: Compiled, records: list[Any],
-             results: list[Any]) -> tuple[list[int], dict[Cell, np.ndarray]]:
-    """The good records' positions, and each input cell's column of their values.
-
-    A record that is not an object, or holds a value no cell can (a list, an object),
-    gets its :class:`RecordError` in ``results`` and no place in the columns.
-    """
-    rows = [at for at, rec in enumerate(records) if isinstance(rec, dict)]
-    for at in set(range(len(records))) - set(rows):
-        results[at] = RecordError("a record must be an object of input values",
-                                  code="invalid_record")
-    good = [records[at] for at in rows]
-    values: dict[str, list[Any]] = {}
-    bad: dict[int, RecordError] = {}
-    for name in plan.inputs:
-        default = plan.defaults[name]
-        col = [rec.get(name, default) for rec in good]
-        for i, v in enumerate(col):
-            if type(v) is not float and v is not default:  # most values are floats
-                try:
-                    col[i] = cells.from_json(v)
-                except cells.BadInput as exc:
-                    bad.setdefault(i, RecordError(f"input {name!r} {exc}",
-                                                  code="invalid_record"))
-        values[name] = col
-    if bad:
-        for i, err in bad.items():
-            results[rows[i]] = err
-        keep = [i for i in range(len(rows)) if i not in bad]
-        rows = [rows[i] for i in keep]
-        values = {name: [col[i] for i in keep] for name, col in values.items()}
-    columns = {}
-    for name, area in plan.inputs.items():
-        column = np.empty((len(rows), 1), dtype=object)
-        column[:, 0] = values[name]
-        columns[area.first] = column
-    return rows, columns
 
 
 def _run(plan: Compiled, env: dict[Cell, np.ndarray], n: int, *, vectorised: bool,
@@ -107,7 +70,7 @@ def _run(plan: Compiled, env: dict[Cell, np.ndarray], n: int, *, vectorised: boo
 def _column_call(step: Step, plan: Compiled, env: dict[Cell, np.ndarray],
                  n: int) -> np.ndarray | None:
     try:
-        return _as_column(_call(step, plan, env), n)
+        return _as_column(_call(step, plan, env, n), n)
     except Exception:  # e.g. a failed record's value in the column: go record by record
         return None
 
@@ -128,15 +91,37 @@ def _per_record(step: Step, plan: Compiled, env: dict[Cell, np.ndarray], n: int,
     return col
 
 
-def _call(step: Step, plan: Compiled, env: dict[Cell, np.ndarray]) -> Any:
-    args = []
+def _call(step: Step, plan: Compiled, env: dict[Cell, np.ndarray], n: int) -> Any:
+    if step.pipe is None:
+        return step.fn(*[_column_arg(a, plan, env) for a in step.args])
+    args: list[Any] = []
     for a in step.args:
         if a.is_cell:
             col = env.get(a.first)
-            args.append(col if col is not None else _one(plan.values.get(a.first, EMPTY)))
+            args.append(_one(plan.values.get(a.first, EMPTY)) if col is None
+                        else columns.Records(col))
         else:
-            args.append(plan.tables[a])
-    return step.fn(*args)
+            fixed = plan.tables.get(a)
+            args.append(fixed if fixed is not None
+                        else columns.Records(_stack(a, plan, env, n), stack=True))
+    return columns.call(step.pipe, args, n)
+
+
+def _column_arg(a: Area, plan: Compiled, env: dict[Cell, np.ndarray]) -> Any:
+    if not a.is_cell:
+        return plan.tables[a]
+    col = env.get(a.first)
+    return col if col is not None else _one(plan.values.get(a.first, EMPTY))
+
+
+def _stack(a: Area, plan: Compiled, env: dict[Cell, np.ndarray], n: int) -> np.ndarray:
+    """The range's values, record by record: ``(n, rows, columns)``."""
+    stack = np.empty((n, *a.shape), dtype=object)
+    for r, row in enumerate(a.rows()):
+        for c, cell in enumerate(row):
+            col = env.get(cell)
+            stack[:, r, c] = col[:, 0] if col is not None else plan.values.get(cell, EMPTY)
+    return stack
 
 
 def _as_column(result: Any, n: int) -> np.ndarray | None:
@@ -174,10 +159,17 @@ def _one(value: Any) -> np.ndarray:
 
 def _outputs(plan: Compiled, env: dict[Cell, np.ndarray], i: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    plain = not plan.output_dates  # the common case first: no date-formatted output
     for name, area in plan.outputs.items():
         if area.is_cell:
-            out[name] = cells.to_json(_cell_at(area.first, plan, env, i))
+            out[name] = cells.to_json(_cell_at(area.first, plan, env, i)) if plain \
+                else _output(plan, area.first, env, i)
         else:
-            out[name] = [[cells.to_json(_cell_at(c, plan, env, i)) for c in row]
-                         for row in area.rows()]
+            out[name] = [[_output(plan, c, env, i) for c in row] for row in area.rows()]
     return out
+
+
+def _output(plan: Compiled, c: Cell, env: dict[Cell, np.ndarray], i: int) -> Any:
+    value = cells.to_json(_cell_at(c, plan, env, i))
+    kind = plan.output_dates.get(c)
+    return value if kind is None else dates.to_iso(value, kind)

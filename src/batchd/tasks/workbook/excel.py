@@ -1,8 +1,9 @@
 """Where the formula engine and Excel disagree, Excel's answer.
 
 ``formulas`` rounds the binary value (``ROUND(1.005, 2)`` is 1, Excel's is 1.01),
-formats ``TEXT(0.125, "0.00")`` as ``0.12`` (Excel: ``0.13``) and leaves runs of
-spaces inside ``TRIM``'s text. Excel and LibreOffice round the number as they show it
+formats ``TEXT(0.125, "0.00")`` as ``0.12`` (Excel: ``0.13``), leaves runs of
+spaces inside ``TRIM``'s text and answers ``#NUM!`` for ``DATEDIF(a, b, "d")`` (it
+knows only the upper-case unit ``"D"``). Excel and LibreOffice round the number as they show it
 (15 significant digits), half away from zero; the functions below do the same and
 replace the engine's own when this module is imported (before any workbook is
 compiled). Each is checked against LibreOffice's values in the tests.
@@ -16,10 +17,11 @@ import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from formulas.functions import date as fdate
 from formulas.functions import math as fmath
 from formulas.functions import operators as fops
 from formulas.functions import text as ftext
-from formulas.functions import wrap_ufunc
+from formulas.functions import text2num, wrap_ufunc
 
 _DECIMALS = re.compile(r"\.([0#?]+)")
 _PLAIN_NUMBER = re.compile(r'^[#0,]*(\.[#0]*)?%?$')
@@ -56,6 +58,11 @@ def _text(value: Any, format_code: Any) -> Any:
     return ftext.xtext(value, format_code)
 
 
+def _datedif(start: Any, end: Any, unit: Any) -> Any:
+    """``DATEDIF`` with its unit in any case, as Excel takes it."""
+    return fdate.xdatedif(start, end, unit.upper() if isinstance(unit, str) else unit)
+
+
 _ENGINE_OPERATORS = {op: fops.OPERATORS[op] for op in ("+", "-", "*", "/")}
 
 
@@ -69,6 +76,7 @@ def install() -> None:
         fmath.FUNCTIONS[name] = fast.rounding(mode, exact)
     ftext.FUNCTIONS["TRIM"] = wrap_ufunc(excel_trim, **ftext._kw1)
     ftext.FUNCTIONS["TEXT"] = wrap_ufunc(_text, input_parser=lambda *a: a)
+    fdate.FUNCTIONS["DATEDIF"] = wrap_ufunc(_datedif, input_parser=lambda *a: text2num(a))
     ops = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
     for op, ufunc in ops.items():
         fops.OPERATORS[op] = fast.numeric(ufunc, _ENGINE_OPERATORS[op], divides=op == "/")

@@ -4,9 +4,17 @@ A formula is *element-wise* when evaluating it once over columns (each input cel
 given as the column of a chunk's values) gives, row by row, what evaluating it once
 per record gives. That holds when every function it calls maps its arguments value by
 value (``ROUND``, ``IF``, text and date functions, lookups of a value into a fixed
-table) and no range it reads depends on the record. It does not hold for aggregates
-(``SUM``, ``MAX``, ``AND``, ``SUMPRODUCT``…: over a column they would reduce across
-records) or for a range holding record values: those run once per record.
+table) and no range it reads depends on the record.
+
+An aggregate (``SUM``, ``MAX``, ``AND``, ``SUMPRODUCT``…) over a column would reduce
+across records. A formula calling one still runs column-wise when its engine calls are
+visible (:class:`.pipes.Pipe`) and every range it reads (one holding record values, or
+a fixed one) goes straight into an aggregate or a lookup (:func:`nodewise`): the
+aggregate's call takes each record's own values (a range of per-record cells becomes a
+``(records, rows, columns)`` stack), reduced at once when they are all numbers, else
+called once per record (:mod:`.columns`); the rest of the formula runs on columns.
+Anything else (a range of record values inside arithmetic, a lookup whose table holds
+record values, a volatile function) runs once per record.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from batchd.tasks.workbook.cells import Area, Cell, label
+from batchd.tasks.workbook.pipes import is_function
 
 F = TypeVar("F")
 
@@ -34,6 +43,16 @@ ELEMENTWISE = frozenset({
 })
 # A fixed range may be read by these only: a lookup table, not a range to reduce.
 LOOKUPS = frozenset({"VLOOKUP", "HLOOKUP", "XLOOKUP", "MATCH", "XMATCH", "INDEX"})
+# Functions whose call, given one record's own values, answers one value: in a
+# column-wise formula each takes the records one by one (or, the aggregates of
+# .aggregates, all at once). Each is checked against per-record evaluation in
+# tests/unit/test_workbooks.py.
+RECORDWISE = frozenset({
+    "SUM", "SUMPRODUCT", "AVERAGE", "MIN", "MAX", "COUNT", "COUNTA", "PRODUCT", "AND", "OR",
+    "COUNTIF", "SUMIF", "CONCATENATE", "EDATE", "EOMONTH", "DATEDIF", "DAYS",
+})
+# What a formula's input is, for nodewise().
+CELL, TABLE, RECORDS = "cell", "table", "records"
 
 
 class CycleError(ValueError):
@@ -104,3 +123,24 @@ def elementwise(functions: frozenset[str], args: tuple[Area, ...], dyn: set[Cell
         return False
     return not any(c in dyn for a in ranges for c in a.cells())
 
+
+
+def nodewise(calls: list[tuple[str, tuple[str, ...]]], kinds: dict[str, str]) -> bool:
+    """Whether a formula, as its engine calls (``(function, inputs)`` in order), runs on
+    columns with its :data:`RECORDWISE` calls taking each record's own values.
+
+    ``kinds`` says what each formula input is: :data:`CELL` (a value per record, or a
+    fixed one), :data:`TABLE` (a fixed range) or :data:`RECORDS` (a range holding record
+    values); other inputs are constants or another call's value (one per record).
+    """
+    allowed = ELEMENTWISE | RECORDWISE
+    for function, inputs in calls:
+        if is_function(function) and (function not in allowed or function in VOLATILE):
+            return False
+        for name in inputs:
+            kind = kinds.get(name)
+            if kind == RECORDS and function not in RECORDWISE:
+                return False
+            if kind == TABLE and function not in RECORDWISE and function not in LOOKUPS:
+                return False
+    return True

@@ -9,7 +9,8 @@ The convention, in order:
    of a cell or range holding a formula is an output. Names of value ranges (lookup
    tables) are neither.
 
-An input is one cell; an output is a cell (a value) or a range (rows of values).
+An input is a cell (a value) or a range of value cells (a table: see :mod:`.inputs`); an
+output is a cell (a value) or a range (rows of values).
 Excel's own names (``_xlnm.Print_Area``…) and names whose reference is broken are
 ignored.
 """
@@ -68,7 +69,7 @@ def interface(areas: dict[str, Area], is_formula: Any) -> Interface:
     """The inputs and outputs among ``areas`` (``is_formula(cell)`` tells a formula).
 
     Raises:
-        NameProblem: an input names a range or a formula, or two names clash.
+        NameProblem: an input names a formula cell, or two names clash.
     """
     spark = any(n.lower().startswith((INPUT_PREFIX, OUTPUT_PREFIX)) for n in areas)
     inputs: dict[str, Area] = {}
@@ -102,12 +103,10 @@ def _role(name: str, area: Area, is_formula: Any, *, spark: bool) -> tuple[str |
 
 
 def _check_input(name: str, area: Area, is_formula: Any) -> None:
-    if not area.is_cell:
-        raise NameProblem(f"input {name!r} names a range of {area.shape[0]}x{area.shape[1]}"
-                          " cells; an input is one cell")
-    if is_formula(area.first):
-        raise NameProblem(f"input {name!r} names a cell holding a formula; an input is a "
-                          "cell holding a value")
+    for cell in area.cells():
+        if is_formula(cell):
+            raise NameProblem(f"input {name!r} names a cell holding a formula; an input is "
+                              "a cell (or a range of cells) holding values")
 
 
 def _add(into: dict[str, Area], name: str, area: Area, defined: str) -> None:
