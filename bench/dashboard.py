@@ -27,12 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import BenchServer  # noqa: E402
 
 from batchd.core.db import open_database  # noqa: E402
+from batchd.domain.models import item_public_id  # noqa: E402
 
 NOW = time.time()
 BATCH_COLUMNS = """(id, tenant_id, owner, task, version, status, staging, records_per_item,
     priority, parallelism, fail_fast, max_error_pct, run_after, max_attempts,
     retry_backoff_s, metadata, n_total, n_succeeded, n_failed, r_total, r_succeeded,
-    r_failed, actual_usd, created_at, started_at, closed_at, finished_at)"""
+    r_failed, actual_usd, created_at, started_at, closed_at, finished_at, dialect)"""
 
 
 async def _tenant(url: str) -> str:
@@ -56,13 +57,14 @@ def fill(path: Path, tenant_id: str, *, batches: int, items: int) -> str:
                     ELSE 'completed' END, 0, 1, 50, 8, 0, 100.0, 0, 3, 1.0,
                CAST(printf('{{"project": "p%d", "run": %d}}', i % 97, i) AS BLOB),
                10, 9, 1, 10, 9, 1, 0.01, ? - ({batches} - i), ? - ({batches} - i),
-               ? - ({batches} - i), ? - ({batches} - i) + 5
+               ? - ({batches} - i), ? - ({batches} - i) + 5,
+               CASE WHEN i % 5 = 0 THEN 'spark' ELSE 'native' END
         FROM n""", (tenant_id, NOW, NOW, NOW, NOW))
     big = "bat_bench_big_items"
     fails = items // 100
     con.execute(f"""INSERT INTO batches {BATCH_COLUMNS} VALUES
         (?, ?, 'admin', 'echo', '1.0.0', 'partial', 0, 1, 50, 8, 0, 100.0, 0, 3, 1.0,
-         NULL, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)""",
+         NULL, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, 'native')""",
                 (big, tenant_id, items, items - fails, fails, items, items - fails, fails,
                  NOW, NOW, NOW, NOW + 60))
     pk = con.execute("SELECT pk FROM batches WHERE id = ?", (big,)).fetchone()[0]
@@ -78,10 +80,26 @@ def fill(path: Path, tenant_id: str, *, batches: int, items: int) -> str:
         FROM n""", (pk, NOW, NOW))
     con.execute("INSERT INTO item_inputs (id, data) SELECT id, CAST('{\"n\": 1}' AS BLOB) "
                 "FROM items WHERE batch_pk = ?", (pk,))
+    # The failed items' earlier attempts, as the engine records them (2 each).
+    con.execute("""
+        INSERT INTO item_attempts (item_id, attempt, outcome, error, worker, started_at,
+                                   ended_at)
+        SELECT id, a.n, 'retried', error, 'wrk_bench', started_at - 10 * (3 - a.n),
+               started_at - 10 * (3 - a.n) + 0.01
+        FROM items, (SELECT 1 AS n UNION ALL SELECT 2) AS a
+        WHERE batch_pk = ? AND status = 'failed'""", (pk,))
     con.commit()
     con.execute("ANALYZE")
     con.close()
     return big
+
+
+def _failed_item(path: Path, batch_id: str) -> str:
+    con = sqlite3.connect(path)
+    rowid = con.execute("SELECT id FROM items WHERE batch_pk = (SELECT pk FROM batches "
+                        "WHERE id = ?) AND seq = 5007", (batch_id,)).fetchone()[0]
+    con.close()
+    return item_public_id(rowid)
 
 
 def _iso(ts: float) -> str:
@@ -125,6 +143,7 @@ def main() -> None:
             ("batch list, next page (cursor)", f"/ui/batches?cursor={cursor}"),
             ("batch list, status=failed", "/ui/batches?status=failed"),
             ("batch list, task=sleep", "/ui/batches?task=sleep"),
+            ("batch list, dialect=spark (1 in 5)", "/ui/batches?dialect=spark"),
             ("batch list, search by id", "/ui/batches?q=bat_bench000000000500000"),
             ("batch list, created in a 1-hour range",
              f"/ui/batches?since={_iso(NOW - 7200)}&until={_iso(NOW - 3600)}"),
@@ -137,6 +156,8 @@ def main() -> None:
              f"/ui/batches/{big}/items?status=failed&cursor=s4907"),
             ("items, failed and error 'timed out'",
              f"/ui/batches/{big}/items?status=failed&error=timed+out"),
+            ("a failed item and its attempts",
+             f"/ui/batches/{big}/items/{_failed_item(path, big)}"),
         ]
         print(f"{'page':40} {'median ms':>10} {'worst ms':>9} {'bytes':>8}")
         for name, page in cases:

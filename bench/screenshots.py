@@ -34,7 +34,7 @@ def make_batches(srv: BenchServer) -> dict[str, str]:
                        "metadata": {"project": "newsletter", "run": 1}})
         partial = create({"task": "fail", "items": [{"value": i, "fail": i % 4 == 0}
                                                     for i in range(48)],
-                          "max_attempts": 1, "metadata": {"project": "import"}})
+                          "max_attempts": 2, "metadata": {"project": "import"}})
         wait_terminal(c, done)
         wait_terminal(c, partial)
         running = create({"task": "sleep", "items": [{"seconds": 0.5}] * 400,

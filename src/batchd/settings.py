@@ -215,6 +215,21 @@ class Settings(BaseSettings):
     v1_finalize_interval_s: float = Field(
         default=0.5, gt=0, description="How often ended /v1 batches get their output files.")
 
+    # Parallel's Task Runs and Task Groups (/v1/tasks/...): processors and their runs.
+    parallel_processors: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {name: {"model": None, "usd_per_run": usd} for name, usd in (
+            ("lite", 0.005), ("base", 0.01), ("core", 0.025), ("pro", 0.1), ("ultra", 0.3))},
+        description="Processors a task-spec run may name, each the model upstream model it "
+        'runs on and its price per run: {"base": {"model": "tiny-chat", "usd_per_run": '
+        '0.01}}; model null: the first model of the first upstream (BATCHD_UPSTREAMS).',
+    )
+    parallel_max_attempts: int = Field(
+        default=3, ge=1, description="Attempts of a task-spec run (an answer that does not "
+        "conform to the output schema, a 5xx, a lost connection) before it fails.")
+    parallel_result_timeout_s: float = Field(
+        default=600.0, gt=0, description="How long GET /v1/tasks/runs/{id}/result waits for a "
+        "run when the request names no timeout (then 408: ask again).")
+
     db_pool_min: int = Field(default=2, ge=1, description="PostgreSQL pool: idle connections.")
     db_pool_max: int = Field(default=10, ge=1, description="PostgreSQL pool: most connections.")
 
@@ -259,6 +274,14 @@ class Settings(BaseSettings):
         from batchd.domain import upstreams
 
         upstreams.parse(value)  # raises ValueError naming the problem
+        return value
+
+    @field_validator("parallel_processors")
+    @classmethod
+    def _processors(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from batchd.domain import processors
+
+        processors.parse(value)  # raises ValueError naming the problem
         return value
 
     @field_validator("outbound_allow")

@@ -3,6 +3,7 @@ server (SQLite, or PostgreSQL with BATCHD_TEST_BACKEND=postgres)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -188,3 +189,46 @@ def test_cli_retry_pause_and_resume(srv: Server, tmp_path: Path) -> None:
 
     missing = cli(srv, "retry", "bat_missing")
     assert missing.returncode == 1 and "404" in missing.stderr
+
+
+def test_python_client_retry_pause_resume_and_the_list_filters(
+    srv: Server, tmp_path: Path
+) -> None:
+    from batchd.client import AsyncClient, BatchdHTTPError, Client
+
+    with srv.client() as c:
+        b, marker = finished_partial(c, tmp_path)
+        slow = c.post("/api/batches", json={
+            "task": "tracked", "items": [{"seconds": 0.3}] * 20, "parallelism": 1,
+            "metadata": {"project": "needle-42"}}).json()
+    marker.unlink()
+    with Client(srv.url, srv.admin_key) as client:
+        with pytest.raises(BatchdHTTPError) as ended:
+            client.pause(b["id"])
+        assert ended.value.status_code == 409
+        r = client.retry(b["id"], "failed", error="UPSTREAM")
+        assert (r["action"], r["touched"]) == ("retry", 3)
+        assert client.pause(slow["id"])["batch"]["display_status"] == "paused"
+
+        async def resume() -> dict[str, Any]:
+            async with AsyncClient(srv.url, srv.admin_key) as ac:
+                return await ac.resume(slow["id"])
+
+        assert asyncio.run(resume())["action"] == "resume"
+
+        assert [x["id"] for x in client.list_batches()][:2] == [slow["id"], b["id"]]
+        assert client.get(b["id"])["dialect"] == "native"
+    with srv.client() as c:
+        def ids(**params: str) -> list[str]:
+            r = c.get("/api/batches", params=params)
+            assert r.status_code == 200, r.text
+            return [x["id"] for x in r.json()["data"]]
+
+        assert ids(q="needle-42") == [slow["id"]]
+        assert ids(q=b["id"]) == [b["id"]]
+        assert ids(dialect="spark") == []
+        assert ids(since="2999-01-01T00:00:00") == []
+        assert slow["id"] in ids(dialect="native", until="2999-01-01T00:00:00Z")
+        assert c.get("/api/batches", params={"dialect": "nope"}).status_code == 422
+        assert wait_batch(c, b["id"])["status"] == "completed"
+        assert wait_batch(c, slow["id"])["status"] == "completed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,13 @@ def test_watch_progress_filter_failed_items_retry_and_see_it_complete(
     expect(badge(page)).to_have_text("completed", timeout=WAIT_MS * 2)
     expect(page.locator('[data-field="counts.succeeded"]')).to_have_text("16")
 
+    # Item 0 failed, was retried from here and succeeded: its page shows each attempt.
+    page.get_by_role("link", name="Items", exact=True).click()
+    page.locator("tbody tr").first.get_by_role("link").click()
+    tries = page.locator("#attempts tbody tr .badge")
+    expect(tries.last).to_have_text("succeeded")
+    expect(tries.filter(has_text="failed")).to_have_count(1)
+
 
 def test_pause_resume_and_cancel(srv: Server, open_page: Callable[..., Any]) -> None:
     key = srv.new_key("acme", owner="alice")
@@ -127,6 +135,12 @@ def test_pause_resume_and_cancel(srv: Server, open_page: Callable[..., Any]) -> 
                           "parallelism": 1})
     page = open_page()
     sign_in(page, srv, key, f"/ui/batches/{b['id']}")
+
+    # The chart follows the batch without a reload.
+    page.evaluate("window.__sameDocument = true")
+    chart = page.locator("#chart")
+    expect(chart).not_to_have_attribute("data-finished", chart.get_attribute("data-finished"))
+    assert page.evaluate("window.__sameDocument === true")
 
     page.get_by_role("button", name="Pause").click()
     expect(page.get_by_role("status")).to_contain_text("Paused:")
@@ -239,3 +253,24 @@ def test_the_pages_work_at_phone_width(srv: Server, open_page: Callable[..., Any
         # Nothing wider than the screen but the tables' own scrolling boxes.
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 375, (path, width)
+
+
+def test_an_operator_picks_the_tenant_whose_batches_it_sees(srv: Server) -> None:
+    admin = srv.new_key("acme", role="admin")
+    theirs = create(srv, admin, {"task": "tracked", "items": [{"seconds": 0}]})
+
+    @contextmanager
+    def signed_in(key: str) -> Iterator[httpx.Client]:
+        with httpx.Client(base_url=srv.url, timeout=scaled(30)) as c:
+            r = c.post("/ui/login", data={"key": key, "next": "/ui/batches"})
+            assert r.status_code == 303, r.text
+            yield c
+
+    with signed_in(srv.admin_key) as op:  # the operator's key (tenant "default")
+        assert theirs["id"] not in op.get("/ui/batches").text
+        assert theirs["id"] in op.get("/ui/batches", params={"tenant": "acme"}).text
+        assert op.get(f"/ui/batches/{theirs['id']}").status_code == 200
+        assert op.get("/ui/batches", params={"tenant": "no-such"}).status_code == 404
+    with signed_in(admin) as c:
+        assert c.get("/ui/batches", params={"tenant": "default"}).status_code == 403
+        assert 'name="tenant"' not in c.get("/ui/batches").text

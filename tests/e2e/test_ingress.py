@@ -34,7 +34,8 @@ STREAMED = {"POST /api/batches", "POST /api/batches/{batch_id}/items", "POST /v1
             "POST /v1/messages/batches"}
 HELD_WHOLE = {"POST /api/v1/batch/enqueue", "POST /api/tasks",
               "POST /{tenant}/api/v4/batch/{batch_id}/chunks", "POST /simulations/batch",
-              "POST /v0/tasks/{task_id}/batches", "POST /api/services/{folder}/{name}/versions"}
+              "POST /v0/tasks/{task_id}/batches", "POST /api/services/{folder}/{name}/versions",
+              "POST /v1/tasks/runs", "POST /v1/tasks/groups/{group_id}/runs"}
 
 
 def routes() -> list[tuple[str, str, BodyKind, bool]]:

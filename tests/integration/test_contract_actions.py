@@ -1,7 +1,8 @@
 """Contract tests, on every backend, for the operator actions: retry the failed or
 cancelled items of a batch that match a filter (finished batches too: they reopen and
 finish again, with counters, state and budget that follow), pause and resume dispatch,
-a retry racing a cancel, and the dashboard's sessions."""
+a retry racing a cancel, the dashboard's sessions and reads (attempts kept once each,
+the batch list's filters, the workers' claim counters)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import asyncio
 
 import pytest
 
-from batchd.core import actions, keys
+from batchd.core import actions, dashboard, keys
 from batchd.domain import errors
-from batchd.domain.models import Batch
+from batchd.domain.models import Batch, Outcome
 from batchd.store.base import Store
 from tests.conftest import scaled
 from tests.integration import test_store_contract as contract
@@ -268,3 +269,72 @@ async def test_a_session_acts_as_its_key_until_it_ends(store: Store) -> None:
     await store.create_session(token, key_id="key_1", now=NOW, expires_at=NOW + 60)
     await store.revoke_key("key_1", now=NOW + 2)
     assert await store.session_key(token, now=NOW + 3) is None  # the key was revoked
+
+
+async def test_attempts_that_did_not_succeed_are_recorded_once_each(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    batch = await make_batch(items=2, parallelism=2, max_attempts=3)
+    a, b = sorted(await claim(store), key=lambda i: i.seq)
+    again = Outcome(rowid=a.rowid, fence=a.fence, status="queued", retry_at=NOW + 2,
+                    error={"code": "rate_limited", "message": "slow down"}, tokens_in=5,
+                    finished_at=NOW + 1)
+
+    assert await store.finish_items([again, ok(b)], now=NOW + 1) == 2
+    assert await store.finish_items([again], now=NOW + 1) == 0  # stale: no second record
+
+    [first] = await store.item_attempts(a.rowid, limit=10)
+    assert (first.attempt, first.outcome, first.worker, first.ended_at) == (
+        1, "retried", "w1", NOW + 1)
+    assert first.error == {"code": "rate_limited", "message": "slow down"}
+    assert first.usage == {"tokens_in": 5, "tokens_out": 0, "cost_usd": 0.0}
+    assert await store.item_attempts(b.rowid, limit=10) == []  # a success stays on the item
+
+    [a2] = await claim(store, now=NOW + 3)
+    await store.finish_items([failed(a2, finished_at=NOW + 4)], now=NOW + 4)
+    tries = await store.item_attempts(a.rowid, limit=10)
+    assert [(t.attempt, t.outcome) for t in tries] == [(1, "retried"), (2, "failed")]
+    assert tries[1].started_at == NOW + 3
+    consistent(await fetch(store, batch.id))
+
+
+async def test_an_expired_lease_is_kept_as_a_retried_attempt(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    await make_batch(items=1, max_attempts=3)
+    [a] = await claim(store)
+
+    await store.reap(now=NOW + contract.LEASE_S + 1, retry_backoff_max_s=1.0,
+                     staging_ttl_s=3600.0)
+
+    [lost] = await store.item_attempts(a.rowid, limit=10)
+    assert (lost.attempt, lost.outcome, lost.worker) == (1, "retried", "w1")
+    assert lost.error is not None and lost.error["code"] == "lease_expired"
+
+
+async def test_the_batch_list_filters_by_dialect_time_and_metadata(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    old = await make_batch(items=1, metadata={"customer": "needle-77"})
+    spark = await make_batch(items=1, dialect="spark", now=NOW + 10)
+    assert (old.dialect, spark.dialect) == ("native", "spark")
+
+    async def ids(**filters: object) -> list[str]:
+        rows = await store.list_batches(tenant_id=old.tenant_id, before_pk=None, limit=10,
+                                        **filters)
+        return [b.id for b in rows]
+
+    assert await ids() == [spark.id, old.id]
+    assert await ids(dialect="spark") == [spark.id]
+    assert await ids(since=NOW + 5) == [spark.id]
+    assert await ids(until=NOW + 5) == [old.id]
+    assert await ids(search="needle-77") == [old.id]
+    assert await ids(search="nothing-here") == []
+
+
+async def test_a_workers_claim_counter_gives_its_claim_rate(store: Store) -> None:
+    await store.heartbeat(owner="w9", now=NOW, lease_until=NOW + 30, info={}, claimed=4)
+    await store.heartbeat(owner="w9", now=NOW + 2, lease_until=NOW + 32, info={}, claimed=14)
+
+    [c] = [c for c in await store.worker_claims(since=NOW) if c.worker == "w9"]
+    assert dashboard.claim_rate(c) == 5.0  # 10 items in 2 s

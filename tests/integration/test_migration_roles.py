@@ -3,10 +3,8 @@ version, has its bootstrap key as the operator and every other admin key still a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +15,8 @@ from batchd.core import keys
 from batchd.core.access import OPERATOR_LIMITS, Access
 from batchd.core.db import Database
 from batchd.core.quotas import DEFAULT_TIERS
-from batchd.store import queries
-from batchd.store.base import Store
-from tests.conftest import create_pg_database, drop_database, scaled
+from tests.conftest import scaled
+from tests.support import old_schema
 
 pytestmark = pytest.mark.timeout(scaled(30))
 
@@ -50,59 +47,15 @@ INSERT_KEY = ("INSERT INTO api_keys (id, tenant_id, key_hash, prefix, role, tier
 INSERT_TENANT = "INSERT INTO tenants (id, name, tier, created_at) VALUES ({p}, {p}, {p}, {p})"
 
 
-@contextlib.asynccontextmanager
-async def old_sqlite(tmp_path: Path) -> AsyncIterator[Store]:
-    from batchd.store.sqlite import SqliteStore
-
-    path = tmp_path / "old.db"
-    conn = sqlite3.connect(path)
-    with conn:
-        for script in queries.migrations("sqlite")[:BEFORE]:
-            for statement in script.split(";"):  # as the store applies them
-                if statement.strip():
-                    conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={BEFORE}")
-        conn.executemany(INSERT_TENANT.format(p="?"), [(*t, NOW) for t in TENANTS])
-        conn.executemany(INSERT_KEY.format(p="?"), rows())
-    conn.close()
-    yield Database(SqliteStore(f"sqlite:///{path}"))
+def fill(cur: Any, p: str) -> None:
+    cur.executemany(INSERT_TENANT.format(p=p), [(*t, NOW) for t in TENANTS])
+    cur.executemany(INSERT_KEY.format(p=p), rows())
 
 
-@contextlib.asynccontextmanager
-async def old_postgres(tmp_path: Path) -> AsyncIterator[Store]:
-    import psycopg
-
-    from batchd.store.postgres import PostgresStore
-
-    url = create_pg_database()
-    try:
-        with psycopg.connect(url) as conn:
-            conn.execute("CREATE TABLE batchd_schema (version integer NOT NULL)")
-            for number, script in enumerate(queries.migrations("postgres")[:BEFORE], start=1):
-                conn.execute(script)  # type: ignore[arg-type]
-                conn.execute("INSERT INTO batchd_schema (version) VALUES (%s)", (number,))
-            with conn.cursor() as cur:
-                cur.executemany(INSERT_TENANT.format(p="%s"), [(*t, NOW) for t in TENANTS])
-                cur.executemany(INSERT_KEY.format(p="%s"), rows())
-        yield Database(PostgresStore(url, min_connections=1, max_connections=2))
-    finally:
-        drop_database(url)
-
-
-OLD: dict[str, Callable[[Path], contextlib.AbstractAsyncContextManager[Store]]] = {
-    "sqlite": old_sqlite, "postgres": old_postgres,
-}
-
-
-@pytest.fixture(params=sorted(OLD))
+@pytest.fixture(params=old_schema.BACKENDS)
 async def old_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    async with OLD[request.param](tmp_path) as store:
-        assert isinstance(store, Database)
-        await store.open()
-        try:
-            yield store
-        finally:
-            await store.close()
+    async with old_schema.old_database(request.param, tmp_path, BEFORE, fill) as store:
+        yield store
 
 
 async def test_migration_6_makes_the_bootstrap_key_the_operator(old_store: Database) -> None:

@@ -37,6 +37,9 @@ class Faults:
     fail_times: int = 1
     retry_after_s: float = 1.0
     rate_window_s: float = 1.0
+    # Structured output (response_format json_schema): the first this many attempts of each
+    # distinct request get an answer that does not conform to the schema (a JSON array).
+    violate_schema_times: int = 0
 
 
 @dataclass
@@ -119,6 +122,8 @@ class ModelServer:
             else:
                 status, headers = 200, {"x-request-id": "req_" + key[:16]}
                 answer = ANSWERS[path](orjson.loads(body))
+                if f.violate_schema_times > len(tries) and b'"json_schema"' in body:
+                    answer["choices"][0]["message"]["content"] = "[]"
                 if answer is None:
                     status, answer = 400, {"error": {"message": "bad request",
                                                      "type": "invalid_request_error"}}
@@ -154,6 +159,7 @@ def chat(req: dict[str, Any]) -> dict[str, Any] | None:
         return None
     last = _text(messages[-1].get("content", ""))
     answer = f"answer to: {last}"
+    answer = structured(req.get("response_format"), last) or answer
     prompt = sum(_tokens(_text(m.get("content", ""))) for m in messages)
     return {"id": "chatcmpl-" + hashlib.sha1(last.encode()).hexdigest()[:12],
             "object": "chat.completion", "created": int(time.time()), "model": req.get("model"),
@@ -161,6 +167,36 @@ def chat(req: dict[str, Any]) -> dict[str, Any] | None:
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": _tokens(answer),
                       "total_tokens": prompt + _tokens(answer)}}
+
+
+def conforming(schema: Any, text: str) -> Any:
+    """A value of JSON schema ``schema`` (the common keywords), made from ``text``."""
+    if not isinstance(schema, dict):
+        return text
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return conforming(schema[key][0], text)
+    kind = schema.get("type", "object")
+    kind = kind[0] if isinstance(kind, list) else kind
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {k: conforming(v, f"{k} of {text}") for k, v in props.items()}
+    if kind == "array":
+        return [conforming(schema.get("items") or {"type": "string"}, text)]
+    return {"string": text, "integer": len(text), "number": len(text) / 2,
+            "boolean": True, "null": None}.get(kind, text)
+
+
+def structured(response_format: Any, text: str) -> str | None:
+    """The answer to a structured-output request: JSON conforming to its schema."""
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema") or {}
+    return orjson.dumps(conforming(spec.get("schema") or {}, text)).decode()
 
 
 def completion(req: dict[str, Any]) -> dict[str, Any] | None:

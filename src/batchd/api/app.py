@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from batchd import __version__
 from batchd.api import aibatch, ingress, jsonbody, native, openapi, simulations, spark, taskruns
 from batchd.api import errors as api_errors
+from batchd.api import parallel as parallel_dialect
 from batchd.api import ui as dashboard_ui
 from batchd.api import v1 as v1_dialects
 from batchd.api.responses import JsonResponse
@@ -157,6 +158,7 @@ def create_app(
     app.include_router(taskruns.router)
     v1 = v1_dialects.install(app, store=engine.store, manager=engine.manager,
                              settings=settings, clock=clock)
+    parallel_dialect.install(app, manager=engine.manager, settings=settings)
     ops = _ops_routes(app, engine)
     dashboard = dashboard_ui.install(app)  # /ui, and / redirecting there
     jsonbody.check_routes(app)
@@ -169,6 +171,8 @@ def create_app(
                                          ((taskruns.router,), taskruns.DIALECT))
                 for endpoint in ingress.endpoints(*routers)}
     dialects.update(v1.dialects())
+    dialects.update(dict.fromkeys(ingress.endpoints(parallel_dialect.router),
+                                  parallel_dialect.DIALECT))
     dialects.update(dict.fromkeys(ingress.endpoints(dashboard), dashboard_ui.DIALECT))
     table = ingress.install(app, dialects=dialects, fallback=native.DIALECT,
                             manager=engine.manager, settings=settings)

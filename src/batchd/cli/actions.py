@@ -15,12 +15,6 @@ class RetryStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-def _post(batch_id: str, action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    with session() as c:
-        # The client's own request helper: its errors become the CLI's one-line errors.
-        return c._json("POST", f"/api/batches/{batch_id}/{action}", json=body)  # type: ignore[no-any-return]
-
-
 def _report(r: dict[str, Any], what: str) -> None:
     b = r["batch"]
     console.print(f"{b['id']} {b['display_status']}: {r['touched']} {what}", highlight=False)
@@ -40,19 +34,21 @@ def retry(
 ) -> None:
     """Run a batch's failed or cancelled items again (fresh attempts); a finished batch
     reopens. Prints how many items were queued again."""
-    body: dict[str, Any] = {"error": error, "error_code": error_code}
-    if status:
-        body["status"] = [s.value for s in status]
-    _report(_post(batch_id, "retry", body), "items queued again")
+    with session() as c:
+        r = c.retry(batch_id, [s.value for s in status] if status else None, error=error,
+                    error_code=error_code)
+    _report(r, "items queued again")
 
 
 @app.command(rich_help_panel="Batches")
 def pause(batch_id: str) -> None:
     """Hand out no more of a batch's items (running ones finish) until resumed."""
-    _report(_post(batch_id, "pause"), "queued items held back")
+    with session() as c:
+        _report(c.pause(batch_id), "queued items held back")
 
 
 @app.command(rich_help_panel="Batches")
 def resume(batch_id: str) -> None:
     """Hand out a paused batch's items again."""
-    _report(_post(batch_id, "resume"), "queued items released")
+    with session() as c:
+        _report(c.resume(batch_id), "queued items released")

@@ -112,6 +112,19 @@ class AsyncClient:
     async def cancel(self, batch_id: str, reason: str | None = None) -> dict[str, Any]:
         return await self._json("POST", f"/api/batches/{batch_id}/cancel", json={"reason": reason})
 
+    async def retry(self, batch_id: str, status: str | Iterable[str] | None = None, *,
+                    error: str | None = None, error_code: str | None = None) -> dict[str, Any]:
+        """As :meth:`batchd.client.Client.retry`."""
+        return await self._call(base.retry(batch_id, status, error, error_code))
+
+    async def pause(self, batch_id: str) -> dict[str, Any]:
+        """As :meth:`batchd.client.Client.pause`."""
+        return await self._call(base.action(batch_id, "pause"))
+
+    async def resume(self, batch_id: str) -> dict[str, Any]:
+        """As :meth:`batchd.client.Client.resume`."""
+        return await self._call(base.action(batch_id, "resume"))
+
     async def wait(self, batch_id: str, *, poll_s: float = 0.5, timeout_s: float | None = None,
                    on_progress: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

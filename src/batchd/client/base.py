@@ -96,6 +96,18 @@ def list_webhooks(batch_id: str | None, status: str | None, limit: int,
                 params=_query(batch_id=batch_id, status=status, limit=limit, cursor=cursor))
 
 
+def retry(batch_id: str, status: str | Iterable[str] | None, error: str | None,
+          error_code: str | None) -> Call:
+    wanted = [status] if isinstance(status, str) else None if status is None else list(status)
+    return Call("POST", f"/api/batches/{batch_id}/retry",
+                json=_query(status=wanted, error=error, error_code=error_code))
+
+
+def action(batch_id: str, name: str) -> Call:
+    """``pause`` or ``resume``."""
+    return Call("POST", f"/api/batches/{batch_id}/{name}")
+
+
 def page(body: dict[str, Any]) -> Page:
     return Page(body["data"], body.get("next_cursor"))
 

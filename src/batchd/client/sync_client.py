@@ -127,6 +127,23 @@ class Client:
         """Cancel: queued items at once, running ones cooperatively; returns the batch."""
         return self._json("POST", f"/api/batches/{batch_id}/cancel", json={"reason": reason})
 
+    def retry(self, batch_id: str, status: str | Iterable[str] | None = None, *,
+              error: str | None = None, error_code: str | None = None) -> dict[str, Any]:
+        """Run the batch's failed or cancelled items (``status``: either or both; default
+        both) whose error contains ``error`` or has code ``error_code`` again, with fresh
+        attempts; a finished batch reopens. Returns ``{action, touched, batch}``
+        (``touched``: how many were queued again)."""
+        return self._call(base.retry(batch_id, status, error, error_code))
+
+    def pause(self, batch_id: str) -> dict[str, Any]:
+        """Hand out none of the batch's items until resumed (running ones finish); returns
+        ``{action, touched, batch}`` (``touched``: the queued items held back)."""
+        return self._call(base.action(batch_id, "pause"))
+
+    def resume(self, batch_id: str) -> dict[str, Any]:
+        """Hand out a paused batch's items again; ``{action, touched, batch}``."""
+        return self._call(base.action(batch_id, "resume"))
+
     def wait(self, batch_id: str, *, poll_s: float = 0.5, timeout_s: float | None = None,
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Poll until the batch is terminal; ``on_progress`` gets every snapshot.

@@ -113,6 +113,9 @@ class GroupCommit:
     retries: list[tuple[Any, ...]] = field(default_factory=list)
     # (status, error, usage, finished_at, compute_ms, id, fence)
     finals: list[tuple[Any, ...]] = field(default_factory=list)
+    # The attempts that did not succeed, each kept in the item's history:
+    # (outcome: retried | failed | cancelled, error, usage, ended_at, id, fence).
+    attempts: list[tuple[Any, ...]] = field(default_factory=list)
     outputs: list[tuple[int, bytes]] = field(default_factory=list)
 
     @property
@@ -136,6 +139,11 @@ USAGE_METRICS = (
     "items_processed", "items_succeeded", "items_failed", "records_processed", "cost_usd",
     "tokens",
 )
+
+
+# An attempt that ended with the item queued to run again (its lease lost, or an error
+# worth another try).
+ATTEMPT_RETRIED = "retried"
 
 
 def plan_group_commit(
@@ -172,14 +180,17 @@ def plan_group_commit(
         if o.status == ItemStatus.FAILED and row.fail_fast and stop_reason is None:
             plan.fail_fast.add(batch_id)
         err = dumps(o.error) if o.error else None
-        if o.status == ItemStatus.QUEUED:
-            plan.retries.append((o.retry_at, err, o.rowid, o.fence))
-            continue
         usage = (
             dumps({"tokens_in": o.tokens_in, "tokens_out": o.tokens_out, "cost_usd": o.cost_usd})
             if o.tokens_in or o.tokens_out or o.cost_usd
             else None
         )
+        if o.status != ItemStatus.SUCCEEDED:  # a success is the item's own final attempt
+            outcome = ATTEMPT_RETRIED if o.status == ItemStatus.QUEUED else o.status
+            plan.attempts.append((outcome, err, usage, o.finished_at or now, o.rowid, o.fence))
+        if o.status == ItemStatus.QUEUED:
+            plan.retries.append((o.retry_at, err, o.rowid, o.fence))
+            continue
         plan.finals.append(
             (o.status, err, usage, o.finished_at or now, o.compute_ms, o.rowid, o.fence)
         )

@@ -71,12 +71,21 @@ class Browse:
         self.access = access
 
     async def list_batches(
-        self, principal: Principal, *, status: str | None, cursor: str | None, limit: int,
-        task: str | None = None,
+        self, principal: Principal, *, cursor: str | None, limit: int, search: str | None = None,
+        **filters: Any,
     ) -> tuple[list[Batch], str | None]:
+        """The batches ``principal`` may see, newest first, narrowed by ``filters`` (status,
+        task, dialect, created since and until: see ``ReadOps.list_batches``). ``search``
+        is a batch id (that batch alone) or a text found in the metadata."""
+        search = (search or "").strip() or None
+        if search is not None and search.startswith("bat_") and " " not in search:
+            try:
+                return [await self.access.batch(principal, search)], None
+            except errors.NotFound:
+                return [], None
         rows = await self.store.list_batches(
-            tenant_id=principal.tenant_id, owner=access.owner_scope(principal), status=status,
-            task=task, before_pk=paging.decode_cursor(cursor, "b"), limit=limit + 1,
+            tenant_id=principal.tenant_id, owner=access.owner_scope(principal), search=search,
+            before_pk=paging.decode_cursor(cursor, "b"), limit=limit + 1, **filters,
         )
         return paging.next_cursor(rows, limit, "b", "pk")
 

@@ -85,7 +85,8 @@ class BatchManager:
         self.actions = Actions(store=store, access=self.access, clock=clock,
                                notify=self._notify)
         self.sessions = Sessions(store=store, access=self.access, clock=clock)
-        self.dashboard = Dashboard(store=store, access=self.access, clock=clock)
+        self.dashboard = Dashboard(store=store, access=self.access, browse=self.browse,
+                                   clock=clock)
         self.fleet = FleetView(store=store, clock=clock)
         self._bind()
 

@@ -206,6 +206,20 @@ class Submissions:
         batch = await self._open_batch(principal, batch_id, "chunks", batch)
         task = self.tasks.task(batch.task, batch.version)
         items = staging.chunk_items(task, batch.runner, chunks)
+        await self.append_staged(principal, batch, items, what="chunks", admission=admission,
+                                 tenant_input_limit=tenant_input_limit)
+        return await self.access.batch(principal, batch_id)
+
+    async def append_staged(
+        self, principal: Principal, batch: Batch, items: list[StagedItem], *, what: str,
+        admission: Admission = Admission(), tenant_input_limit: int | None = None,
+    ) -> None:
+        """Append ready-made ``items`` to ``batch`` (as read by the caller), all or nothing.
+
+        Raises:
+            errors.Conflict: the batch is not open (it accepts no more ``what``).
+        """
+        batch = await self._open_batch(principal, batch.id, what, batch)
         self.check_batch_size(principal, batch.n_total + len(items))
         up = self._append_upload(principal, batch)
 
@@ -216,7 +230,6 @@ class Submissions:
         await self._commit(up, fill, close=False, drop_batch=False, admission=admission,
                            tenant_input_limit=tenant_input_limit)
         self.notify()
-        return await self.access.batch(principal, batch_id)
 
     async def idempotency_key_used(self, principal: Principal, idempotency_key: str) -> bool:
         found = await self.store.find_batch_by_idempotency(principal.tenant_id, idempotency_key)

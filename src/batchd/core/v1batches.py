@@ -114,6 +114,7 @@ class V1Batches:
             retry_backoff_s=self.settings.retry_backoff_s,
             expires_at=now + self.settings.v1_completion_window_s,
             metadata={**(metadata or {}), "v1": {"dialect": dialect, "id": batch_id}},
+            dialect=dialect,
             **fields)
         try:
             created = await self.manager.create_batch(

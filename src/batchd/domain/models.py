@@ -95,9 +95,16 @@ class Principal:
         return self.role in (Role.SUPERVISOR, Role.ADMIN, Role.OPERATOR)
 
 
+# The dialects a batch can be made through (Batch.dialect, BatchSpec.dialect): the API
+# each one's creator spoke, as the dashboard and the native list filter by it.
+DIALECTS = ("native", "spark", "simulations", "taskruns", "aibatch", "openai", "anthropic",
+            "parallel")
+
+
 @dataclass(slots=True)
 class BatchSpec:
-    """Settings a batch is created with (dialect-neutral)."""
+    """Settings a batch is created with (dialect-neutral but for ``dialect``, one of
+    :data:`DIALECTS`: which API made it, recorded and shown, never acted on)."""
 
     task: str
     version: str
@@ -125,6 +132,11 @@ class BatchSpec:
     # Notify this URL (an event of type ``webhook_event``) once the batch has finished.
     webhook_url: str | None = None
     webhook_event: str | None = None
+    dialect: str = "native"
+
+    def __post_init__(self) -> None:
+        if self.dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {self.dialect!r}; known: {', '.join(DIALECTS)}")
 
 
 @dataclass(slots=True)
@@ -186,6 +198,7 @@ class Batch:
     webhook_url: str | None = None
     webhook_event: str | None = None
     paused_at: float | None = None  # set: dispatch is paused
+    dialect: str = "native"  # of DIALECTS: the API that made it
 
     @property
     def is_terminal(self) -> bool:

@@ -50,9 +50,10 @@ class WorkSource(Protocol):
 
     async def heartbeat(
         self, *, owner: str, now: float, lease_until: float, info: dict[str, Any],
-        item_ids: list[int] | None = None,
+        item_ids: list[int] | None = None, claimed: int = 0,
     ) -> None:
-        """Record the worker as alive and renew its leases (only ``item_ids``' when given)."""
+        """Record the worker as alive and renew its leases (only ``item_ids``' when given);
+        ``claimed``: the items it claimed since it started."""
         ...
 
     async def cancel_requests(self, *, owner: str) -> list[int]:

@@ -80,6 +80,7 @@ class Worker:
         self.retry_delay = retry_delay
         self.metrics = metrics
         self.owner = new_id("wrk")
+        self.claimed = 0  # items claimed since start, reported with each heartbeat
         self._running: dict[int, _Running] = {}
         self._outcomes: list[Outcome] = []
         self._flushing: list[Outcome] = []
@@ -204,6 +205,7 @@ class Worker:
             return None
         finally:
             self._claim_outcomes = []
+        self.claimed += len(items)
         if done and self.webhooks is not None:
             self.webhooks.wake()  # the outcomes' webhooks are in the outbox now
         return items
@@ -418,7 +420,7 @@ class Worker:
             try:
                 await self.store.heartbeat(
                     owner=self.owner, now=now, lease_until=now + self.settings.lease_s,
-                    info=info, item_ids=tracked,
+                    info=info, item_ids=tracked, claimed=self.claimed,
                 )
             except errors.BatchdError as exc:
                 log.warning("heartbeat failed (%s)", exc.message)

@@ -64,7 +64,7 @@ class LocalProvider(base.Provider):
         spec = BatchSpec(
             task=AIBATCH, version="", priority=max(r.priority for r in requests),
             parallelism=self.parallelism, max_attempts=self.max_attempts,
-            metadata={"source": "aibatch"},
+            metadata={"source": "aibatch"}, dialect="aibatch",
         )
 
         async def records() -> AsyncIterator[list[Any]]:

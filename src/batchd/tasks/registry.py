@@ -328,4 +328,7 @@ def load_tasks(
     from batchd.tasks import upstream  # the requests of /v1 batches, sent to model upstreams
 
     registry.add(upstream.task_def())
+    from batchd.tasks import taskspec  # Parallel's task-spec runs, sent to model upstreams
+
+    registry.add(taskspec.task_def(registry))
     return registry

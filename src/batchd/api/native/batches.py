@@ -13,7 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from batchd import netguard
-from batchd.api import ingress, jsonbody, openapi
+from batchd.api import ingress, jsonbody, openapi, times
 from batchd.api.deps import Caller, Config, Manager, body_stream, read_body
 from batchd.api.native import actions as batch_actions
 from batchd.api.native.schemas import (
@@ -27,7 +27,7 @@ from batchd.api.responses import JsonResponse
 from batchd.core.ingest import csv_records, json_array_records, ndjson_records
 from batchd.core.manager import BatchManager
 from batchd.domain import errors
-from batchd.domain.models import Principal
+from batchd.domain.models import DIALECTS, Principal
 from batchd.events.sse import sse_stream
 from batchd.export import FORMATS, exporter_for
 from batchd.settings import Settings
@@ -231,10 +231,21 @@ async def list_batches(
                     "expired"] | None = None,
     task: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    dialect: Annotated[Literal[DIALECTS] | None, Query(  # type: ignore[valid-type]
+        description="the API the batch was made through")] = None,
+    since: Annotated[str | None, Query(max_length=40, description=(
+        "created at or after this ISO 8601 date or date and time (UTC without an offset)"
+    ))] = None,
+    until: Annotated[str | None, Query(max_length=40, description=(
+        "created before this ISO 8601 date or date and time"))] = None,
+    q: Annotated[str | None, Query(max_length=500, description=(
+        "a batch id (that batch alone), or a text found in the batch's metadata"))] = None,
 ) -> Response:
     """The batches the caller may see, newest first: ``{data: [Batch], next_cursor}``."""
     rows, nxt = await mgr.list_batches(caller, status=status, task=task, cursor=cursor,
-                                       limit=limit)
+                                       limit=limit, dialect=dialect,
+                                       since=times.epoch(since, "since"),
+                                       until=times.epoch(until, "until"), search=q)
     now = mgr.clock()
     return JsonResponse({"data": [batch_json(b, now=now, warnings=await mgr.batch_warnings(b))
                                   for b in rows], "next_cursor": nxt})

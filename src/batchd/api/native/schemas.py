@@ -154,6 +154,7 @@ def batch_json(
         "cancel_reason": b.stop_reason,
         "display_status": states.display_state(b, now=now).value,
         "owner": b.owner,
+        "dialect": b.dialect,  # the API it was made through
         "priority": b.priority,
         "parallelism": b.parallelism,
         "records_per_item": b.records_per_item,

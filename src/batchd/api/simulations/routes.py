@@ -70,6 +70,7 @@ async def create_batch(request: Request, call: Caller, cfg: Config) -> Response:
             parallelism=body.parallel_jobs, fail_fast=body.fail_fast,
             budget_usd=body.budget_cap_usd, metadata=body.metadata or {},
             max_attempts=cfg.default_max_attempts, retry_backoff_s=cfg.retry_backoff_s,
+            dialect="simulations",
         )
         created = await call.mgr.create_batch(
             call.principal, spec, json_array_records(records),

@@ -219,7 +219,7 @@ def _spec(
         max_output_bytes=int(body.max_output_in_mb * schemas.MB),
         max_attempts=task.max_attempts or cfg.default_max_attempts,
         retry_backoff_s=cfg.retry_backoff_s, deliver=True,
-        idle_timeout_s=cfg.spark_idle_timeout_s, metadata={"spark": spark},
+        idle_timeout_s=cfg.spark_idle_timeout_s, metadata={"spark": spark}, dialect="spark",
     )
 
 

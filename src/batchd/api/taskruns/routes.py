@@ -62,7 +62,7 @@ async def create_batch_run(
         task=task.name, version=task.version, runner=body.runner,
         parallelism=cfg.default_parallelism,
         max_attempts=task.max_attempts or cfg.default_max_attempts,
-        retry_backoff_s=cfg.retry_backoff_s, metadata={views.MARKER: {}},
+        retry_backoff_s=cfg.retry_backoff_s, metadata={views.MARKER: {}}, dialect="taskruns",
     )
     created = await mgr.create_runs(caller, spec, body.runs, webhook_event=EVENT)
     batch = created.batch

@@ -12,7 +12,7 @@ from batchd.api.deps import Manager
 from batchd.api.ui.pages import common
 from batchd.api.ui.render import page
 from batchd.api.ui.session import Seen
-from batchd.core import quotas
+from batchd.core import quotas, roles
 
 router = APIRouter()
 USAGE_MONTHS = 6
@@ -33,6 +33,7 @@ async def workers(who: Seen, mgr: Manager) -> Response:
     live = await mgr.fleet.live()
     load = await mgr.dashboard.worker_load(who.principal)
     return page("workers.html", **common(who, "workers", rows=live, load=load,
+                                          operator=roles.is_operator(who.principal),
                                           now=mgr.clock()))
 
 

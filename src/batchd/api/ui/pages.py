@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from batchd.api import ingress
+from batchd.api import ingress, times
 from batchd.api.deps import Manager
 from batchd.api.native.schemas import batch_json
 from batchd.api.ui.render import page
@@ -17,7 +16,7 @@ from batchd.api.ui.session import Seen
 from batchd.core.dashboard import BatchFilter, chart_points
 from batchd.core.manager import BatchManager
 from batchd.domain import errors, states
-from batchd.domain.models import Principal
+from batchd.domain.models import DIALECTS, Batch, Principal
 from batchd.events.sse import sse_stream
 from batchd.export import FORMATS, exporter_for
 
@@ -27,17 +26,6 @@ BATCH_STATUSES = [s.value for s in states.BatchStatus]
 ITEM_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
 PAGE = 50
 Text = Annotated[str | None, Query(max_length=500)]
-
-
-def _time(value: str | None, field: str) -> float | None:
-    if not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        raise errors.InvalidInput(f"{field}: not a date and time ({value!r})",
-                                  details={"field": field}) from None
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
 
 
 def _hx(request: Request) -> bool:
@@ -52,17 +40,23 @@ def common(who: Seen, nav: str, **context: Any) -> dict[str, Any]:
 @ingress.public
 async def batches(
     request: Request, who: Seen, mgr: Manager, status: Text = None, task: Text = None,
-    since: Text = None, until: Text = None, q: Text = None, cursor: Text = None,
+    dialect: Text = None, since: Text = None, until: Text = None, q: Text = None,
+    tenant: Text = None, cursor: Text = None,
 ) -> Response:
-    f = BatchFilter(status=status or None, task=task or None, since=_time(since, "since"),
-                    until=_time(until, "until"), search=q)
-    if f.status is not None and f.status not in BATCH_STATUSES:
-        raise errors.InvalidInput(f"unknown status {f.status!r}", details={"field": "status"})
+    f = BatchFilter(status=status or None, task=task or None, dialect=dialect or None,
+                    since=times.epoch(since or None, "since"),
+                    until=times.epoch(until or None, "until"), search=q,
+                    tenant=tenant or None)
+    for name, value, known in (("status", f.status, BATCH_STATUSES),
+                               ("dialect", f.dialect, DIALECTS)):
+        if value is not None and value not in known:
+            raise errors.InvalidInput(f"unknown {name} {value!r}", details={"field": name})
     rows, nxt = await mgr.dashboard.batches(who.principal, f, cursor=cursor, limit=PAGE)
-    args = {"status": status or "", "task": task or "", "since": since or "",
-            "until": until or "", "q": q or ""}
+    args = {"status": status or "", "task": task or "", "dialect": dialect or "",
+            "since": since or "", "until": until or "", "q": q or "", "tenant": tenant or ""}
     context = common(who, "batches", rows=rows, next_cursor=nxt, args=args,
-                      statuses=BATCH_STATUSES, now=mgr.clock(),
+                      statuses=BATCH_STATUSES, dialects=DIALECTS, now=mgr.clock(),
+                      tenants=await mgr.dashboard.tenants(who.principal),
                       tasks=sorted({t.name for t in mgr.registry.all_latest()}))
     if _hx(request) and cursor:
         return page("_batch_rows.html", **context)
@@ -74,15 +68,27 @@ async def batches(
 async def batch(batch_id: str, who: Seen, mgr: Manager, did: Text = None,
                 n: Annotated[int | None, Query()] = None) -> Response:
     b = await mgr.get_batch(who.principal, batch_id)
-    chart = await mgr.dashboard.chart(b)
     hooks, _ = await mgr.webhook_messages(who.principal, batch_id=batch_id, status=None,
                                           cursor=None, limit=20)
     now = mgr.clock()
     return page("batch.html", **common(
-        who, "batches", b=b, view=batch_json(b, now=now), chart=chart,
-        plot=chart_points(chart), hooks=hooks, formats=list(FORMATS), did=did, n=n,
-        warnings=await mgr.batch_warnings(b), now=now,
+        who, "batches", view=batch_json(b, now=now), hooks=hooks, formats=list(FORMATS),
+        did=did, n=n, warnings=await mgr.batch_warnings(b), now=now,
+        **await _chart(mgr, b),
     ))
+
+
+async def _chart(mgr: BatchManager, b: Batch) -> dict[str, Any]:
+    chart = await mgr.dashboard.chart(b)
+    return {"b": b, "chart": chart, "plot": chart_points(chart), "live": not b.is_terminal}
+
+
+@router.get("/ui/batches/{batch_id}/chart")
+@ingress.public
+async def chart(batch_id: str, who: Seen, mgr: Manager) -> Response:
+    """The batch's chart alone: the batch page polls it while the batch runs."""
+    b = await mgr.get_batch(who.principal, batch_id)
+    return page("_chart.html", **common(who, "batches", **await _chart(mgr, b)))
 
 
 @router.get("/ui/batches/{batch_id}/events")
@@ -147,4 +153,5 @@ async def items(request: Request, batch_id: str, who: Seen, mgr: Manager,
 async def item(batch_id: str, item_id: str, who: Seen, mgr: Manager) -> Response:
     b = await mgr.get_batch(who.principal, batch_id)
     i = await mgr.get_item(who.principal, batch_id, item_id)
-    return page("item.html", **common(who, "batches", b=b, i=i))
+    tries = await mgr.dashboard.attempts(i)
+    return page("item.html", **common(who, "batches", b=b, i=i, tries=tries))

@@ -48,10 +48,16 @@ def _next_url(request: Request) -> str:
 
 
 async def viewer(request: Request) -> Viewer:
+    """The session's viewer; on a batch's pages and actions, an operator acts in the
+    batch's tenant (core.dashboard.Dashboard.for_batch)."""
     token = request.cookies.get(COOKIE)
-    principal = await manager(request).sessions.principal(token)
+    mgr = manager(request)
+    principal = await mgr.sessions.principal(token)
     if principal is None or token is None:
         raise SignInRequired(_next_url(request))
+    batch_id = request.path_params.get("batch_id")
+    if batch_id:
+        principal = await mgr.dashboard.for_batch(principal, batch_id)
     return Viewer(principal, token)
 
 

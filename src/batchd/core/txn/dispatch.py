@@ -201,6 +201,8 @@ def finish(outcomes: list[Outcome], now: float) -> Script[int]:
 def _write_outcomes(
     plan: accounting.GroupCommit, hooks: dict[int, webhooks.Hook], now: float
 ) -> Script[None]:
+    if plan.attempts:  # first: it reads the attempt from the item while it is running
+        yield q.each("record_attempts", plan.attempts)
     if plan.retries:
         yield q.each("retry_items", plan.retries)
     if plan.finals:
@@ -226,8 +228,9 @@ def _settle_batches(plan: accounting.GroupCommit, now: float) -> Script[None]:
 
 def heartbeat(
     owner: str, now: float, lease_until: float, info: dict[str, Any], item_ids: list[int] | None,
+    claimed: int,
 ) -> Script[None]:
-    yield q.run("record_worker", owner, orjson.dumps(info), now, now)
+    yield q.run("record_worker", owner, orjson.dumps(info), now, now, claimed)
     if item_ids is None:
         yield q.run("renew_leases", lease_until, owner)
     elif item_ids:
@@ -332,14 +335,15 @@ class DispatchOps(Runner):
 
     async def heartbeat(
         self, *, owner: str, now: float, lease_until: float, info: dict[str, Any],
-        item_ids: list[int] | None = None,
+        item_ids: list[int] | None = None, claimed: int = 0,
     ) -> None:
         """Record the worker as alive and renew its leases.
 
         Only ``item_ids`` are renewed when given (the items the worker still
-        tracks), else every running item of ``owner``.
+        tracks), else every running item of ``owner``. ``claimed``: the items the
+        worker claimed since it started (its claim rate is read from two heartbeats).
         """
-        await self._write(heartbeat, owner, now, lease_until, info, item_ids)
+        await self._write(heartbeat, owner, now, lease_until, info, item_ids, claimed)
 
     async def cancel_requests(self, *, owner: str) -> list[int]:
         """Running items of ``owner`` whose cancellation was requested."""

@@ -29,7 +29,7 @@ def create_batch(
         s.budget_usd, s.run_after, s.item_timeout_s, s.max_attempts, s.retry_backoff_s,
         s.expires_at, s.max_input_bytes, s.max_output_bytes, s.est_usd_per_record,
         orjson.dumps(s.metadata), now, s.deliver, s.idle_timeout_s, now, s.webhook_url,
-        s.webhook_event,
+        s.webhook_event, s.dialect,
     )
 
 

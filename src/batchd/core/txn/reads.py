@@ -2,7 +2,8 @@
 
 Each row type has one mapper here, used for both backends: the SQL of every backend
 selects the same columns in the same order (``batch_row`` reads the columns of
-:class:`Batch` in field order).
+:class:`Batch` in field order: the fragment ``batch_cols`` of each backend's reads.sql,
+which every query of a batch row names).
 """
 
 from __future__ import annotations
@@ -110,12 +111,15 @@ def find_batch_by_idempotency(tenant_id: str, key: str) -> Script[Batch | None]:
     return None if r is None else batch_row(r)
 
 
-def list_batches(
-    tenant_id: str, owner: str | None, status: str | None, before_pk: int | None, limit: int,
-    task: str | None,
-) -> Script[list[Batch]]:
-    rows = yield q.rows("batches_page_before", tenant_id=tenant_id, owner=owner, status=status,
-                        task=task, before_pk=before_pk, limit=limit)
+# The filters of the query batches_page_before; None matches every batch.
+PAGE_FILTERS = ("owner", "status", "task", "dialect", "since", "until", "search")
+
+
+def list_batches(tenant_id: str, before_pk: int | None, limit: int,
+                 filters: dict[str, Any]) -> Script[list[Batch]]:
+    where = {name: filters.get(name) for name in PAGE_FILTERS}
+    rows = yield q.rows("batches_page_before", tenant_id=tenant_id, before_pk=before_pk,
+                        limit=limit, **where)
     return [batch_row(r) for r in rows]
 
 
@@ -211,10 +215,15 @@ class ReadOps(Runner):
         return await self._read(find_batch_by_idempotency, tenant_id, key)
 
     async def list_batches(
-        self, *, tenant_id: str, owner: str | None, status: str | None,
-        before_pk: int | None, limit: int, task: str | None = None,
+        self, *, tenant_id: str, before_pk: int | None, limit: int, **filters: Any,
     ) -> list[Batch]:
-        return await self._read(list_batches, tenant_id, owner, status, before_pk, limit, task)
+        """The tenant's batches newest first, before ``before_pk``, narrowed by
+        ``filters`` (:data:`PAGE_FILTERS`: owner, status, task, dialect, created since and
+        until, a text in the metadata; each None or left out matches every batch)."""
+        unknown = set(filters) - set(PAGE_FILTERS)
+        if unknown:
+            raise TypeError(f"unknown batch filters: {sorted(unknown)}")
+        return await self._read(list_batches, tenant_id, before_pk, limit, filters)
 
     async def recent_batches(
         self, *, tenant_id: str, owner: str | None, finished_since: float, limit: int

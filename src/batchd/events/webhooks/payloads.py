@@ -20,7 +20,8 @@ from batchd.domain.webhooks import WebhookMessage
 
 Renderer = Callable[[WebhookMessage, Batch, Item | None], dict[str, Any]]
 
-RENDERER_MODULES = ("batchd.api.native.webhooks", "batchd.api.taskruns.callbacks")
+RENDERER_MODULES = ("batchd.api.native.webhooks", "batchd.api.taskruns.callbacks",
+                    "batchd.api.parallel.callbacks")
 _renderers: dict[str, Renderer] = {}
 _loaded = False
 

@@ -1,28 +1,7 @@
--- The dashboard's reads (core/dashboard.py): batches with more filters than the API's
--- list, a batch's items without their payloads, and a batch's outcomes over time.
+-- The dashboard's reads (core/dashboard.py): a batch's items without their payloads, its
+-- outcomes over time, an item's attempts, the workers' load; its batch list is the API's
+-- (batches_page_before).
 -- A NULL filter matches every row.
-
--- name: dash_batches
--- A batch row (core.txn.reads.batch_row), newest first, before a pk.
-SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
-       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
-       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
-       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
-       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
-       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
-       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
-       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
-       close_reason, webhook_url, webhook_event, paused_at
-FROM batches
-WHERE tenant_id = %(tenant_id)s AND NOT staging
-  AND (%(owner)s::text IS NULL OR owner = %(owner)s)
-  AND (%(status)s::text IS NULL OR status = %(status)s)
-  AND (%(task)s::text IS NULL OR task = %(task)s)
-  AND (%(since)s::float8 IS NULL OR created_at >= %(since)s)
-  AND (%(until)s::float8 IS NULL OR created_at < %(until)s)
-  AND (%(search)s::text IS NULL OR strpos(convert_from(metadata, 'UTF8'), %(search)s) > 0)
-  AND (%(before_pk)s::bigint IS NULL OR pk < %(before_pk)s)
-ORDER BY pk DESC LIMIT %(limit)s;
 
 -- name: dash_items
 -- The columns of core.txn.dashboard.ItemLine, in seq order after a seq.
@@ -60,3 +39,22 @@ FROM items i JOIN batches b ON b.pk = i.batch_pk
 WHERE i.status = 'running' AND b.tenant_id = %(tenant_id)s
   AND (%(owner)s::text IS NULL OR b.owner = %(owner)s)
 GROUP BY i.lease_owner;
+
+-- name: dash_item_attempts
+-- The columns of core.txn.dashboard.Attempt: an item's recorded attempts, oldest first.
+SELECT attempt, outcome, error, usage, worker, started_at, ended_at
+FROM item_attempts WHERE item_id = %(item_id)s ORDER BY pk LIMIT %(limit)s;
+
+-- name: dash_worker_claims
+-- Per worker seen since :since: items claimed at its last heartbeat and at the one before,
+-- and when those were.
+SELECT id, claimed, claimed_before, heartbeat_at, claimed_before_at
+FROM workers WHERE heartbeat_at >= %(since)s;
+
+-- name: dash_tenants
+-- (id, name) of every tenant, by name: an operator's choice of tenant.
+SELECT id, name FROM tenants ORDER BY name LIMIT %(limit)s;
+
+-- name: dash_tenant_of_batch
+-- (id, name) of the tenant of a batch, whoever's it is (an operator's view of it).
+SELECT t.id, t.name FROM batches b JOIN tenants t ON t.id = b.tenant_id WHERE b.id = %(batch_id)s;

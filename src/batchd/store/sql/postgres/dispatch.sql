@@ -104,6 +104,16 @@ FROM items i JOIN batches b ON b.pk = i.batch_pk
 WHERE i.id = ANY(%s)
 ORDER BY i.id FOR UPDATE OF i;
 
+-- name: record_attempts
+-- Rows of core.accounting.GroupCommit.attempts: (outcome, error, usage, ended_at, id, fence),
+-- each the attempt of an item still running it (as retry_items and finish_items, run next).
+INSERT INTO item_attempts (item_id, attempt, outcome, error, usage, worker, started_at,
+                           ended_at)
+SELECT i.id, i.attempts, u.outcome, u.error, u.usage, i.lease_owner, i.started_at, u.ended
+FROM unnest(%s::text[], %s::bytea[], %s::bytea[], %s::float8[], %s::bigint[], %s::bigint[])
+     AS u(outcome, error, usage, ended, id, fence)
+JOIN items i ON i.id = u.id AND i.fence = u.fence AND i.status = 'running';
+
 -- name: retry_items
 -- Rows of core.accounting.GroupCommit.retries: (run_after, error, id, fence).
 UPDATE items i SET status = 'queued', run_after = u.at, error = u.error,
@@ -138,8 +148,11 @@ UPDATE batches SET n_queued = n_queued + %s, n_running = n_running + %s,
 WHERE id = %s;
 
 -- name: record_worker
-INSERT INTO workers (id, info, started_at, heartbeat_at) VALUES (%s, %s, %s, %s)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at;
+-- Parameters: id, info, started_at, heartbeat_at, claimed (the heartbeat before is kept).
+INSERT INTO workers (id, info, started_at, heartbeat_at, claimed) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
+    claimed = excluded.claimed, claimed_before = workers.claimed,
+    claimed_before_at = workers.heartbeat_at;
 
 -- name: renew_leases
 UPDATE items SET lease_expires = %s WHERE lease_owner = %s AND status = 'running';

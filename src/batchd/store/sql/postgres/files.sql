@@ -66,36 +66,30 @@ VALUES (%(id)s, %(tenant_id)s, %(owner)s, %(dialect)s, %(engine_batch_id)s, %(in
         %(in_progress_at)s, %(failed_at)s)
 RETURNING pk;
 
--- name: v1_batch
-SELECT v.pk, v.id, v.tenant_id, v.owner, v.dialect, v.engine_batch_id, v.input_file_id,
+-- fragment: v1_batch_cols
+-- A /v1 batch row with its engine batch's progress (core.txn.files, V1BatchRow).
+v.pk, v.id, v.tenant_id, v.owner, v.dialect, v.engine_batch_id, v.input_file_id,
        v.endpoint, v.completion_window, v.metadata, v.status, v.errors, v.output_file_id,
        v.error_file_id, v.created_at, v.expires_at, v.in_progress_at, v.finalizing_at,
        v.completed_at, v.failed_at, v.expired_at, v.cancelling_at, v.cancelled_at,
        b.status, b.n_total, b.n_queued, b.n_running, b.n_succeeded, b.n_failed, b.n_cancelled,
        b.tokens_in, b.tokens_out, b.finished_at
+
+-- name: v1_batch
+SELECT {v1_batch_cols}
 FROM v1_batches v LEFT JOIN batches b ON b.id = v.engine_batch_id
 WHERE v.id = %(id)s AND v.tenant_id = %(tenant_id)s AND v.dialect = %(dialect)s AND v.deleted = 0
   AND (CAST(%(owner)s AS text) IS NULL OR v.owner = %(owner)s);
 
 -- name: v1_batches_before
-SELECT v.pk, v.id, v.tenant_id, v.owner, v.dialect, v.engine_batch_id, v.input_file_id,
-       v.endpoint, v.completion_window, v.metadata, v.status, v.errors, v.output_file_id,
-       v.error_file_id, v.created_at, v.expires_at, v.in_progress_at, v.finalizing_at,
-       v.completed_at, v.failed_at, v.expired_at, v.cancelling_at, v.cancelled_at,
-       b.status, b.n_total, b.n_queued, b.n_running, b.n_succeeded, b.n_failed, b.n_cancelled,
-       b.tokens_in, b.tokens_out, b.finished_at
+SELECT {v1_batch_cols}
 FROM v1_batches v LEFT JOIN batches b ON b.id = v.engine_batch_id
 WHERE v.tenant_id = %(tenant_id)s AND v.dialect = %(dialect)s AND v.deleted = 0
   AND (CAST(%(owner)s AS text) IS NULL OR v.owner = %(owner)s) AND v.pk < %(before_pk)s
 ORDER BY v.pk DESC LIMIT %(limit)s;
 
 -- name: v1_batches_after
-SELECT v.pk, v.id, v.tenant_id, v.owner, v.dialect, v.engine_batch_id, v.input_file_id,
-       v.endpoint, v.completion_window, v.metadata, v.status, v.errors, v.output_file_id,
-       v.error_file_id, v.created_at, v.expires_at, v.in_progress_at, v.finalizing_at,
-       v.completed_at, v.failed_at, v.expired_at, v.cancelling_at, v.cancelled_at,
-       b.status, b.n_total, b.n_queued, b.n_running, b.n_succeeded, b.n_failed, b.n_cancelled,
-       b.tokens_in, b.tokens_out, b.finished_at
+SELECT {v1_batch_cols}
 FROM v1_batches v LEFT JOIN batches b ON b.id = v.engine_batch_id
 WHERE v.tenant_id = %(tenant_id)s AND v.dialect = %(dialect)s AND v.deleted = 0
   AND (CAST(%(owner)s AS text) IS NULL OR v.owner = %(owner)s) AND v.pk > %(after_pk)s

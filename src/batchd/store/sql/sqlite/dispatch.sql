@@ -73,6 +73,14 @@ SELECT i.id, b.id, i.fence, i.status, i.cancel_requested, i.est_usd, i.n_records
 FROM items i JOIN batches b ON b.pk = i.batch_pk
 WHERE i.id IN (SELECT value FROM json_each(?));
 
+-- name: record_attempts
+-- Rows of core.accounting.GroupCommit.attempts: (outcome, error, usage, ended_at, id, fence),
+-- each the attempt of an item still running it (as retry_items and finish_items, run next).
+INSERT INTO item_attempts (item_id, attempt, outcome, error, usage, worker, started_at,
+                           ended_at)
+SELECT id, attempts, ?, ?, ?, lease_owner, started_at, ? FROM items
+WHERE id = ? AND fence = ? AND status = 'running';
+
 -- name: retry_items
 -- Rows of core.accounting.GroupCommit.retries: (run_after, error, id, fence).
 UPDATE items SET status = 'queued', run_after = ?, error = ?, lease_owner = NULL,
@@ -102,8 +110,11 @@ UPDATE batches SET n_queued = n_queued + ?, n_running = n_running + ?,
 WHERE id = ?;
 
 -- name: record_worker
-INSERT INTO workers (id, info, started_at, heartbeat_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at;
+-- Parameters: id, info, started_at, heartbeat_at, claimed (the heartbeat before is kept).
+INSERT INTO workers (id, info, started_at, heartbeat_at, claimed) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
+    claimed = excluded.claimed, claimed_before = workers.claimed,
+    claimed_before_at = workers.heartbeat_at;
 
 -- name: renew_leases
 UPDATE items SET lease_expires = ? WHERE lease_owner = ? AND status = 'running';

@@ -6,9 +6,9 @@ INSERT INTO batches (id, tenant_id, owner, task, version, runner, status, record
                      item_timeout_s, max_attempts, retry_backoff_s, expires_at,
                      max_input_bytes, max_output_bytes, est_usd_per_record, metadata,
                      created_at, deliver, idle_timeout_s, last_activity_at, webhook_url,
-                     webhook_event)
+                     webhook_event, dialect)
 VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-        ?);
+        ?, ?);
 
 -- name: reserve_seqs
 -- Moves the batch's next seq and record number past an upload of (items, records).

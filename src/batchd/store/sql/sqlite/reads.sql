@@ -1,9 +1,10 @@
 -- Reading batches, items and results pages.
--- A batch row is the columns of domain.models.Batch in field order (core.txn.reads.batch_row);
--- an item row those of core.txn.reads.item_row; a NULL filter matches every row.
+-- A batch row is the fragment batch_cols (core.txn.reads.batch_row); an item row the
+-- columns of core.txn.reads.item_row; a NULL filter matches every row.
 
--- name: batch_by_id
-SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
+-- fragment: batch_cols
+-- The columns of domain.models.Batch in field order (core.txn.reads.batch_row).
+pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
        records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
        run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
        n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
@@ -11,52 +12,37 @@ SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
        out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
        request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
        n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
-       close_reason, webhook_url, webhook_event, paused_at
+       close_reason, webhook_url, webhook_event, paused_at, dialect
+
+-- name: batch_by_id
+SELECT {batch_cols}
 FROM batches
 WHERE id = :batch_id AND staging = 0
   AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
 
 -- name: batch_by_idempotency
-SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
-       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
-       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
-       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
-       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
-       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
-       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
-       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
-       close_reason, webhook_url, webhook_event, paused_at
+SELECT {batch_cols}
 FROM batches WHERE tenant_id = ? AND idempotency_key = ?;
 
 -- name: batches_page_before
-SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
-       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
-       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
-       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
-       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
-       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
-       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
-       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
-       close_reason, webhook_url, webhook_event, paused_at
+-- A tenant's batches newest first, before a pk (the API's list and the dashboard's):
+-- created in [since, until), with a text in the metadata (search).
+SELECT {batch_cols}
 FROM batches
 WHERE tenant_id = :tenant_id AND staging = 0
   AND (:owner IS NULL OR owner = :owner)
   AND (:status IS NULL OR status = :status)
   AND (:task IS NULL OR task = :task)
+  AND (:dialect IS NULL OR dialect = :dialect)
+  AND (:since IS NULL OR created_at >= :since)
+  AND (:until IS NULL OR created_at < :until)
+  AND (:search IS NULL OR instr(CAST(metadata AS TEXT), :search) > 0)
   AND (:before_pk IS NULL OR pk < :before_pk)
 ORDER BY pk DESC LIMIT :limit;
 
 -- name: recent_batches
 -- Active batches and those finished since a time, newest first.
-SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
-       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
-       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
-       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
-       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
-       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
-       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
-       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
-       close_reason, webhook_url, webhook_event, paused_at
+SELECT {batch_cols}
 FROM batches
 WHERE tenant_id = :tenant_id AND staging = 0
   AND (status IN ('open', 'closed') OR finished_at >= :finished_since)
@@ -77,15 +63,7 @@ WHERE tenant_id = :tenant_id AND staging = 0
   AND (:started IS NULL OR (started_at IS NOT NULL) = :started);
 
 -- name: batches_matching
-SELECT pk, id, tenant_id, owner, task, version, runner, status, stop_reason,
-       records_per_item, priority, parallelism, fail_fast, max_error_pct, budget_usd,
-       run_after, item_timeout_s, max_attempts, expires_at, metadata, error, n_total,
-       n_queued, n_running, n_succeeded, n_failed, n_cancelled, r_total, r_succeeded,
-       r_failed, est_usd, reserved_usd, actual_usd, tokens_in, tokens_out, in_bytes,
-       out_bytes, created_at, started_at, closed_at, finished_at, idempotency_key,
-       request_hash, max_input_bytes, max_output_bytes, in_buffer_bytes, out_buffer_bytes,
-       n_undelivered, r_undelivered, compute_ms, deliver, idle_timeout_s, last_activity_at,
-       close_reason, webhook_url, webhook_event, paused_at
+SELECT {batch_cols}
 FROM batches
 WHERE tenant_id = :tenant_id AND staging = 0
   AND (:owner IS NULL OR owner = :owner)
