@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import orjson
+import psutil
 from common import ROOT, BenchServer
 
 sys.path.insert(0, str(ROOT))
@@ -44,8 +46,10 @@ def wait_done(client: openai.OpenAI, batch_id: str) -> openai.types.Batch:
         time.sleep(0.1)
 
 
-def run_batch(client: openai.OpenAI, stand: StandIn, n: int) -> None:
+def run_batch(client: openai.OpenAI, srv: BenchServer, stand: StandIn, n: int) -> None:
     data = chat_lines(n)
+    stand_ps = psutil.Process(stand.proc.pid)
+    cpu0 = srv.cpu_seconds(), _cpu(stand_ps)
     t0 = time.perf_counter()
     f = client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch")
     t_up = time.perf_counter()
@@ -56,6 +60,7 @@ def run_batch(client: openai.OpenAI, stand: StandIn, n: int) -> None:
     assert done.status == "completed" and done.output_file_id, done
     out = client.files.content(done.output_file_id).content
     wall = time.perf_counter() - t0
+    cpu = srv.cpu_seconds() - cpu0[0], _cpu(stand_ps) - cpu0[1]
     lines = out.count(b"\n")
     assert lines == n and done.request_counts and done.request_counts.completed == n
     stats = stand.stats()
@@ -65,8 +70,15 @@ def run_batch(client: openai.OpenAI, stand: StandIn, n: int) -> None:
     run_s = (done.finalizing_at or done.completed_at or 0) - (done.in_progress_at or 0)
     if run_s > 0:
         print(f"in progress to finalizing: {run_s} s (whole seconds) -> ~{n / run_s:,.0f} req/s")
+    print(f"CPU a request: server {cpu[0] / n * 1e6:.0f} µs, stand-in {cpu[1] / n * 1e6:.0f} µs "
+          f"(machine load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"upstream: peak concurrency {stats['peak_concurrency']} (limit 256), "
           f"peak {stats['peak_rate']} requests in a second, {stats['requests']:,} requests")
+
+
+def _cpu(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return float(t.user + t.system)
 
 
 def big_file(client: openai.OpenAI, mb: int) -> None:
@@ -105,7 +117,7 @@ def main() -> None:
                          max_body_bytes=300 * 1024 * 1024) as srv:
             client = openai.OpenAI(base_url=srv.url + "/v1", api_key=srv.key, max_retries=0,
                                    timeout=600)
-            run_batch(client, stand, args.requests)
+            run_batch(client, srv, stand, args.requests)
             print(f"server peak RSS: {srv.peak_rss / 1e6:.0f} MB (the batch)")
             if args.big_mb:
                 big_file(client, args.big_mb)

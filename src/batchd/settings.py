@@ -214,6 +214,11 @@ class Settings(BaseSettings):
     )
     v1_finalize_interval_s: float = Field(
         default=0.5, gt=0, description="How often ended /v1 batches get their output files.")
+    v1_file_expiry_s: float = Field(
+        default=30 * 86400.0, gt=0,
+        description="How long /v1/files of purpose batch and batch_output (a batch's output "
+        "and error files) are kept when their upload or batch names no expires_after "
+        "(OpenAI's default: 30 days); files of other purposes are kept until deleted.")
 
     # Parallel's Task Runs and Task Groups (/v1/tasks/...): processors and their runs.
     parallel_processors: dict[str, dict[str, Any]] = Field(

@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
+import orjson
 import pytest
+from bench.common import RssSampler
 
 from tests.conftest import Server, wait_until
 from tests.support.model_server import StandIn
@@ -133,3 +136,54 @@ def test_anthropic_errors_and_tenant_isolation(server: Server) -> None:
     with pytest.raises(anthropic.NotFoundError):
         other.messages.batches.cancel(batch.id)
     assert list(other.messages.batches.list()) == []
+
+
+def test_anthropic_create_names_where_the_body_is_wrong(server: Server) -> None:
+    """The body is read as it arrives: a bad request far into it, or JSON broken there,
+    is still a 400 in Anthropic's shape naming the request, and nothing is kept."""
+    key = server.new_key("acme")
+    client = sdk(server, key)
+    reqs = [request(i, "claude") for i in range(3000)]
+    reqs[2500] = {"custom_id": "r2500", "params": {"model": "claude", "max_tokens": 8}}
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.messages.batches.create(requests=reqs)  # type: ignore[arg-type]
+    message = "requests.2500.params.messages: Field required"
+    assert bad.value.body == {"type": "error", "error": {  # type: ignore[comparison-overlap]
+        "type": "invalid_request_error", "message": message}}
+    good = b",".join(orjson.dumps(request(i, "claude")) for i in range(3))
+    for body, message in (
+            (b'{"requests": [' + good + b', {"custom_id": "x", params}]}',
+             f"requests.3: Expecting property name enclosed in double quotes at byte "
+             f"{len(good) + 35}"),
+            (b'{"requests": [' + good, "requests.2: expected ',' or ']', found the end of the "
+             f"body at byte {len(good) + 14}"),
+            (b'{"requests": 7}', "requests: expected a list, found '7' at byte 13")):
+        r = httpx.post(f"{server.url}/v1/messages/batches", content=body, timeout=30,
+                       headers={"x-api-key": key, "anthropic-version": "2023-06-01",
+                                "content-type": "application/json"})
+        assert r.status_code == 400, r.text
+        assert r.json() == {"type": "error", "error": {"type": "invalid_request_error",
+                                                       "message": message}}
+    assert list(client.messages.batches.list()) == []
+
+
+def test_anthropic_create_streams_a_large_body_in_bounded_memory(server: Server) -> None:
+    """64 MB of requests are read a request at a time: the server grows by less than the
+    body (its database caches fill, 32 MB on SQLite); it grew by four times the body when
+    it read it whole."""
+    client = sdk(server, server.new_key("acme"))
+    client.messages.batches.create(requests=[request(0, "claude")])  # the route warmed up
+    filler = "x" * 2000
+    body = orjson.dumps({"requests": [request(i, "nobody-serves-this", system=filler)
+                                      for i in range(30_000)]})
+    assert server.proc is not None
+    with RssSampler(server.proc.pid) as rss:
+        r = httpx.post(f"{server.url}/v1/messages/batches", content=body, timeout=120,
+                       headers={"x-api-key": client.api_key,
+                                "anthropic-version": "2023-06-01",
+                                "content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    batch_id = r.json()["id"]
+    counts = client.messages.batches.cancel(batch_id).request_counts
+    assert sum(counts.model_dump().values()) == 30_000  # every request, once
+    assert rss.most - rss.base < len(body), (rss.most - rss.base, len(body))

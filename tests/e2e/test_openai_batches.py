@@ -3,8 +3,10 @@ and ``api_key`` differ), against batchd and a stand-in model server in a subproc
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -293,7 +295,7 @@ def test_openai_list_pagination_and_files(v1: Callable[..., Server]) -> None:
     assert [b.id for b in client.batches.list(limit=2)] == ids[::-1]  # auto-paginates
     listed = [f.id for f in client.files.list(purpose="batch", limit=2, order="asc")]
     assert listed == file_ids
-    raw = client.files.list(limit=2, order="desc")
+    raw = client.files.list(limit=2, order="desc", purpose="batch")  # outputs come too
     assert raw.has_more and raw.data[0].id == file_ids[-1]
     # Every purpose the SDK uploads with, those its FileObject does not list (evals) too.
     evals = client.files.create(file=("e.jsonl", b"{}\n"), purpose="evals")
@@ -377,3 +379,60 @@ def test_openai_reserved_metadata_sets_batchd_settings(v1: Callable[..., Server]
                               endpoint="/v1/chat/completions", completion_window="24h",
                               metadata={"batchd_priority": "high"})
     assert bad.value.body["param"] == "metadata.batchd_priority"  # type: ignore[index]
+
+
+def file_parts_stored(database_url: str) -> int:
+    """Parts of file content left in the server's database."""
+    if database_url.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(database_url[len("sqlite:///"):])) as db:
+            return int(db.execute("SELECT count(*) FROM v1_file_parts").fetchone()[0])
+    import psycopg
+
+    with psycopg.connect(database_url) as pg:
+        row = pg.execute("SELECT count(*) FROM v1_file_parts").fetchone()
+        return int(row[0]) if row else 0
+
+
+def test_openai_files_expire_as_openai_says(v1: Callable[..., Server]) -> None:
+    """``expires_after`` as the SDK sends it; without it batch files (input and output)
+    expire after the default and other purposes never; an expired file is a 404 and its
+    content is swept away."""
+    server = v1(v1_file_expiry_s=2, v1_finalize_interval_s=0.1)
+    client = sdk(server, server.new_key("acme"))
+    data = ("in.jsonl", io.BytesIO(jsonl([chat_line(0), chat_line(1)])))
+    kept = client.files.create(file=data, purpose="batch",
+                               expires_after={"anchor": "created_at", "seconds": 3600})
+    assert kept.expires_at == kept.created_at + 3600
+    default = client.files.create(file=("d.jsonl", io.BytesIO(b"{}\n")), purpose="batch")
+    assert default.expires_at == default.created_at + 2
+    mine = client.files.create(file=("notes.txt", io.BytesIO(b"x")), purpose="user_data")
+    assert mine.expires_at is None
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.files.create(file=("x.jsonl", io.BytesIO(b"{}\n")), purpose="batch",
+                            expires_after={"anchor": "created_at", "seconds": 60})
+    assert bad.value.body["param"] == "expires_after.seconds"  # type: ignore[index]
+    batch = client.batches.create(input_file_id=kept.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    done = wait_status(client, batch.id, {"completed"})
+    output = client.files.retrieve(done.output_file_id)  # type: ignore[arg-type]
+    assert output.expires_at is not None and output.expires_at - output.created_at == 2
+    told = client.batches.create(input_file_id=kept.id, endpoint="/v1/chat/completions",
+                                 completion_window="24h", output_expires_after={
+                                     "anchor": "created_at", "seconds": 7200})
+    told_out = client.files.retrieve(
+        wait_status(client, told.id, {"completed"}).output_file_id)  # type: ignore[arg-type]
+    assert told_out.expires_at == told_out.created_at + 7200
+
+    def gone() -> bool:
+        ids = {f.id for f in client.files.list()}
+        return output.id not in ids and default.id not in ids and file_parts_stored(
+            server.database_url) == 3  # left: the kept input and output, the user's file
+
+    wait_until(gone, timeout_s=30, what="expired files swept")
+    for file_id in (output.id, default.id):
+        with pytest.raises(openai.NotFoundError):
+            client.files.retrieve(file_id)
+        with pytest.raises(openai.NotFoundError):
+            client.files.content(file_id)
+    assert {f.id for f in client.files.list()} == {kept.id, mine.id, told_out.id}
+    assert client.batches.retrieve(batch.id).output_file_id == output.id  # as OpenAI keeps it

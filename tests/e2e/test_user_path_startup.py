@@ -7,6 +7,7 @@ The PostgreSQL tests run on PostgreSQL whatever BATCHD_TEST_BACKEND says."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -160,19 +161,25 @@ def _announced(database_url: str) -> bytes:
 def test_a_worker_says_which_shared_settings_it_lacks(
     make_server: Callable[..., Server],
 ) -> None:
-    srv = make_server(outbound_allow="loopback", llm_api_key="sk-secret-test")
+    ups = json.dumps([{"name": "vllm", "base_url": "http://127.0.0.1:9/v1",
+                       "api_key": "sk-upstream-secret", "models": ["tiny-chat"]}])
+    srv = make_server(outbound_allow="loopback", llm_api_key="sk-secret-test", upstreams=ups)
     assert "BATCHD_" not in srv.log_since_start()  # the first process lacks nothing
     lacking = _started_worker(make_server)
     lines = [ln for ln in lacking.log_since_start().splitlines() if ln.startswith("BATCHD_")]
-    assert len(lines) == 2, lines
+    assert len(lines) == 3, lines
     allow = next(ln for ln in lines if ln.startswith("BATCHD_OUTBOUND_ALLOW: "))
     assert allow.startswith("BATCHD_OUTBOUND_ALLOW: server+worker ")
     assert "allows 'loopback'; this worker does not" in allow and "webhook deliveries" in allow
     key = next(ln for ln in lines if ln.startswith("BATCHD_LLM_API_KEY: "))
     assert "this worker does not" in key
+    models = next(ln for ln in lines if ln.startswith("BATCHD_UPSTREAMS: "))
+    assert "'tiny-chat'" in models and "model_not_found" in models
     # A worker set up like the server has nothing to say.
-    alike = _started_worker(make_server, outbound_allow="loopback", llm_api_key="sk-other")
+    alike = _started_worker(make_server, outbound_allow="loopback", llm_api_key="sk-other",
+                            upstreams=ups)
     assert "BATCHD_" not in alike.log_since_start()
     # Secrets are announced only as set or not.
     info = _announced(srv.database_url)
     assert b"loopback" in info and b"sk-secret-test" not in info and b"sk-other" not in info
+    assert b"tiny-chat" in info and b"sk-upstream-secret" not in info

@@ -64,6 +64,18 @@ def test_settings_only_a_worker_needs_are_not_asked_of_an_api_server() -> None:
     assert "sk-x" not in " ".join(lines)
 
 
+def test_a_worker_without_the_upstreams_of_the_others_is_told() -> None:
+    ups = [{"name": "vllm", "base_url": "http://vllm/v1", "api_key": "sk-up",
+            "models": [{"name": "llama", "aliases": ["small"]}]}]
+    other = announcement("s1", fleet.SERVER, upstreams=ups)
+    assert fleet.lacking(announcement("w1", upstreams=ups), [other]) == []
+    [line] = fleet.lacking(announcement("w2"), [other])
+    assert line.startswith("BATCHD_UPSTREAMS: server s1 on h (pid 1) sends the models "
+                           "'llama', 'small' to model upstreams; this worker does not")
+    assert "model_not_found" in line and "sk-up" not in line
+    assert fleet.lacking(announcement("s2", fleet.SERVER), [other]) == []  # runs no items
+
+
 def test_an_announcement_round_trips_and_a_foreign_one_is_ignored() -> None:
     a = announcement("w1", serves=(("score", "1.0.0"),), tasks="myproj.tasks")
     again = fleet.Announcement.load((a.id, a.dump(), NOW, NOW))

@@ -25,12 +25,14 @@ class V1Mount:
 
     def __init__(self, app: FastAPI, *, store: Database, manager: BatchManager,
                  settings: Settings, clock: Callable[[], float]) -> None:
-        app.state.v1_files = Files(store=store, clock=clock, max_bytes=settings.v1_file_max_bytes)
+        app.state.v1_files = Files(store=store, clock=clock, max_bytes=settings.v1_file_max_bytes,
+                                   expiry_s=settings.v1_file_expiry_s)
         app.state.v1_batches = V1Batches(store=store, manager=manager, settings=settings,
                                          clock=clock)
         self.finalizer = Finalizer(store=store, render=wire.result_line, clock=clock,
                                    interval_s=settings.v1_finalize_interval_s,
-                                   staging_ttl_s=settings.staging_ttl_s)
+                                   staging_ttl_s=settings.staging_ttl_s,
+                                   files=app.state.v1_files)
         app.include_router(openai.router)
         app.include_router(anthropic.router)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -72,6 +73,16 @@ async def _check_database(settings: Settings) -> None:
     await store.close()
 
 
+def settle_gc() -> None:
+    """What start-up made (modules, the app, schemas) lives as long as the process: kept
+    out of every collection (``gc.freeze``); and the youngest generation is collected
+    after 50,000 net allocations, not 700. Measured on ``bench/openai_batch.py``: about a
+    third less CPU a request (with 700, and still with 10,000, collections of the objects
+    of requests in flight took a few milliseconds each, a hundred times a run)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)
+
+
 def serve(settings: Settings) -> None:
     """Run the API server (and its worker) until stopped; ``batchd serving on …`` is
     printed once it is ready: tasks loaded, database open and migrated."""
@@ -81,6 +92,7 @@ def serve(settings: Settings) -> None:
     # Opened once before the app starts, so that a database that cannot be used is said
     # at once, in one line (the app's own start would wait for its pool, then fail).
     asyncio.run(_check_database(settings))
+    settle_gc()
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             log_level="warning", timeout_graceful_shutdown=10)
     # Bound here so the message names the real port (BATCHD_PORT=0 lets the system pick).
@@ -119,6 +131,7 @@ def load_registry(settings: Settings) -> TaskRegistry:
 def run_worker(settings: Settings) -> None:
     """Run a standalone worker until SIGINT or SIGTERM."""
     registry = load_registry(settings)
+    settle_gc()
     asyncio.run(_work(settings, registry))
 
 

@@ -6,6 +6,11 @@ sent or read line by line (a batch's input): no file is ever whole in memory. A 
 visible once its last part is written; an upload that never finished is dropped after
 ``BATCHD_STAGING_TTL_S``. Files a batch writes (``batch_output``) belong to the batch
 until it publishes them.
+
+A file may expire (``expires_at``): as OpenAI's, files of purpose ``batch`` and
+``batch_output`` after ``BATCHD_V1_FILE_EXPIRY_S`` (30 days) unless the upload or the batch
+says otherwise, the others only when their upload says so. An expired file is gone at
+once (a 404, left out of lists); a sweep drops its content soon after.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ PART_BYTES = 1 << 20
 PARTS_PER_WRITE = 4
 PARTS_PER_READ = 4
 PURPOSES = ("batch", "batch_output", "user_data")
+EXPIRING = ("batch", "batch_output")  # purposes that expire without being told to
 
 
 def new_file_id() -> str:
@@ -37,6 +43,10 @@ def new_file_id() -> str:
 
 class FileTooLarge(errors.LimitExceeded):
     code = "file_too_large"
+
+
+def expired(row: FileRow, now: float) -> bool:
+    return row.expires_at is not None and row.expires_at <= now
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,27 +95,40 @@ class PartWriter:
 class Files:
     """Uploads, reads and deletes of a tenant's files."""
 
-    def __init__(self, *, store: Database, clock: Callable[[], float], max_bytes: int) -> None:
+    def __init__(self, *, store: Database, clock: Callable[[], float], max_bytes: int,
+                 expiry_s: float) -> None:
         self.store = store
         self.clock = clock
         self.max_bytes = max_bytes
+        self.expiry_s = expiry_s
+
+    def expires_at(self, purpose: str, created_at: float, seconds: float | None
+                   ) -> float | None:
+        """When a file made at ``created_at`` expires: ``seconds`` after, if given, else
+        as its purpose does (None: kept until deleted)."""
+        if seconds is None:
+            return created_at + self.expiry_s if purpose in EXPIRING else None
+        return created_at + seconds
 
     async def upload(self, principal: Principal, *, chunks: AsyncIterator[bytes],
-                     describe: Callable[[], tuple[str, str]]) -> FileRow:
+                     describe: Callable[[], tuple[str, str, float | None]]) -> FileRow:
         """Store an upload as it arrives; ``describe()``, called once it is all read, gives
-        its purpose and name (or raises). Raises FileTooLarge; nothing is kept on error."""
+        its purpose, name and seconds to expire after (None: its purpose's default), or
+        raises. Raises FileTooLarge; nothing is kept on error."""
         file_id = new_file_id()
+        created_at = self.clock()
         pk = await self.store.insert_v1_file(
             id=file_id, tenant_id=principal.tenant_id, owner=principal.owner, purpose="",
-            filename="", batch_pk=None, created_at=self.clock(), expires_at=None)
+            filename="", batch_pk=None, created_at=created_at, expires_at=None)
         writer = PartWriter(self.store, pk, max_bytes=self.max_bytes)
         try:
             async for chunk in chunks:
                 await writer.write(chunk)
             await writer.close()
-            purpose, filename = describe()
-            await self.store.publish_v1_file(pk, writer.size, purpose=purpose,
-                                             filename=filename)
+            purpose, filename, expires_after_s = describe()
+            await self.store.publish_v1_file(
+                pk, writer.size, purpose=purpose, filename=filename,
+                expires_at=self.expires_at(purpose, created_at, expires_after_s))
         except BaseException:
             await asyncio.shield(self.store.drop_v1_file(pk))
             raise
@@ -114,7 +137,7 @@ class Files:
     async def get(self, principal: Principal, file_id: str) -> FileRow:
         found = await self.store.v1_file(file_id, tenant_id=principal.tenant_id,
                                          owner=access.owner_scope(principal))
-        if found is None:
+        if found is None or expired(found, self.clock()):
             raise errors.NotFound(f"No such File object: {file_id}", details={"id": file_id})
         return found
 
@@ -126,7 +149,9 @@ class Files:
         rows = await self.store.v1_files(
             tenant_id=principal.tenant_id, owner=access.owner_scope(principal),
             purpose=purpose, cursor_pk=cursor, limit=limit + 1, ascending=ascending)
-        return FilePage(files=rows[:limit], has_more=len(rows) > limit)
+        now = self.clock()
+        return FilePage(files=[r for r in rows[:limit] if not expired(r, now)],
+                        has_more=len(rows) > limit)
 
     async def delete(self, principal: Principal, file_id: str) -> FileRow:
         found = await self.get(principal, file_id)
@@ -160,3 +185,7 @@ class Files:
 
     async def drop_stale_uploads(self, ttl_s: float) -> int:
         return await self.store.drop_stale_v1_uploads(before=self.clock() - ttl_s)
+
+    async def drop_expired(self) -> int:
+        """Drop the files that have expired (rows and content); how many."""
+        return await self.store.drop_expired_v1_files(now=self.clock())

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from batchd.core import scheduling
-from batchd.domain import errors
+from batchd.domain import errors, upstreams
 from batchd.domain.models import Batch, new_id
 from batchd.settings import Settings
 from batchd.tasks.registry import TaskRegistry
@@ -118,6 +118,7 @@ def shared_settings(settings: Settings) -> dict[str, Any]:
         "llm_base_url": settings.llm_base_url,
         "llm_api_key": settings.llm_api_key is not None,
         "llm_prices": sorted(settings.llm_prices),
+        "upstreams": upstreams.Routes(upstreams.parse(settings.upstreams)).models(),
     }
 
 
@@ -159,6 +160,9 @@ SHARED = (
     Shared("llm_prices", "BATCHD_LLM_PRICES",
            "{who} prices {theirs}; this {me} does not: llm items of those models run here "
            "are priced from the default table, or not at all", runs_tasks=True),
+    Shared("upstreams", "BATCHD_UPSTREAMS",
+           "{who} sends the models {theirs} to model upstreams; this {me} does not: /v1 "
+           "requests for them run here fail as model_not_found", runs_tasks=True),
 )
 _DEFAULTS = shared_settings(Settings.model_construct())
 

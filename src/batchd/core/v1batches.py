@@ -92,10 +92,12 @@ class V1Batches:
     async def create(
         self, principal: Principal, *, dialect: str, records: AsyncIterator[list[Any]],
         endpoint: str, input_file_id: str | None, metadata: dict[str, Any] | None,
-        completion_window: str = "24h",
+        completion_window: str = "24h", output_expires_s: float | None = None,
     ) -> V1BatchRow:
         """A batch of ``records`` (``{"custom_id", "url", "body"}``, in groups). If the
-        records raise :class:`InvalidRequests`, the batch is stored as failed with them."""
+        records raise :class:`InvalidRequests`, the batch is stored as failed with them.
+        ``output_expires_s``: its output files expire this long after they are written
+        (None: as ``batch_output`` files do)."""
         now = self.clock()
         batch_id = new_batch_id(dialect)
         extra = batch_settings(metadata)
@@ -113,7 +115,9 @@ class V1Batches:
             max_attempts=self.settings.upstream_max_attempts,
             retry_backoff_s=self.settings.retry_backoff_s,
             expires_at=now + self.settings.v1_completion_window_s,
-            metadata={**(metadata or {}), "v1": {"dialect": dialect, "id": batch_id}},
+            metadata={**(metadata or {}), "v1": {
+                "dialect": dialect, "id": batch_id,
+                **({"output_expires_s": output_expires_s} if output_expires_s else {})}},
             dialect=dialect,
             **fields)
         try:

@@ -5,7 +5,8 @@ One process finalizes a batch at a time (a lease in ``v1_batches``, renewed whil
 writes); a finalization cut short (the process died) is started again from the beginning
 by the next claimer, which first drops the files the earlier one had begun. The files and
 the final status are published in one transaction, so a request's line is in exactly
-one of the two files, once.
+one of the two files, once. The files expire as the batch asked (``output_expires_after``)
+or as ``batch_output`` files do; the same loop sweeps expired files away.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from batchd.core.files import PartWriter
+from batchd.core.files import Files, PartWriter
 from batchd.domain import errors
 from batchd.domain.models import new_id
 from batchd.domain.records import ExportRow
@@ -34,6 +35,7 @@ INTERRUPTED = orjson.dumps([{
     "message": "The server stopped while it validated the input file; create the batch "
                "again."}])
 PAGE_SEQS = 1000
+SWEEP_ROUNDS = 20  # expired files are dropped every this many rounds (read as gone at once)
 # A result's line in the output file (True) or the error file (False); ``ended`` is the
 # engine batch's final status (``expired``, ``cancelled``, …).
 Render = Callable[[ExportRow, str], tuple[bool, bytes]]
@@ -43,8 +45,9 @@ class Finalizer:
     """Finds ended ``/v1`` batches and writes their files (see the module)."""
 
     def __init__(self, *, store: Database, render: Render, clock: Callable[[], float],
-                 interval_s: float, staging_ttl_s: float) -> None:
+                 interval_s: float, staging_ttl_s: float, files: Files) -> None:
         self.store = store
+        self.files = files
         self.render = render
         self.clock = clock
         self.interval_s = interval_s
@@ -68,6 +71,8 @@ class Finalizer:
                 await self.run_once()
                 if rounds % 120 == 0:
                     await self.recover(before=self.clock() - self.staging_ttl_s)
+                if rounds % SWEEP_ROUNDS == 0:
+                    await self.files.drop_expired()
             except errors.StoreError as exc:  # the database comes back by itself
                 log.warning("finalizing /v1 batches failed (%s); retrying", exc.message)
             except Exception:  # the loop must outlive any one failure
@@ -105,8 +110,11 @@ class Finalizer:
         if row is None:
             return 0
         batch_id, engine_id, tenant_id, owner, cancelling = row
-        out = await self._new_file(pk, batch_id, tenant_id, owner, "output")
-        err = await self._new_file(pk, batch_id, tenant_id, owner, "error")
+        engine = await self.store.get_batch(engine_id, tenant_id=tenant_id)
+        v1 = engine.metadata.get("v1") if engine is not None else None
+        expiry_s = v1.get("output_expires_s") if isinstance(v1, dict) else None
+        out = await self._new_file(pk, batch_id, tenant_id, owner, "output", expiry_s)
+        err = await self._new_file(pk, batch_id, tenant_id, owner, "error", expiry_s)
         last = await self.store.last_item_seq(engine_id)
         after = -1
         renew_at = self.clock() + LEASE_S / 3
@@ -131,14 +139,15 @@ class Finalizer:
         return found
 
     async def _new_file(self, pk: int, batch_id: str, tenant_id: str, owner: str,
-                        kind: str) -> _NamedWriter:
+                        kind: str, expiry_s: float | None) -> _NamedWriter:
         from batchd.core.files import new_file_id
 
         file_id = new_file_id()
+        now = self.clock()
         file_pk = await self.store.insert_v1_file(
             id=file_id, tenant_id=tenant_id, owner=owner, purpose="batch_output",
-            filename=f"{batch_id}_{kind}.jsonl", batch_pk=pk, created_at=self.clock(),
-            expires_at=None)
+            filename=f"{batch_id}_{kind}.jsonl", batch_pk=pk, created_at=now,
+            expires_at=self.files.expires_at("batch_output", now, expiry_s))
         return _NamedWriter(self.store, file_pk, file_id)
 
     async def _end(self, pk: int, engine_status: str, cancelling: bool, out: _NamedWriter,

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from batchd.api import ingress, jsonbody, openapi
-from batchd.api.anthropic import wire
-from batchd.api.deps import Caller, Config, read_body
+from batchd.api import ingress, openapi
+from batchd.api.anthropic import stream, wire
+from batchd.api.deps import Caller, Config, body_stream
 from batchd.api.responses import JsonResponse
 from batchd.core.v1batches import V1Batches
 from batchd.domain import errors
@@ -62,14 +62,23 @@ def _check(i: int, req: Any, seen: set[str]) -> dict[str, Any]:
     return {"custom_id": custom_id, "url": "/v1/messages", "body": params}
 
 
-def _records(requests: list[Any]) -> list[list[Any]]:
+async def _records(chunks: AsyncIterator[bytes], *, most: int, max_request_bytes: int
+                   ) -> AsyncIterator[list[Any]]:
+    """The checked requests in groups, as the body arrives."""
     seen: set[str] = set()
-    checked = [_check(i, r, seen) for i, r in enumerate(requests)]
-    return [checked[i:i + GROUP] for i in range(0, len(checked), GROUP)]
-
-
-async def _groups(groups: list[list[Any]]) -> AsyncIterator[list[Any]]:
-    for group in groups:
+    group: list[Any] = []
+    requests = stream.array_member(chunks, key="requests", max_body_bytes=MAX_BODY_BYTES,
+                                   max_element_bytes=max_request_bytes)
+    async for req in requests:
+        if len(seen) >= most:
+            raise _invalid(f"requests: at most {most} requests in a batch")
+        group.append(_check(len(seen), req, seen))
+        if len(group) >= GROUP:
+            yield group
+            group = []
+    if not seen:
+        raise _invalid("requests: a non-empty list of requests is required")
+    if group:
         yield group
 
 
@@ -80,17 +89,11 @@ def _base(request: Request) -> str:
 @router.post("/batches", openapi_extra=CREATE_DOC)
 @ingress.accepts(ingress.BodyKind.STREAM)
 async def create(request: Request, caller: Caller, batches: Service, cfg: Config) -> Response:
-    """Create a batch of Messages requests (each checked before anything is stored)."""
-    data = jsonbody.parse(await read_body(request, MAX_BODY_BYTES))
-    requests = data.get("requests") if isinstance(data, dict) else None
-    if not isinstance(requests, list) or not requests:
-        raise _invalid("requests: a non-empty list of requests is required")
-    if len(requests) > cfg.v1_message_batch_max_requests:
-        raise _invalid(f"requests: at most {cfg.v1_message_batch_max_requests} requests "
-                       "in a batch")
-    groups = _records(requests)
-    del requests, data
-    row = await batches.create(caller, dialect=DIALECT, records=_groups(groups),
+    """Create a batch of Messages requests, read and checked as the body arrives (nothing
+    is kept unless every request is good)."""
+    records = _records(body_stream(request), most=cfg.v1_message_batch_max_requests,
+                       max_request_bytes=cfg.max_record_bytes)
+    row = await batches.create(caller, dialect=DIALECT, records=records,
                                endpoint="/v1/messages", input_file_id=None, metadata=None)
     return JsonResponse(wire.batch_object(row, base_url=_base(request)))
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from batchd.api import ingress, jsonbody, openapi
 from batchd.api.deps import Caller, Config, read_body
 from batchd.api.openai import inputs, wire
+from batchd.api.openai.files import MAX_EXPIRY_S, MIN_EXPIRY_S
 from batchd.api.openai.files import Service as FilesService
 from batchd.api.responses import JsonResponse
 from batchd.core.v1batches import V1Batches
@@ -21,6 +22,12 @@ DIALECT = "openai"
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 
+class ExpiresAfter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    anchor: Literal["created_at"]
+    seconds: int = Field(ge=MIN_EXPIRY_S, le=MAX_EXPIRY_S)
+
+
 class CreateBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     input_file_id: str = Field(min_length=1)
@@ -28,6 +35,7 @@ class CreateBatch(BaseModel):
     completion_window: Literal["24h"]
     metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(
         default=None, max_length=16)
+    output_expires_after: ExpiresAfter | None = None
 
 
 def batches_service(request: Request) -> V1Batches:
@@ -64,7 +72,9 @@ async def create_batch(request: Request, caller: Caller, batches: Service,
                              max_requests=cfg.v1_batch_max_requests)
     row = await batches.create(caller, dialect=DIALECT, records=records,
                                endpoint=body.endpoint, input_file_id=source.id,
-                               metadata=body.metadata, completion_window="24h")
+                               metadata=body.metadata, completion_window="24h",
+                               output_expires_s=(body.output_expires_after.seconds
+                                                 if body.output_expires_after else None))
     return JsonResponse(wire.batch_object(row))
 
 

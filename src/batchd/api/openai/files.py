@@ -17,10 +17,14 @@ from batchd.domain import errors
 
 router = APIRouter()
 UPLOAD_PURPOSES = wire.upload_purposes()
+MIN_EXPIRY_S, MAX_EXPIRY_S = 3600, 30 * 86400  # expires_after[seconds], as OpenAI takes it
 UPLOAD_DOC = openapi.body_doc({"multipart/form-data": {
     "type": "object",
     "properties": {"file": {"type": "string", "format": "binary"},
-                   "purpose": {"type": "string", "enum": list(UPLOAD_PURPOSES)}},
+                   "purpose": {"type": "string", "enum": list(UPLOAD_PURPOSES)},
+                   "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+                   "expires_after[seconds]": {"type": "integer", "minimum": MIN_EXPIRY_S,
+                                              "maximum": MAX_EXPIRY_S}},
     "required": ["file", "purpose"],
 }})
 
@@ -36,6 +40,24 @@ def _invalid(message: str, param: str) -> errors.InvalidInput:
     return errors.InvalidInput(message, details={"param": param})
 
 
+def expires_after_s(anchor: str | None, seconds: Any, *, param: str) -> int | None:
+    """The seconds of an ``expires_after`` (``{anchor: "created_at", seconds}``), checked;
+    None when not given."""
+    if anchor is None and seconds is None:
+        return None
+    if anchor != "created_at":
+        raise _invalid(f"Invalid value for '{param}.anchor': {anchor!r}; expected "
+                       "'created_at'.", f"{param}.anchor")
+    try:
+        value = int(seconds)
+    except (TypeError, ValueError):
+        value = 0
+    if not MIN_EXPIRY_S <= value <= MAX_EXPIRY_S:
+        raise _invalid(f"Invalid value for '{param}.seconds': {seconds!r}; expected an "
+                       f"integer from {MIN_EXPIRY_S} to {MAX_EXPIRY_S}.", f"{param}.seconds")
+    return value
+
+
 @router.post("/files", openapi_extra=UPLOAD_DOC)
 @ingress.accepts(ingress.BodyKind.STREAM)
 async def create_file(request: Request, caller: Caller, files: Service) -> Response:
@@ -43,14 +65,17 @@ async def create_file(request: Request, caller: Caller, files: Service) -> Respo
     boundary = multipart.boundary_of(request.headers.get("content-type", ""))
     form = multipart.Form()
 
-    def check() -> tuple[str, str]:
+    def check() -> tuple[str, str, float | None]:
         purpose = form.fields.get("purpose")
         if purpose not in UPLOAD_PURPOSES:
             raise _invalid(f"Invalid value for 'purpose': {purpose!r}; expected one of "
                            f"{', '.join(UPLOAD_PURPOSES)}.", "purpose")
         if not form.has_file:
             raise _invalid("Missing required parameter: 'file'.", "file")
-        return purpose, form.filename or "upload"
+        expiry = expires_after_s(form.fields.get("expires_after[anchor]"),
+                                 form.fields.get("expires_after[seconds]"),
+                                 param="expires_after")
+        return purpose, form.filename or "upload", expiry
 
     row = await files.upload(caller, chunks=multipart.file_bytes(body_stream(request),
                                                                  boundary, form),

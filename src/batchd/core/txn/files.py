@@ -92,9 +92,9 @@ def insert_parts(file_pk: int, first_seq: int, parts: list[bytes]) -> Script[Non
 
 
 def publish_file(pk: int, size: int, purpose: str | None = None,
-                 filename: str | None = None) -> Script[int]:
+                 filename: str | None = None, expires_at: float | None = None) -> Script[int]:
     return int((yield q.run("publish_v1_file", pk=pk, bytes=size, purpose=purpose,
-                            filename=filename)))
+                            filename=filename, expires_at=expires_at)))
 
 
 def drop_file(pk: int) -> Script[None]:
@@ -125,6 +125,13 @@ def file_parts(file_pk: int, after_seq: int, limit: int) -> Script[list[tuple[in
 
 def drop_stale_uploads(before: float) -> Script[int]:
     rows = yield q.rows("stale_v1_uploads", before=before)
+    for (pk,) in rows:
+        yield from drop_file(pk)
+    return len(rows)
+
+
+def drop_expired_files(now: float) -> Script[int]:
+    rows = yield q.rows("expired_v1_files", now=now)
     for (pk,) in rows:
         yield from drop_file(pk)
     return len(rows)
@@ -222,9 +229,11 @@ class FileOps(Runner):
         await self._write(insert_parts, file_pk, first_seq, parts)
 
     async def publish_v1_file(self, pk: int, size: int, *, purpose: str | None = None,
-                              filename: str | None = None) -> bool:
-        """Make a file visible, with its size (and its purpose and name, if given now)."""
-        return bool(await self._write(publish_file, pk, size, purpose, filename))
+                              filename: str | None = None, expires_at: float | None = None
+                              ) -> bool:
+        """Make a file visible, with its size (and its purpose, name and expiry, if given
+        now)."""
+        return bool(await self._write(publish_file, pk, size, purpose, filename, expires_at))
 
     async def drop_v1_file(self, pk: int) -> None:
         await self._write(drop_file, pk)
@@ -244,6 +253,10 @@ class FileOps(Runner):
 
     async def drop_stale_v1_uploads(self, *, before: float) -> int:
         return await self._write(drop_stale_uploads, before)
+
+    async def drop_expired_v1_files(self, *, now: float) -> int:
+        """Drop (a bounded number of) files expired by ``now``; how many."""
+        return await self._write(drop_expired_files, now)
 
     async def insert_v1_batch(self, **fields: Any) -> int:
         return await self._write(insert_batch, fields)

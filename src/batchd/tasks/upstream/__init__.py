@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 from batchd.domain.cost import CostModel
-from batchd.tasks.kinds import llm
 from batchd.tasks.registry import TaskDef
 from batchd.tasks.upstream import calls
 from batchd.tasks.upstream.calls import UpstreamError, estimate_tokens
@@ -35,8 +34,7 @@ def estimate_usd(record: Any) -> float:
     if not isinstance(model, str):
         return 0.0
     tokens_in, tokens_out = estimate_tokens(record)
-    return llm.cost_usd(calls.settings().llm_prices, calls.upstream_model(model),
-                        tokens_in, tokens_out)
+    return calls.cost_usd(calls.upstream_model(model), tokens_in, tokens_out)
 
 
 def task_def(*, max_attempts: int | None = None) -> TaskDef:

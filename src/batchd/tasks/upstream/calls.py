@@ -7,10 +7,9 @@ import functools
 import secrets
 from typing import Any
 
-import httpx
 import orjson
 
-from batchd.domain import upstreams
+from batchd.domain import pricing, upstreams
 from batchd.domain.models import new_id
 from batchd.settings import Settings
 from batchd.tasks.context import RecordError, TaskContext
@@ -18,6 +17,7 @@ from batchd.tasks.kinds import llm, runtime
 from batchd.tasks.kinds.base import retryable_status
 from batchd.tasks.upstream import translate
 from batchd.tasks.upstream.gate import Gate, MemoryShares, TooLarge
+from batchd.tasks.upstream.sender import Reply, Sender, Unreachable
 
 ANTHROPIC_VERSION = "2023-06-01"
 MESSAGES = "/v1/messages"
@@ -55,8 +55,32 @@ def _routes(raw: bytes) -> upstreams.Routes:
     return upstreams.Routes(upstreams.parse(orjson.loads(raw)))
 
 
+_routes_seen: tuple[Any, upstreams.Routes] | None = None
+
+
 def routes() -> upstreams.Routes:
-    return _routes(orjson.dumps(settings().upstreams))
+    global _routes_seen
+    raw = settings().upstreams
+    if _routes_seen is None or _routes_seen[0] is not raw:  # settings are not changed in place
+        _routes_seen = (raw, _routes(orjson.dumps(raw)))
+    return _routes_seen[1]
+
+
+_prices_seen: tuple[Any, dict[str, pricing.Price | None]] | None = None
+
+
+def cost_usd(model: str, tokens_in: int, tokens_out: int) -> float:
+    """What the tokens cost at ``model``'s standard rate (``model``: its name on the
+    upstream; BATCHD_LLM_PRICES), its price looked up once per model."""
+    global _prices_seen
+    prices = settings().llm_prices
+    if _prices_seen is None or _prices_seen[0] is not prices:
+        _prices_seen = (prices, {})
+    known = _prices_seen[1]
+    if model not in known:
+        known[model] = llm.price_of(prices, model)
+    price = known[model]
+    return 0.0 if price is None else price.standard_usd(tokens_in, tokens_out)
 
 
 def upstream_model(model: str) -> str:
@@ -77,47 +101,22 @@ def estimate_tokens(record: Any) -> tuple[int, int]:
     return prompt, answer if isinstance(answer, int) and answer > 0 else llm.DEFAULT_ANSWER_TOKENS
 
 
-# httpx's pool looks at every connection it holds for each request: many small pools,
-# taken in turn, keep that cheap with hundreds of requests in flight. Requests go to the
-# transports directly: the client's layers (redirects, auth, cookies) are not needed.
-POOLS = 16
-POOL_CONNECTIONS = 24
-
-
 class _Process:
-    """This process's gates and HTTP clients (made on first use, on the worker's loop)."""
+    """This process's gates and HTTP session (made on first use, on the worker's loop)."""
 
     def __init__(self) -> None:
         self.gates: dict[str, Gate] = {}
-        self.transports: list[httpx.AsyncHTTPTransport] = []
-        self.turn = 0
         self.memory = MemoryShares()
-        self.urls: dict[str, httpx.URL] = {}
+        self.sender = Sender()
 
     def gate(self, up: upstreams.UpstreamSpec) -> Gate:
         gate = self.gates.get(up.name)
-        if gate is None or gate.limits != up.limits:
+        if gate is None or (gate.limits is not up.limits and gate.limits != up.limits):
             s = settings()
             gate = self.gates[up.name] = Gate(
                 up.name, up.limits, store=runtime.store() or self.memory, process_id=PROCESS_ID,
                 renew_s=s.upstream_share_interval_s, lease_s=s.upstream_share_lease_s)
         return gate
-
-    def http(self) -> httpx.AsyncHTTPTransport:
-        if not self.transports:
-            limits = httpx.Limits(max_connections=POOL_CONNECTIONS,
-                                  max_keepalive_connections=POOL_CONNECTIONS)
-            self.transports = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(POOLS)]
-        self.turn = (self.turn + 1) % POOLS
-        return self.transports[self.turn]
-
-    def url(self, text: str) -> httpx.URL:
-        found = self.urls.get(text)
-        if found is None:
-            if len(self.urls) > 1000:
-                self.urls.clear()
-            found = self.urls[text] = httpx.URL(text)
-        return found
 
 
 _process = _Process()
@@ -174,33 +173,28 @@ def _outgoing(url: str, body: dict[str, Any], route: upstreams.Route
     return path, {**body, "model": route.model}
 
 
-async def _post(up: upstreams.UpstreamSpec, path: str, body: dict[str, Any]) -> httpx.Response:
+@functools.lru_cache(maxsize=64)
+def _headers(style: str, api_key: str | None) -> dict[str, str]:
     headers = {"Content-Type": "application/json"}
-    if up.style == "anthropic":
+    if style == "anthropic":
         headers["anthropic-version"] = ANTHROPIC_VERSION
-        if up.api_key:
-            headers["x-api-key"] = up.api_key
-    elif up.api_key:
-        headers["Authorization"] = f"Bearer {up.api_key}"
-    t = up.timeout_s
-    request = httpx.Request("POST", _process.url(up.base_url + path), headers=headers,
-                            content=orjson.dumps(body),
-                            extensions={"timeout": {"connect": t, "read": t, "write": t,
-                                                    "pool": t}})
+        if api_key:
+            headers["x-api-key"] = api_key
+    elif api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+async def _post(up: upstreams.UpstreamSpec, path: str, body: dict[str, Any]) -> Reply:
     try:
-        response = await _process.http().handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response
-    except httpx.TimeoutException:
-        raise RuntimeError(f"upstream {up.name} timed out after {up.timeout_s} s") from None
-    except httpx.TransportError as exc:  # the engine retries with backoff
-        raise RuntimeError(f"upstream {up.name}: {type(exc).__name__}: {exc}") from None
+        return await _process.sender.post(up.base_url + path, orjson.dumps(body),
+                                          headers=_headers(up.style, up.api_key),
+                                          timeout_s=up.timeout_s)
+    except Unreachable as exc:  # the engine retries with backoff
+        raise RuntimeError(f"upstream {up.name}: {exc}") from None
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: Reply) -> Any:
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
@@ -216,7 +210,7 @@ def _usage_total(data: Any) -> int | None:
     return sum(v for v in found if isinstance(v, int)) or None
 
 
-def _retry_after(response: httpx.Response) -> float:
+def _retry_after(response: Reply) -> float:
     raw = response.headers.get("retry-after", "")
     try:
         return min(max(float(raw), 0.0), 600.0)
@@ -224,7 +218,7 @@ def _retry_after(response: httpx.Response) -> float:
         return 1.0
 
 
-def _answer(response: httpx.Response, data: Any, record: dict[str, Any],
+def _answer(response: Reply, data: Any, record: dict[str, Any],
             route: upstreams.Route, gate: Gate, ctx: TaskContext) -> dict[str, Any]:
     status = response.status_code
     name = route.upstream.name
@@ -257,12 +251,9 @@ def _report(data: dict[str, Any], route: upstreams.Route, ctx: TaskContext) -> N
     tokens_in = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
     tokens_out = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
     ctx.report_usage(tokens_in=tokens_in, tokens_out=tokens_out,
-                     cost_usd=llm.cost_usd(settings().llm_prices, route.model, tokens_in,
-                                           tokens_out))
+                     cost_usd=cost_usd(route.model, tokens_in, tokens_out))
 
 
 async def aclose() -> None:
     """Close the HTTP connections (tests, shutdown)."""
-    transports, _process.transports = _process.transports, []
-    for transport in transports:
-        await asyncio.shield(transport.aclose())
+    await asyncio.shield(_process.sender.aclose())

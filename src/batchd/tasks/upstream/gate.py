@@ -109,6 +109,10 @@ class Gate:
                            f"upstream's {self.limits.tpm} tokens per minute")
         if self.unlimited:
             return self._admit(tokens, self.clock())
+        if not self.waiting:  # nobody is ahead: no need to queue for the condition
+            now = self.clock()
+            if self._wait_s(now, tokens) == 0.0:
+                return self._admit(tokens, now)
         self.waiting += 1
         self._ensure_renewer()
         try:

@@ -13,7 +13,8 @@ INSERT INTO v1_file_parts (file_pk, seq, data) VALUES (%(file_pk)s, %(seq)s, %(d
 -- name: publish_v1_file
 UPDATE v1_files SET status = 'processed', bytes = %(bytes)s,
        purpose = COALESCE(CAST(%(purpose)s AS text), purpose),
-       filename = COALESCE(CAST(%(filename)s AS text), filename)
+       filename = COALESCE(CAST(%(filename)s AS text), filename),
+       expires_at = COALESCE(CAST(%(expires_at)s AS double precision), expires_at)
 WHERE pk = %(pk)s AND status = 'uploading';
 
 -- name: v1_file
@@ -52,6 +53,11 @@ DELETE FROM v1_files WHERE pk = %(pk)s;
 
 -- name: stale_v1_uploads
 SELECT pk FROM v1_files WHERE status = 'uploading' AND batch_pk IS NULL AND created_at < %(before)s
+LIMIT 100;
+
+-- name: expired_v1_files
+-- Files past their expires_at (core.files.expired), a bounded number at a time.
+SELECT pk FROM v1_files WHERE status = 'processed' AND expires_at <= %(now)s
 LIMIT 100;
 
 -- name: unpublished_v1_files_of_batch
