@@ -123,18 +123,20 @@ def file_parts(file_pk: int, after_seq: int, limit: int) -> Script[list[tuple[in
     return [(r[0], bytes(r[1])) for r in rows]
 
 
-def drop_stale_uploads(before: float) -> Script[int]:
-    rows = yield q.rows("stale_v1_uploads", before=before)
+def _drop_found(query: str, **params: Any) -> Script[int]:
+    """Drop the files ``query`` finds (a bounded number); how many."""
+    rows = yield q.rows(query, **params)
     for (pk,) in rows:
         yield from drop_file(pk)
     return len(rows)
+
+
+def drop_stale_uploads(before: float) -> Script[int]:
+    return (yield from _drop_found("stale_v1_uploads", before=before))
 
 
 def drop_expired_files(now: float) -> Script[int]:
-    rows = yield q.rows("expired_v1_files", now=now)
-    for (pk,) in rows:
-        yield from drop_file(pk)
-    return len(rows)
+    return (yield from _drop_found("expired_v1_files", now=now))
 
 
 def insert_batch(fields: dict[str, Any]) -> Script[int]:
