@@ -9,9 +9,34 @@
     if (csrf) e.detail.headers["X-CSRF-Token"] = csrf;
   });
 
+  // Once the page is being left (a link followed, an action's form posted), nothing may
+  // overtake that navigation: a filter's late htmx swap (its history push) or the reload
+  // at a batch's end would cancel it. Requests in flight are aborted, none are sent.
+  var leaving = false;
+  function leave() {
+    leaving = true;
+    document.querySelectorAll("[hx-get], [hx-post]").forEach(function (el) {
+      if (window.htmx) window.htmx.trigger(el, "htmx:abort");
+    });
+  }
+  window.addEventListener("pageshow", function () { leaving = false; });
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (leaving) e.preventDefault();
+  });
+
   document.addEventListener("submit", function (e) {
-    var msg = e.target.getAttribute("data-confirm");
-    if (msg && !window.confirm(msg)) e.preventDefault();
+    var form = e.target;
+    var msg = form.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) { e.preventDefault(); return; }
+    if (!e.defaultPrevented && !form.hasAttribute("hx-get") && !form.hasAttribute("hx-post")) leave();
+  });
+
+  document.addEventListener("click", function (e) {
+    var a = e.target.closest && e.target.closest("a[href]");
+    if (!a || e.defaultPrevented || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+    if (a.hasAttribute("download") || a.hasAttribute("hx-get") || (a.target && a.target !== "_self")) return;
+    if (a.getAttribute("href").charAt(0) === "#") return;
+    leave();
   });
 
   document.addEventListener("keydown", function (e) {
@@ -50,7 +75,7 @@
       show(root, JSON.parse(ev.data));
       src.close();
       // The final state changes what the page offers (actions, downloads): load it anew.
-      window.setTimeout(function () { window.location.reload(); }, 300);
+      window.setTimeout(function () { if (!leaving) window.location.reload(); }, 300);
     });
     src.onerror = function () { if (src.readyState === 2) src.close(); };
   }
