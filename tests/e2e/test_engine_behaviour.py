@@ -82,6 +82,30 @@ def test_parallelism_caps_items_running_at_once(make_server: Callable[..., Serve
     assert max_overlap(intervals) == 3
 
 
+def test_a_full_batch_starts_its_next_items_in_freed_slots_across_workers(
+    make_server: Callable[..., Server], run_log: Path
+) -> None:
+    # Two worker processes, a batch held at its cap. A worker holds the batch's next
+    # items in reserve and starts one the moment one of its items returns, with no claim
+    # in between (its start is that item's end); the cap still holds, every item runs once.
+    server = make_server(run_worker="false")
+    for _ in range(2):
+        make_server(command="worker")
+    with server.client() as c:
+        b = create(c, task="tracked", parallelism=4,
+                   items=[{"n": i, "seconds": 0.05} for i in range(80)])
+        assert wait_batch(c, b["id"])["status"] == "completed"
+        items = all_items(c, b["id"])
+    spans = [(ts(i["started_at"]), ts(i["finished_at"])) for i in items]
+    assert max_overlap(spans) <= 4
+    ends = {end for _, end in spans}
+    assert sum(1 for start, _ in spans if start in ends) >= 20, "no slot was passed on"
+    starts = [r for r in read_runs(run_log) if r.what == "start"]
+    assert sorted(r.item_id for r in starts) == sorted(i["id"] for i in items)  # once each
+    assert {r.attempt for r in starts} == {1}
+
+
+
 # fail-fast and budget
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from batchd.domain.models import Outcome
+from batchd.domain.models import Outcome, Promotion
 from batchd.domain.states import ItemStatus, StopReason
 
 
@@ -197,3 +197,16 @@ def plan_group_commit(
         if o.output is not None:
             plan.outputs.append((o.rowid, o.output))
     return plan
+
+
+def count_promotions(plan: GroupCommit, promoted: list[Promotion]) -> None:
+    """Count reserved items started in freed slots as claimed: running, no longer queued,
+    their estimates reserved (as a claim counts its items)."""
+    for p in promoted:
+        delta = plan.deltas.get(p.batch_id)
+        if delta is None:
+            delta = plan.deltas[p.batch_id] = BatchDelta()
+            plan.tenants[p.batch_id] = p.tenant_id
+        delta.n_running += 1
+        delta.n_queued -= 1
+        delta.reserved_usd += p.est_usd

@@ -251,6 +251,29 @@ class ClaimedItem:
     max_attempts: int
     retry_backoff_s: float
     est_usd: float
+    # Held in reserve, not started: still queued, its lease keeping other claimers off,
+    # it starts in the slot of one of its claimer's items of its batch when that one's
+    # handler returns (a :class:`Promotion`), with no claim in between.
+    reserved: bool = False
+
+
+@dataclass(slots=True)
+class Promotion:
+    """A reserved item its claimer started in the slot of an item of the same batch whose
+    handler returned: recorded as claimed (running, counted, ``started_at``) with that
+    item's outcome or before it, so the batch never counts the slot free while it is not.
+
+    ``refused`` is set by the transaction that records it when the reservation no longer
+    held (the batch paused, stopped or cancelled; the lease lost): that run is void and
+    its outcome will not be recorded."""
+
+    rowid: int
+    fence: int
+    batch_id: str
+    tenant_id: str
+    est_usd: float
+    started_at: float
+    refused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,3 +315,5 @@ class Outcome:
     # Whose slot the outcome frees (set by the worker; not stored).
     batch_id: str = ""
     tenant_id: str = ""
+    # The slot went straight to a reserved item of the batch (a Promotion): not free.
+    passed_on: bool = False

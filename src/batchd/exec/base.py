@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from batchd.domain.models import ClaimedItem, FreedSlots, Outcome
+from batchd.domain.models import ClaimedItem, FreedSlots, Outcome, Promotion
 from batchd.tasks.context import TaskContext
 from batchd.tasks.registry import TaskDef, TaskRegistry
 
@@ -36,16 +36,29 @@ class WorkSource(Protocol):
     async def claim_items(
         self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int,
         freed: FreedSlots = ..., finished: Sequence[Outcome] = ...,
-        tasks: TaskRegistry | None = ...,
+        tasks: TaskRegistry | None = ..., promotions: Sequence[Promotion] = ...,
+        reserve: Mapping[str, int] | None = ..., adopt: Sequence[int] = ...,
     ) -> list[ClaimedItem]:
         """Lease up to ``limit`` ready items to ``owner`` for ``lease_s``; the slots of
         ``freed`` (``owner``'s finished, uncommitted items) may be taken again. The
-        ``finished`` outcomes are recorded first (as by :meth:`finish_items`). With
-        ``tasks``, only items of batches whose task it has are claimed."""
+        ``promotions`` and ``finished`` outcomes are recorded first (as by
+        :meth:`finish_items`). With ``tasks``, only items of batches whose task it has
+        are claimed. ``reserve``: how many more items of each batch to hold in reserve
+        (those of a full batch come back ``reserved``, not started); ``adopt``: items it
+        holds in reserve that it may lease like any ready one."""
         ...
 
-    async def finish_items(self, outcomes: list[Outcome], *, now: float) -> int:
-        """Group-commit outcomes; returns how many still held their lease."""
+    async def finish_items(
+        self, outcomes: list[Outcome], *, now: float, promotions: Sequence[Promotion] = ...,
+        owner: str = ..., lease_s: float = ...,
+    ) -> int:
+        """Group-commit outcomes, after ``owner``'s ``promotions`` (reserved items started
+        in freed slots; those refused are marked so); returns how many outcomes still
+        held their lease."""
+        ...
+
+    async def release_items(self, *, owner: str, rowids: list[int]) -> None:
+        """Give items ``owner`` held in reserve back to every claimer."""
         ...
 
     async def heartbeat(

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,6 +18,7 @@ from batchd.domain.models import (
     ClaimedItem,
     FreedSlots,
     Outcome,
+    Promotion,
     item_public_id,
     new_id,
 )
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 # A group commit that failed is tried again after this long, doubling up to the max.
 FLUSH_RETRY_MIN_S = 0.1
 FLUSH_RETRY_MAX_S = 1.0
+# The most items of one batch a worker holds in reserve (as many as it runs of the batch,
+# up to this): a full batch's next item starts in a freed slot with no claim in between.
+RESERVE_MAX = 64
 
 
 class WorkerStore(WorkSource, WebhookOutbox, TaskDefStore, Protocol):
@@ -82,6 +87,10 @@ class Worker:
         self.owner = new_id("wrk")
         self.claimed = 0  # items claimed since start, reported with each heartbeat
         self._running: dict[int, _Running] = {}
+        # Items held in reserve, by batch, and those started in freed slots (promotions)
+        # not yet recorded: they go with the next commit (a claim's or a flush's).
+        self._reserves: dict[str, deque[ClaimedItem]] = {}
+        self._promotions: list[Promotion] = []
         self._outcomes: list[Outcome] = []
         self._flushing: list[Outcome] = []
         self._claim_outcomes: list[Outcome] = []  # recorded by the claim in flight
@@ -135,6 +144,13 @@ class Worker:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._flush()
+        held = [i.rowid for queue in self._reserves.values() for i in queue]
+        self._reserves.clear()
+        if held:
+            try:
+                await self.store.release_items(owner=self.owner, rowids=held)
+            except Exception as exc:  # their leases run out instead
+                log.warning("could not give back %d reserved items (%s)", len(held), exc)
 
     async def run_until_cancelled(self) -> None:
         await self.start()
@@ -160,7 +176,7 @@ class Worker:
                     # Items not started stay leased to us and come back after the lease.
                     log.exception("dispatch failed")
                 if self.metrics is not None:
-                    self.metrics.claimed.inc(len(items))
+                    self.metrics.claimed.inc(sum(1 for i in items if not i.reserved))
                 # More may be ready: a share another claimer skipped (SKIP LOCKED), the
                 # next batch. Only a claim that found nothing waits for news.
                 await asyncio.sleep(0)
@@ -187,25 +203,37 @@ class Worker:
         # Outcomes waiting for the group commit go in the claim's transaction, recorded
         # before it claims: one commit instead of two, and no claim waits behind a flush.
         done = self._claim_outcomes = self._take_outcomes()
+        promoted = self._take_promotions()
+        reserve, adopt = self._reserve_plan()
         s = self.settings
         try:
             items = await self.store.claim_items(
                 owner=self.owner, limit=limit, now=self.clock(), lease_s=s.lease_s,
                 tenant_cap=s.tenant_max_running, freed=self._freed_slots(), finished=done,
                 tasks=self.registry,  # only batches of tasks this worker has
+                promotions=promoted, reserve=reserve, adopt=adopt,
             )
         except Exception as exc:
+            if adopt:
+                self._spawn(self._release(adopt))
             what = f"could not record {len(done)} outcomes and claim" if done else "claim failed"
             if isinstance(exc, errors.StoreError):
                 log.warning("%s (%s); retrying", what, exc.message)
             else:  # the loop must outlive any one failure
                 log.exception("%s; retrying", what)
             self._outcomes[:0] = done  # recorded by a later flush or claim
+            self._promotions[:0] = promoted
             self._schedule_flush()
             return None
         finally:
             self._claim_outcomes = []
-        self.claimed += len(items)
+        self._void_refused(promoted)
+        if adopt:
+            leased = {i.rowid for i in items if not i.reserved}
+            back = [rowid for rowid in adopt if rowid not in leased]
+            if back:
+                self._spawn(self._release(back))
+        self.claimed += sum(1 for i in items if not i.reserved)
         if done and self.webhooks is not None:
             self.webhooks.wake()  # the outcomes' webhooks are in the outbox now
         return items
@@ -220,7 +248,7 @@ class Worker:
         running = self._running
         for flushing, pending in ((True, self._flushing), (False, self._outcomes)):
             for o in pending:
-                if o.rowid in running:  # leased to us again since: not free
+                if o.rowid in running or o.passed_on:  # leased to us again, or passed on
                     continue
                 ids = items.get(o.batch_id)
                 if ids is None:
@@ -233,24 +261,124 @@ class Worker:
         return FreedSlots(items, tenants)
 
     async def _dispatch(self, items: list[ClaimedItem]) -> None:
-        """Start claimed items; cheap sync (``inline``) handlers run right here."""
+        """Start claimed items (those held in reserve wait for a freed slot); cheap sync
+        (``inline``) handlers run right here."""
         budget_end = time.monotonic() + 0.02
+        held: set[str] = set()
         for item in items:
-            ctx = TaskContext(
-                item_id=item_public_id(item.rowid), batch_id=item.batch_id,
-                attempt=item.attempts, runner=item.runner, logger=self._logger(item.task),
-            )
+            if item.reserved:
+                self._reserves.setdefault(item.batch_id, deque()).append(item)
+                held.add(item.batch_id)
+                continue
             task = self._task_or_none(item.task, item.version)
             if task is not None and task.mode == "inline":
                 started = self.clock()
-                self._finish(item, self._run_inline(item, ctx), started)
+                self._finish(item, self._run_inline(item, self._context(item)), started)
                 if time.monotonic() > budget_end:
                     await asyncio.sleep(0)  # let the API breathe between long runs
                     budget_end = time.monotonic() + 0.02
                 continue
-            running = _Running(item=item, ctx=ctx)
-            self._running[item.rowid] = running
-            running.task = asyncio.create_task(self._run(running))
+            self._start(item)
+        for batch_id in held:
+            self._pass_freed_slots(batch_id)
+
+    def _context(self, item: ClaimedItem) -> TaskContext:
+        return TaskContext(
+            item_id=item_public_id(item.rowid), batch_id=item.batch_id,
+            attempt=item.attempts, runner=item.runner, logger=self._logger(item.task),
+        )
+
+    def _start(self, item: ClaimedItem) -> None:
+        running = _Running(item=item, ctx=self._context(item))
+        self._running[item.rowid] = running
+        running.task = asyncio.create_task(self._run(running))
+
+    # reserves
+    def _reserve_plan(self) -> tuple[dict[str, int] | None, list[int]]:
+        """How many more items of each batch to hold in reserve: as many as this worker
+        runs of it (up to RESERVE_MAX), less those it holds. And the reserve of each
+        batch it runs nothing of any more (no freed slot of its would start them), taken
+        out for the claim to adopt: leased like any ready item, first in its batch's
+        order; what the claim does not take is given back."""
+        if not self._running and not self._reserves:
+            return None, []
+        adopt_all = not self._may_reserve()
+        running: dict[str, int] = {}
+        for r in self._running.values():
+            running[r.item.batch_id] = running.get(r.item.batch_id, 0) + 1
+        adopt = [i.rowid for b in [b for b in self._reserves if adopt_all or b not in running]
+                 for i in self._reserves.pop(b)]
+        if adopt_all:
+            return None, adopt
+        wanted = {b: min(n, RESERVE_MAX) - len(self._reserves.get(b, ()))
+                  for b, n in running.items()}
+        return {b: n for b, n in wanted.items() if n > 0} or None, adopt
+
+    def _may_reserve(self) -> bool:
+        """Whether freed slots may go straight to reserved items: only while this worker
+        has room to spare (a worker at its concurrency hands each freed slot to the
+        claim, which serves batches by priority and fair share) and no tenant cap is set
+        (one tenant's batches share it through the claim)."""
+        s = self.settings
+        return (not s.tenant_max_running
+                and s.worker_concurrency - len(self._running) >= max(1, s.worker_concurrency // 4))
+
+    def _promote(self, batch_id: str, at: float) -> bool:
+        """Start a reserved item of the batch in the slot just freed, at ``at``; whether
+        there was one. Recorded with the next commit (:class:`Promotion`)."""
+        queue = self._reserves.get(batch_id)
+        if not queue or not self._may_reserve():
+            return False
+        item = queue.popleft()
+        if not queue:
+            del self._reserves[batch_id]
+        item.reserved = False
+        item.attempts += 1  # as the recording counts it
+        self._promotions.append(Promotion(
+            rowid=item.rowid, fence=item.fence, batch_id=item.batch_id,
+            tenant_id=item.tenant_id, est_usd=item.est_usd, started_at=at))
+        self.claimed += 1
+        self._start(item)
+        return True
+
+    def _pass_freed_slots(self, batch_id: str) -> None:
+        """Reserved items that came after slots of their batch were freed start in those
+        slots, while the outcomes that freed them still wait here: taken by no commit
+        yet, so the batch counts those slots taken until the promotions are recorded."""
+        for o in self._outcomes:
+            if (o.batch_id == batch_id and o.status == ItemStatus.SUCCEEDED
+                    and not o.passed_on and o.rowid not in self._running):
+                if not self._promote(batch_id, self.clock()):
+                    return
+                o.passed_on = True
+
+    def _take_promotions(self) -> list[Promotion]:
+        taken, self._promotions = self._promotions, []
+        return taken
+
+    def _void_refused(self, promoted: list[Promotion]) -> None:
+        """Promotions the database refused (the batch paused, stopped or cancelled; the
+        reservation lost): their runs are void, stopped now; the batch's reserve goes."""
+        for p in promoted:
+            if not p.refused:
+                continue
+            self._drop_reserve(p.batch_id)
+            running = self._running.get(p.rowid)
+            if running is not None and not running.ctx.cancelled:
+                running.ctx.cancel()
+                if running.task is not None:
+                    running.task.cancel()
+
+    def _drop_reserve(self, batch_id: str) -> None:
+        queue = self._reserves.pop(batch_id, None)
+        if queue:
+            self._spawn(self._release([i.rowid for i in queue]))
+
+    async def _release(self, rowids: list[int]) -> None:
+        try:
+            await self.store.release_items(owner=self.owner, rowids=rowids)
+        except Exception as exc:  # their leases run out instead: no longer renewed
+            log.warning("could not give back %d reserved items (%s)", len(rowids), exc)
 
     def _logger(self, task: str) -> logging.Logger:
         logger = self._loggers.get(task)
@@ -301,7 +429,13 @@ class Worker:
                 outcome = outcomes.cancelled(item)
         finally:
             self._running.pop(item.rowid, None)
-            self._slot_free.set()
+            self._slot_free.set()  # a claim may take the slot, or refill the reserve
+        outcome.finished_at = outcome.finished_at or self.clock()
+        if outcome.status == ItemStatus.SUCCEEDED and not self._stopping:
+            # The slot goes straight to a reserved item of the batch, if one is held.
+            # Only after a success: after a failure the next item waits for the claim
+            # that records it (a fail-fast batch stops there; a retry goes by the claim).
+            outcome.passed_on = self._promote(item.batch_id, outcome.finished_at)
         self._finish(item, outcome, started)
         if not self._running and not self._stopping:
             # Nothing else in flight could join the group: commit now, not after the
@@ -358,7 +492,7 @@ class Worker:
             if not self._flush_due:  # one flush takes them all: never a task per outcome
                 self._flush_due = True
                 self._spawn(self._flush())
-        elif self._outcomes and self._flush_handle is None:
+        elif (self._outcomes or self._promotions) and self._flush_handle is None:
             loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_later(
                 self.settings.commit_interval_s, lambda: self._spawn(self._flush())
@@ -381,10 +515,13 @@ class Worker:
             if self._flush_handle is not None:
                 self._flush_handle.cancel()
                 self._flush_handle = None
-            while self._outcomes:
+            while self._outcomes or self._promotions:
                 batch = self._flushing = self._take_outcomes()
+                promoted = self._take_promotions()
                 try:
-                    await self.store.finish_items(batch, now=self.clock())
+                    await self.store.finish_items(
+                        batch, now=self.clock(), promotions=promoted, owner=self.owner,
+                        lease_s=self.settings.lease_s)
                 except Exception as exc:
                     # Keep them (their leases stay renewed) and try again shortly; a stale
                     # one is refused by its fencing token, so retrying is always safe, even
@@ -395,6 +532,7 @@ class Worker:
                     else:
                         log.exception("could not record %d outcomes; retrying", len(batch))
                     self._outcomes[:0] = batch
+                    self._promotions[:0] = promoted
                     # Soon, and sooner than the leases run out once the database is back.
                     self._flush_handle = asyncio.get_running_loop().call_later(
                         self._flush_retry_s, lambda: self._spawn(self._flush())
@@ -403,6 +541,7 @@ class Worker:
                     return
                 finally:
                     self._flushing = []
+                self._void_refused(promoted)
                 self._flush_retry_s = FLUSH_RETRY_MIN_S
                 if self.webhooks is not None:
                     self.webhooks.wake()  # the outcomes' webhooks are in the outbox now
@@ -416,7 +555,8 @@ class Worker:
             await asyncio.sleep(interval)
             now = self.clock()
             tracked = [*self._running, *(o.rowid for o in (
-                *self._outcomes, *self._flushing, *self._claim_outcomes))]
+                *self._outcomes, *self._flushing, *self._claim_outcomes)),
+                *(i.rowid for queue in self._reserves.values() for i in queue)]
             try:
                 await self.store.heartbeat(
                     owner=self.owner, now=now, lease_until=now + self.settings.lease_s,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,13 @@ from batchd.core.txn import usage, webhooks
 from batchd.core.txn.reads import export_row
 from batchd.core.txn.runner import Runner
 from batchd.domain import errors, states
-from batchd.domain.models import NO_FREED_SLOTS, ClaimedItem, FreedSlots, Outcome
+from batchd.domain.models import (
+    NO_FREED_SLOTS,
+    ClaimedItem,
+    FreedSlots,
+    Outcome,
+    Promotion,
+)
 from batchd.domain.records import ExportRow
 from batchd.domain.states import ItemStatus, StopReason
 from batchd.store import script as q
@@ -57,12 +63,14 @@ class ClaimBatch:
 
 def candidates(
     now: float, freed: FreedSlots, tasks: scheduling.Claimable | None = None,
+    reserve: Mapping[str, int] | None = None,
 ) -> Script[tuple[list[Candidate], dict[str, int]]]:
     """Batches with work to hand out, of the ``tasks`` the claimer may run (None: any),
     and the running items of each tenant; the slots ``freed`` by the claimer are left out
-    of both (a batch full without them is one)."""
+    of both (a batch full without them is one). The batches the claimer would hold
+    items of in ``reserve`` are candidates even when full."""
     rows = yield q.rows(
-        "claim_candidates", now=now, freed=q.array(sorted(freed.items)),
+        "claim_candidates", now=now, freed=q.array(sorted({*freed.items, *(reserve or ())})),
         all_tasks=tasks is None, names=q.array(tasks.names if tasks else ()),
         versions=q.array(tasks.versions if tasks else ()),
         kinds=q.array(tasks.kinds if tasks else ()),
@@ -100,17 +108,18 @@ def _claimed(c: Candidate, r: Any) -> ClaimedItem:
 
 def claim_batch(
     c: Candidate, want: int, *, owner: str, now: float, lease_s: float, one_statement: bool,
-    freed: list[int],
+    freed: list[int], adopt: Sequence[int] = (),
 ) -> Script[list[ClaimedItem]]:
     """Lease up to ``want`` ready items of one batch, within its room and its budget; a
     batch whose budget nothing fits any more stops as ``budget_exceeded``.
 
     ``freed`` are the claimer's items of this batch that finished without their outcome
-    committed yet: their slots may be taken again (the batch still counts them)."""
+    committed yet: their slots may be taken again (the batch still counts them).
+    ``adopt``: items the claimer holds in reserve that it may lease like any ready one."""
     until = now + lease_s
     if one_statement and not c.budgeted and c.parallelism - c.running - c.freed >= want:
         rows = yield q.rows("claim_unbudgeted", batch=c.batch_id, now=now, want=want,
-                            owner=owner, until=until)
+                            owner=owner, until=until, adopt=q.array(adopt))
         return [_claimed(c, r) for r in rows]
     row = yield q.one("claim_batch", c.batch_id)
     if row is None:
@@ -123,7 +132,7 @@ def claim_batch(
     want = min(want, b.parallelism - running)
     if want <= 0:
         return []
-    ready = yield q.rows("ready_items", b.pk, now, want)
+    ready = yield q.rows("ready_items", b.pk, now, now, q.array(adopt), want)
     if b.budget_usd is not None:
         fit = scheduling.budget_fit([r[1] for r in ready], budget_usd=b.budget_usd,
                                     actual_usd=b.actual_usd, reserved_usd=b.reserved_usd,
@@ -135,36 +144,121 @@ def claim_batch(
         return []
     ids = q.array([r[0] for r in ready])
     leased = yield q.rows("lease_items", owner, until, now, ids, q.array(LEASABLE))
-    inputs = {r[0]: r[1] for r in (yield q.rows("claimed_inputs", ids))}
     yield q.run("count_claimed", len(leased), len(leased), sum(r[5] for r in leased), now,
                 b.pk)
-    return [
+    return (yield from _with_inputs(c, b, leased, reserved=False))
+
+
+def _with_inputs(
+    c: Candidate, b: ClaimBatch, leased: list[Any], *, reserved: bool
+) -> Script[list[ClaimedItem]]:
+    """The claimed items of leased rows (``id, seq, n_records, attempts, fence, est_usd,
+    runner``), with their inputs."""
+    if not leased:
+        return []
+    found = yield q.rows("claimed_inputs", q.array([r[0] for r in leased]))
+    inputs = {r[0]: r[1] for r in found}
+    items = [
         _claimed(c, (r[0], r[1], r[2], r[3], r[4], r[5], r[6] or b.runner, inputs[r[0]],
                      b.task, b.version, b.item_timeout_s, b.max_attempts, b.retry_backoff_s,
                      b.records_per_item))
         for r in leased
     ]
+    if reserved:
+        for item in items:
+            item.reserved = True
+    return items
+
+
+def reserve_batch(
+    c: Candidate, want: int, *, owner: str, now: float, lease_s: float
+) -> Script[list[ClaimedItem]]:
+    """Hold up to ``want`` ready items of a full batch in reserve for the claimer: each
+    starts in the slot of one of its items of the batch when that one's handler returns
+    (:func:`promote`), with no claim in between, so a batch held at its cap by slow
+    claims runs closer to it. Only a batch with no room left (items it has room for are
+    claimed, not reserved) and no budget (whose next item waits for the last one's cost)."""
+    row = yield q.one("claim_batch", c.batch_id)
+    if row is None:
+        return []
+    b = ClaimBatch(*row)
+    if b.budget_usd is not None or b.running < b.parallelism:
+        return []
+    ready = yield q.rows("ready_items", b.pk, now, now, q.array(()), want)
+    if not ready:
+        return []
+    held = yield q.rows("reserve_items", owner, now + lease_s, q.array([r[0] for r in ready]))
+    return (yield from _with_inputs(c, b, held, reserved=True))
+
+
+def promote(
+    promotions: Sequence[Promotion], *, owner: str, lease_until: float
+) -> Script[list[Promotion]]:
+    """Record reserved items started in freed slots as claimed (running from their start);
+    those no longer held, or of a batch no longer dispatching, are marked ``refused``
+    and given back. Returns those recorded: the caller counts them."""
+    if not promotions:
+        return []
+    live = {r[0] for r in (yield q.rows(
+        "dispatching_batches", q.array(sorted({p.batch_id for p in promotions}))))}
+    held = [p for p in promotions if p.batch_id in live]
+    started: set[int] = set()
+    if held:
+        rows = yield q.rows(
+            "promote_items", lease_until, q.array([p.rowid for p in held]),
+            q.array([p.fence for p in held]), q.array([p.started_at for p in held]), owner,
+        )
+        started = {r[0] for r in rows}
+    for p in promotions:  # each time: a transaction tried again runs this again
+        p.refused = p.rowid not in started
+    refused = [p.rowid for p in promotions if p.refused]
+    if refused:
+        yield q.run("release_reserved", owner, q.array(refused))
+    return [p for p in promotions if p.rowid in started]
+
+
+def release(owner: str, rowids: list[int]) -> Script[None]:
+    """Give items ``owner`` held in reserve back to every claimer."""
+    if rowids:
+        yield q.run("release_reserved", owner, q.array(rowids))
 
 
 def claim(
     owner: str, limit: int, now: float, lease_s: float, tenant_cap: int, freed: FreedSlots,
     finished: Sequence[Outcome] = (), tasks: scheduling.Claimable | None = None,
+    promotions: Sequence[Promotion] = (), reserve: Mapping[str, int] | None = None,
+    adopt: Sequence[int] = (),
 ) -> Script[list[ClaimedItem]]:
     """A whole claim in one transaction (one writer: nothing else claims meanwhile), after
-    recording the claimer's ``finished`` outcomes."""
-    if finished:
-        yield from finish(list(finished), now)
-    found, tenant_running = yield from candidates(now, freed, tasks)
+    recording the claimer's ``promotions`` and ``finished`` outcomes; then the items it
+    asked to hold in ``reserve``."""
+    if finished or promotions:
+        yield from finish(list(finished), now, promotions, owner=owner,
+                          lease_until=now + lease_s)
+    found, tenant_running = yield from candidates(now, freed, tasks, reserve)
     plan = scheduling.ClaimPlan(found, limit=limit, tenant_running=tenant_running,
                                 tenant_cap=tenant_cap)
     claimed: list[ClaimedItem] = []
     for c, want in plan:
         got = yield from claim_batch(c, want, owner=owner, now=now, lease_s=lease_s,
-                                     one_statement=False,
+                                     one_statement=False, adopt=adopt,
                                      freed=reusable(freed, c.batch_id, budgeted=c.budgeted))
         plan.took(len(got))
         claimed.extend(got)
+    for c, want in reserve_shares(found, reserve):
+        claimed.extend((yield from reserve_batch(c, want, owner=owner, now=now,
+                                                 lease_s=lease_s)))
     return claimed
+
+
+def reserve_shares(
+    found: list[Candidate], reserve: Mapping[str, int] | None
+) -> list[tuple[Candidate, int]]:
+    """The candidate batches the claimer asked to hold items of in reserve, and how many."""
+    if not reserve:
+        return []
+    return [(c, reserve[c.batch_id]) for c in found
+            if reserve.get(c.batch_id, 0) > 0 and not c.budgeted]
 
 
 def _leased_item(r: Any) -> accounting.LeasedItem:
@@ -175,9 +269,20 @@ def _leased_item(r: Any) -> accounting.LeasedItem:
                                  r[9], bool(r[10]), bool(r[11]))
 
 
-def finish(outcomes: list[Outcome], now: float) -> Script[int]:
-    """Group-commit ``outcomes``: those still holding their lease are written and counted."""
+def finish(
+    outcomes: list[Outcome], now: float, promotions: Sequence[Promotion] = (), *,
+    owner: str = "", lease_until: float = 0.0,
+) -> Script[int]:
+    """Group-commit ``outcomes``: those still holding their lease are written and counted.
+    ``owner``'s ``promotions`` are recorded first (an item may have started in a freed
+    slot and finished since): the slot an outcome frees is counted taken again by the
+    reserved item started in it, in the same commit or before."""
+    promoted = yield from promote(promotions, owner=owner, lease_until=lease_until)
     if not outcomes:
+        if promoted:
+            plan = accounting.GroupCommit()
+            accounting.count_promotions(plan, promoted)
+            yield from _settle_batches(plan, now)
         return 0
     rows = yield q.rows("items_for_finish", q.array(sorted({o.rowid for o in outcomes})))
     # That read waited for the items' row locks, but the batch columns it joined are as of
@@ -193,6 +298,7 @@ def finish(outcomes: list[Outcome], now: float) -> Script[int]:
         if r[12] is not None:  # webhook_url, webhook_event
             hooks[r[0]] = (r[8], r[1], r[0], r[13], r[12])
     plan = accounting.plan_group_commit(outcomes, current, now=now)
+    accounting.count_promotions(plan, promoted)
     yield from _write_outcomes(plan, hooks, now)
     yield from _settle_batches(plan, now)
     return plan.applied
@@ -287,24 +393,30 @@ class DispatchOps(Runner):
     async def claim_items(
         self, *, owner: str, limit: int, now: float, lease_s: float, tenant_cap: int,
         freed: FreedSlots = NO_FREED_SLOTS, finished: Sequence[Outcome] = (),
-        tasks: TaskRegistry | None = None,
+        tasks: TaskRegistry | None = None, promotions: Sequence[Promotion] = (),
+        reserve: Mapping[str, int] | None = None, adopt: Sequence[int] = (),
     ) -> list[ClaimedItem]:
         """Lease up to ``limit`` ready items, dealt over batches by priority and fair share.
 
         A slot is free once its handler has returned: ``freed`` are the caller's finished
         items whose outcomes are not committed yet, whose slots it may take again. The
-        caller's ``finished`` outcomes are recorded first (as :meth:`finish_items` does),
-        in the claim's transaction where there is one writer. With ``tasks`` (the
-        caller's registry) only batches of tasks it can run are claimed
-        (:func:`batchd.core.scheduling.claimable`); without, any."""
+        caller's ``promotions`` and ``finished`` outcomes are recorded first (as
+        :meth:`finish_items` does), in the claim's transaction where there is one writer.
+        With ``tasks`` (the caller's registry) only batches of tasks it can run are
+        claimed (:func:`batchd.core.scheduling.claimable`); without, any. ``reserve``:
+        how many more items of each batch the caller would hold in reserve; those of a
+        full batch come back ``reserved`` (:func:`reserve_batch`). ``adopt``: items the
+        caller holds in reserve that it may lease like any ready item (those of a batch
+        it runs nothing of, no freed slot of which would start them)."""
         served = None if tasks is None else scheduling.claimable(tasks)
         if not self.store.concurrent_claims:
             return await self._write(claim, owner, limit, now, lease_s, tenant_cap, freed,
-                                     finished, served)
-        if finished:
-            await self._write(finish, list(finished), now)
+                                     finished, served, promotions, reserve, adopt)
+        if finished or promotions:
+            await self._write(finish, list(finished), now, promotions, owner=owner,
+                              lease_until=now + lease_s)
         asked = time.monotonic()
-        found, tenant_running = await self._read(candidates, now, freed, served)
+        found, tenant_running = await self._read(candidates, now, freed, served, reserve)
         plan = scheduling.ClaimPlan(found, limit=limit, tenant_running=tenant_running,
                                     tenant_cap=tenant_cap)
         claimed: list[ClaimedItem] = []
@@ -314,7 +426,7 @@ class DispatchOps(Runner):
             # so the script is made once its transaction has a connection.
             def share(c: Candidate = c, want: int = want) -> Script[list[ClaimedItem]]:
                 return claim_batch(c, want, owner=owner, now=now, one_statement=True,
-                                   lease_s=lease_s + (time.monotonic() - asked),
+                                   lease_s=lease_s + (time.monotonic() - asked), adopt=adopt,
                                    freed=reusable(freed, c.batch_id, budgeted=c.budgeted))
 
             try:
@@ -327,11 +439,26 @@ class DispatchOps(Runner):
                 return claimed
             plan.took(len(got))
             claimed.extend(got)
+        for c, want in reserve_shares(found, reserve):
+            try:
+                claimed.extend(await self._write(reserve_batch, c, want, owner=owner,
+                                                 now=now, lease_s=lease_s))
+            except errors.BatchdError as exc:  # a reserve is an extra: the claim stands
+                log.warning("reserve from batch %s failed (%s)", c.batch_id, exc.message)
         return claimed
 
-    async def finish_items(self, outcomes: list[Outcome], *, now: float) -> int:
-        """Group-commit outcomes; returns how many still held their lease."""
-        return await self._write(finish, outcomes, now)
+    async def finish_items(
+        self, outcomes: list[Outcome], *, now: float, promotions: Sequence[Promotion] = (),
+        owner: str = "", lease_s: float = 0.0,
+    ) -> int:
+        """Group-commit outcomes, after ``owner``'s ``promotions`` (leased ``lease_s``
+        from ``now``); returns how many outcomes still held their lease."""
+        return await self._write(finish, outcomes, now, promotions, owner=owner,
+                                 lease_until=now + lease_s)
+
+    async def release_items(self, *, owner: str, rowids: list[int]) -> None:
+        """Give items ``owner`` held in reserve back to every claimer."""
+        await self._write(release, owner, rowids)
 
     async def heartbeat(
         self, *, owner: str, now: float, lease_until: float, info: dict[str, Any],

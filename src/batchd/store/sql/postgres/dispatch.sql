@@ -40,6 +40,7 @@ WITH b AS (
 ), picked AS (
     SELECT id FROM items
     WHERE batch_pk = (SELECT pk FROM b) AND status = 'queued' AND run_after <= %(now)s
+      AND (lease_expires IS NULL OR lease_expires < %(now)s OR id = ANY(%(adopt)s))
     ORDER BY seq LIMIT GREATEST(0, LEAST(%(want)s, (SELECT room FROM b)))
     FOR UPDATE SKIP LOCKED
 ), leased AS (
@@ -75,10 +76,43 @@ SELECT COUNT(*) FROM items
 WHERE lease_owner = %s AND status = 'running' AND id = ANY(%s);
 
 -- name: ready_items
+-- Parameters: batch pk, now, now, adopt, how many. An item some claimer holds in reserve
+-- (queued, its lease live: see reserve_items) is not ready, unless the claimer adopts it
+-- (one of its own it has no freed slot to start in).
 SELECT id, est_usd FROM items
 WHERE batch_pk = %s AND status = 'queued' AND run_after <= %s
+  AND (lease_expires IS NULL OR lease_expires < %s OR id = ANY(%s))
 ORDER BY seq LIMIT %s
 FOR UPDATE SKIP LOCKED;
+
+-- name: reserve_items
+-- Parameters: owner, lease_expires, item ids. Held in reserve by the owner: still queued
+-- (counted as queued, not running), the lease taken so that no other claimer takes them
+-- while it lives, the fence moved on so that a stale holder's promotion is refused.
+UPDATE items SET fence = fence + 1, lease_owner = %s, lease_expires = %s
+WHERE id = ANY(%s) AND status = 'queued'
+RETURNING id, seq, n_records, attempts, fence, est_usd, runner;
+
+-- name: dispatching_batches
+-- Of these batch ids, those still handing out items (what claim_batch requires).
+SELECT id FROM batches
+WHERE id = ANY(%s) AND status IN ('open', 'closed') AND stop_reason IS NULL
+  AND paused_at IS NULL;
+
+-- name: promote_items
+-- Parameters: lease_expires; the promotions' item ids, fences and start times (arrays
+-- of one length); the owner. Its reserved items started in freed slots run from then
+-- on, if still held (fence, lease). Returns the ids of those promoted.
+UPDATE items i SET status = 'running', attempts = i.attempts + 1, lease_expires = %s,
+                   started_at = p.started
+FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) AS p(id, fence, started)
+WHERE i.id = p.id AND i.fence = p.fence AND i.lease_owner = %s AND i.status = 'queued'
+RETURNING i.id;
+
+-- name: release_reserved
+-- Parameters: owner, item ids. Items it held in reserve, given back to every claimer.
+UPDATE items SET lease_owner = NULL, lease_expires = NULL
+WHERE lease_owner = %s AND status = 'queued' AND id = ANY(%s);
 
 -- name: lease_items
 -- Parameters: owner, lease_expires, now, item ids, the states an item may start from.
@@ -155,11 +189,13 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
     claimed_before_at = workers.heartbeat_at;
 
 -- name: renew_leases
-UPDATE items SET lease_expires = %s WHERE lease_owner = %s AND status = 'running';
+-- Running items, and queued ones held in reserve.
+UPDATE items SET lease_expires = %s
+WHERE lease_owner = %s AND status IN ('running', 'queued');
 
 -- name: renew_leases_of_items
 UPDATE items SET lease_expires = %s
-WHERE lease_owner = %s AND status = 'running' AND id = ANY(%s);
+WHERE lease_owner = %s AND status IN ('running', 'queued') AND id = ANY(%s);
 
 -- name: cancel_requests
 SELECT id FROM items WHERE lease_owner = %s AND status = 'running' AND cancel_requested;

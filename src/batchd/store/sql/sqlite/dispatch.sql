@@ -46,9 +46,46 @@ SELECT COUNT(*) FROM items
 WHERE lease_owner = ? AND status = 'running' AND id IN (SELECT value FROM json_each(?));
 
 -- name: ready_items
+-- Parameters: batch pk, now, now, adopt, how many. An item some claimer holds in reserve
+-- (queued, its lease live: see reserve_items) is not ready, unless the claimer adopts it
+-- (one of its own it has no freed slot to start in).
 SELECT id, est_usd FROM items
 WHERE batch_pk = ? AND status = 'queued' AND run_after <= ?
+  AND (lease_expires IS NULL OR lease_expires < ? OR id IN (SELECT value FROM json_each(?)))
 ORDER BY seq LIMIT ?;
+
+-- name: reserve_items
+-- Parameters: owner, lease_expires, item ids. Held in reserve by the owner: still queued
+-- (counted as queued, not running), the lease taken so that no other claimer takes them
+-- while it lives, the fence moved on so that a stale holder's promotion is refused.
+UPDATE items SET fence = fence + 1, lease_owner = ?, lease_expires = ?
+WHERE id IN (SELECT value FROM json_each(?)) AND status = 'queued'
+RETURNING id, seq, n_records, attempts, fence, est_usd, runner;
+
+-- name: dispatching_batches
+-- Of these batch ids, those still handing out items (what claim_batch requires).
+SELECT id FROM batches
+WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('open', 'closed')
+  AND stop_reason IS NULL
+  AND paused_at IS NULL;
+
+-- name: promote_items
+-- Parameters: lease_expires; the promotions' item ids, fences and start times (arrays
+-- of one length); the owner. Its reserved items started in freed slots run from then
+-- on, if still held (fence, lease). Returns the ids of those promoted.
+UPDATE items SET status = 'running', attempts = attempts + 1, lease_expires = ?1,
+                 started_at = p.started
+FROM (SELECT i.value AS id, f.value AS fence, s.value AS started
+      FROM json_each(?2) i JOIN json_each(?3) f ON f.key = i.key
+           JOIN json_each(?4) s ON s.key = i.key) AS p
+WHERE items.id = p.id AND items.fence = p.fence AND items.lease_owner = ?5
+  AND items.status = 'queued'
+RETURNING items.id;
+
+-- name: release_reserved
+-- Parameters: owner, item ids. Items it held in reserve, given back to every claimer.
+UPDATE items SET lease_owner = NULL, lease_expires = NULL
+WHERE lease_owner = ? AND status = 'queued' AND id IN (SELECT value FROM json_each(?));
 
 -- name: lease_items
 -- Parameters: owner, lease_expires, now, item ids, the states an item may start from.
@@ -117,11 +154,14 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
     claimed_before_at = workers.heartbeat_at;
 
 -- name: renew_leases
-UPDATE items SET lease_expires = ? WHERE lease_owner = ? AND status = 'running';
+-- Running items, and queued ones held in reserve.
+UPDATE items SET lease_expires = ?
+WHERE lease_owner = ? AND status IN ('running', 'queued');
 
 -- name: renew_leases_of_items
 UPDATE items SET lease_expires = ?
-WHERE lease_owner = ? AND status = 'running' AND id IN (SELECT value FROM json_each(?));
+WHERE lease_owner = ? AND status IN ('running', 'queued')
+  AND id IN (SELECT value FROM json_each(?));
 
 -- name: cancel_requests
 SELECT id FROM items WHERE lease_owner = ? AND status = 'running' AND cancel_requested = 1;
