@@ -108,18 +108,20 @@ def _claimed(c: Candidate, r: Any) -> ClaimedItem:
 
 def claim_batch(
     c: Candidate, want: int, *, owner: str, now: float, lease_s: float, one_statement: bool,
-    freed: list[int], adopt: Sequence[int] = (),
+    freed: list[int], adopt: Sequence[int] = (), started_at: float | None = None,
 ) -> Script[list[ClaimedItem]]:
     """Lease up to ``want`` ready items of one batch, within its room and its budget; a
     batch whose budget nothing fits any more stops as ``budget_exceeded``.
 
     ``freed`` are the claimer's items of this batch that finished without their outcome
     committed yet: their slots may be taken again (the batch still counts them).
-    ``adopt``: items the claimer holds in reserve that it may lease like any ready one."""
+    ``adopt``: items the claimer holds in reserve that it may lease like any ready one.
+    ``started_at``: when the items start, if later than ``now`` (the lease's grant)."""
     until = now + lease_s
+    started = now if started_at is None else started_at
     if one_statement and not c.budgeted and c.parallelism - c.running - c.freed >= want:
         rows = yield q.rows("claim_unbudgeted", batch=c.batch_id, now=now, want=want,
-                            owner=owner, until=until, adopt=q.array(adopt))
+                            owner=owner, until=until, adopt=q.array(adopt), started=started)
         return [_claimed(c, r) for r in rows]
     row = yield q.one("claim_batch", c.batch_id)
     if row is None:
@@ -143,7 +145,7 @@ def claim_batch(
     if not ready:
         return []
     ids = q.array([r[0] for r in ready])
-    leased = yield q.rows("lease_items", owner, until, now, ids, q.array(LEASABLE))
+    leased = yield q.rows("lease_items", owner, until, started, ids, q.array(LEASABLE))
     yield q.run("count_claimed", len(leased), len(leased), sum(r[5] for r in leased), now,
                 b.pk)
     return (yield from _with_inputs(c, b, leased, reserved=False))
@@ -409,24 +411,28 @@ class DispatchOps(Runner):
         caller holds in reserve that it may lease like any ready item (those of a batch
         it runs nothing of, no freed slot of which would start them)."""
         served = None if tasks is None else scheduling.claimable(tasks)
+        asked = time.monotonic()
         if not self.store.concurrent_claims:
             return await self._write(claim, owner, limit, now, lease_s, tenant_cap, freed,
                                      finished, served, promotions, reserve, adopt)
         if finished or promotions:
             await self._write(finish, list(finished), now, promotions, owner=owner,
                               lease_until=now + lease_s)
-        asked = time.monotonic()
         found, tenant_running = await self._read(candidates, now, freed, served, reserve)
         plan = scheduling.ClaimPlan(found, limit=limit, tenant_running=tenant_running,
                                     tenant_cap=tenant_cap)
         claimed: list[ClaimedItem] = []
         for c, want in plan:
-            # A lease runs lease_s from when it is granted: time spent waiting for the
-            # database (for a connection, after an outage say) must not come out of it,
-            # so the script is made once its transaction has a connection.
+            # A lease runs lease_s from when it is granted, and its items start then:
+            # time spent before (recording outcomes, reading candidates, waiting for a
+            # connection) must not come out of the lease, nor count as running (a slot
+            # another commit freed meanwhile would seem taken twice). So the script is
+            # made once its transaction has a connection.
             def share(c: Candidate = c, want: int = want) -> Script[list[ClaimedItem]]:
+                waited = time.monotonic() - asked
                 return claim_batch(c, want, owner=owner, now=now, one_statement=True,
-                                   lease_s=lease_s + (time.monotonic() - asked), adopt=adopt,
+                                   lease_s=lease_s + waited, started_at=now + waited,
+                                   adopt=adopt,
                                    freed=reusable(freed, c.batch_id, budgeted=c.budgeted))
 
             try:

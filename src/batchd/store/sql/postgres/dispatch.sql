@@ -45,7 +45,7 @@ WITH b AS (
     FOR UPDATE SKIP LOCKED
 ), leased AS (
     UPDATE items i SET status = 'running', attempts = attempts + 1, fence = fence + 1,
-        lease_owner = %(owner)s, lease_expires = %(until)s, started_at = %(now)s
+        lease_owner = %(owner)s, lease_expires = %(until)s, started_at = %(started)s
     FROM picked WHERE i.id = picked.id AND i.status = 'queued'
     RETURNING i.id, i.seq, i.n_records, i.attempts, i.fence, i.est_usd, i.runner
 ), counted AS (
