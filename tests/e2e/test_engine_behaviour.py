@@ -70,13 +70,17 @@ def test_priority_high_batch_items_start_before_low_batch_items(
     assert max(high_starts) < min(low_starts)
 
 
-def test_parallelism_caps_items_running_at_once(make_server: Callable[..., Server]) -> None:
-    server = make_server()
+def capped_run(server: Server, *, parallelism: int, n: int, seconds: float) -> list[Any]:
+    """The items of a completed batch of ``n`` tracked items of ``seconds`` each."""
     with server.client() as c:
-        b = create(c, task="tracked", parallelism=3,
-                   items=[{"n": i, "seconds": 0.5} for i in range(9)])
+        b = create(c, task="tracked", parallelism=parallelism,
+                   items=[{"n": i, "seconds": seconds} for i in range(n)])
         assert wait_batch(c, b["id"])["status"] == "completed"
-        items = all_items(c, b["id"])
+        return all_items(c, b["id"])
+
+
+def test_parallelism_caps_items_running_at_once(make_server: Callable[..., Server]) -> None:
+    items = capped_run(make_server(), parallelism=3, n=9, seconds=0.5)
     intervals = [(ts(i["started_at"]), ts(i["finished_at"])) for i in items]
     assert len(intervals) == 9
     assert max_overlap(intervals) == 3
@@ -91,11 +95,7 @@ def test_a_full_batch_starts_its_next_items_in_freed_slots_across_workers(
     server = make_server(run_worker="false")
     for _ in range(2):
         make_server(command="worker")
-    with server.client() as c:
-        b = create(c, task="tracked", parallelism=4,
-                   items=[{"n": i, "seconds": 0.05} for i in range(80)])
-        assert wait_batch(c, b["id"])["status"] == "completed"
-        items = all_items(c, b["id"])
+    items = capped_run(server, parallelism=4, n=80, seconds=0.05)
     spans = [(ts(i["started_at"]), ts(i["finished_at"])) for i in items]
     assert max_overlap(spans) <= 4
     ends = {end for _, end in spans}

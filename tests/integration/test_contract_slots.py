@@ -108,6 +108,16 @@ def consistent(b: Batch) -> None:
     assert b.n_queued + b.n_running + b.n_succeeded + b.n_failed + b.n_cancelled == b.n_total
 
 
+async def full_with_reserve(
+    store: Store, make_batch: MakeBatch, *, items: int, parallelism: int
+) -> tuple[Batch, list[ClaimedItem], list[ClaimedItem]]:
+    """A batch claimed up to its cap by w1, which holds as many more in reserve."""
+    b = await make_batch(items=items, parallelism=parallelism)
+    first = await claim(store)
+    assert len(first) == parallelism
+    return b, first, await reserve(store, b.id, parallelism)
+
+
 async def item_of(store: Store, b: Batch, rowid: int) -> Item:
     found = await store.get_item(b.id, rowid)
     assert found is not None
@@ -117,9 +127,7 @@ async def item_of(store: Store, b: Batch, rowid: int) -> Item:
 async def test_a_full_batchs_reserve_starts_in_a_freed_slot_with_no_claim(
     store: Store, make_batch: MakeBatch
 ) -> None:
-    b = await make_batch(items=6, parallelism=2)
-    first = await claim(store)
-    held = await reserve(store, b.id, 2)
+    b, first, held = await full_with_reserve(store, make_batch, items=6, parallelism=2)
     assert len(held) == 2 and {c.seq for c in held} == {2, 3}
     after = await fetch(store, b.id)
     assert (after.n_running, after.n_queued) == (2, 4)  # held, still queued
@@ -141,9 +149,7 @@ async def test_a_full_batchs_reserve_starts_in_a_freed_slot_with_no_claim(
 async def test_an_item_and_its_promotion_commit_together(
     store: Store, make_batch: MakeBatch
 ) -> None:
-    b = await make_batch(items=4, parallelism=1)
-    (first,) = await claim(store)
-    (held,) = await reserve(store, b.id, 1)
+    b, (first,), (held,) = await full_with_reserve(store, make_batch, items=4, parallelism=1)
     # Started and finished before anything was committed: one commit records both.
     assert await store.finish_items([ok(first), ok(held)], now=NOW + 2,
                                     promotions=[promotion(held, NOW + 1)], owner="w1",
@@ -156,9 +162,7 @@ async def test_an_item_and_its_promotion_commit_together(
 async def test_a_reserved_item_is_nobody_elses_until_its_lease_ends(
     store: Store, make_batch: MakeBatch
 ) -> None:
-    b = await make_batch(items=4, parallelism=2)
-    first = await claim(store)
-    held = await reserve(store, b.id, 2)
+    b, first, held = await full_with_reserve(store, make_batch, items=4, parallelism=2)
     await store.finish_items([ok(i) for i in first], now=NOW + 1)  # two slots free
     assert await claim(store, owner="w2", now=NOW + 2) == []  # the rest is held
     # The holder died: its lease runs out, and the items are anyone's.
@@ -178,9 +182,7 @@ async def test_a_reserved_item_is_nobody_elses_until_its_lease_ends(
 async def test_a_promotion_into_a_paused_batch_is_refused_and_given_back(
     store: Store, make_batch: MakeBatch
 ) -> None:
-    b = await make_batch(items=5, parallelism=2)
-    first = await claim(store)
-    held = await reserve(store, b.id, 2)
+    b, first, held = await full_with_reserve(store, make_batch, items=5, parallelism=2)
     assert await store.pause_batch(b.id, now=NOW + 1) == 3
     nxt = promotion(held[0], NOW + 2)
     await store.finish_items([ok(first[0])], now=NOW + 2, promotions=[nxt], owner="w1",
