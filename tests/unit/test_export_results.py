@@ -143,14 +143,17 @@ def database_page(rows: list[Row]) -> ResultsPage:
     ids = [r["item_id"][4:].encode() for r in rows]
     outputs = [(i, orjson.dumps(r["output"])) for i, r in zip(ids, rows, strict=True)
                if r["output"] is not None]
+    # As the query: None for a column no item has a value in.
     return ResultsPage(
         items=b",".join(b"%s,%d,%s" % (i, r["seq"], r["status"].encode())
                         for i, r in zip(ids, rows, strict=True)),
-        errors=b"\n".join(orjson.dumps(r["error"]) for r in rows),
+        errors=(b"\n".join(orjson.dumps(r["error"]) for r in rows)
+                if any(r["error"] is not None for r in rows) else None),
         inputs=b"\n".join(orjson.dumps(r["input"]) for r in rows),
         outputs=b"\n".join(b"%s\n%s" % pair for pair in outputs),
-        usages=b"\n".join(b"null" if r["usage"] is NO_USAGE else orjson.dumps(r["usage"])
-                          for r in rows),
+        usages=(b"\n".join(b"null" if r["usage"] is NO_USAGE else orjson.dumps(r["usage"])
+                           for r in rows)
+                if any(r["usage"] is not NO_USAGE for r in rows) else None),
     )
 
 

@@ -334,8 +334,8 @@ def results_table_page(page: ResultsPage) -> TablePage | None:
     ids, seqs, statuses = fields[0::3], fields[1::3], fields[2::3]
     n = len(ids)
     inputs = page.inputs.split(b"\n")
-    errors = page.errors.split(b"\n")
-    usages = _usages(page.usages)
+    errors = [b"null"] * n if page.errors is None else page.errors.split(b"\n")
+    usages = _usages(page.usages, n)
     if (len(fields) != 3 * n or len(inputs) != n or len(errors) != n or len(usages) != n
             or not _ascending(ids)):
         return None
@@ -352,8 +352,10 @@ def results_table_page(page: ResultsPage) -> TablePage | None:
         DocumentTexts(errors)])
 
 
-def _usages(text: bytes) -> list[bytes]:
-    """Each item's usage text, ``null`` (none stored) read as no usage's."""
+def _usages(text: bytes | None, n: int) -> list[bytes]:
+    """Each of ``n`` items' usage text, ``null`` (none stored) read as no usage's."""
+    if text is None:
+        return [_NO_USAGE] * n
     usages = text.split(b"\n")
     if b"null" in usages:
         usages = [_NO_USAGE if u == b"null" else u for u in usages]

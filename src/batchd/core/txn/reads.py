@@ -76,24 +76,25 @@ def export_page_row(r: Any) -> ExportPage | None:
 class ResultsPage:
     """A page of the results export as the database assembled it (see the query
     ``results_page``): ``items`` "id,seq,status" of each item, comma-separated, in seq
-    order; ``errors`` each one's error (``null`` for none), one a line; ``inputs`` the
-    inputs of the items in the page's id range, one a line, in id order; ``outputs``
-    their outputs, each one's id then itself, one a line, in id order; ``usages`` each
-    item's usage (``null`` for none), one a line, in seq order."""
+    order; ``errors`` each one's error (``null`` for none), one a line, or None when no
+    item has one; ``inputs`` the inputs of the items in the page's id range, one a line,
+    in id order; ``outputs`` their outputs, each one's id then itself, one a line, in id
+    order; ``usages`` each item's usage (``null`` for none), one a line, in seq order, or
+    None when no item has one."""
 
     items: bytes
-    errors: bytes
+    errors: bytes | None
     inputs: bytes
     outputs: bytes
-    usages: bytes
+    usages: bytes | None
 
 
 def results_page_row(r: Any) -> ResultsPage | None:
     # columns: items, errors, inputs, outputs, usages
     if r is None or r[0] is None:
         return None
-    return ResultsPage(items=bytes(r[0]), errors=bytes(r[1]), inputs=_bytes(r[2]) or b"",
-                       outputs=_bytes(r[3]) or b"", usages=bytes(r[4]))
+    return ResultsPage(items=bytes(r[0]), errors=_bytes(r[1]), inputs=_bytes(r[2]) or b"",
+                       outputs=_bytes(r[3]) or b"", usages=_bytes(r[4]))
 
 
 def _totals_row(r: Any) -> BatchTotals:

@@ -118,10 +118,10 @@ SELECT max(seq) FROM items WHERE batch_pk = (SELECT pk FROM batches WHERE id = %
 -- A page of the results export: the finished items of a seq range (after, upto], and the
 -- inputs and outputs of the items whose ids lie in the page's, in five texts (None for
 -- none): "id,seq,status" of each item, comma-separated, in seq order; each item's error
--- ('null' for none), one a line, in seq order; the inputs of the id range, one a line,
--- in id order (compact JSON holds no line end); the outputs of the id range, each one's
--- id then itself, one a line, in id order; each item's usage ('null' for none), one a
--- line, in seq order. One scan of one table each, no join: each
+-- ('null' for none), one a line, in seq order, or None when no item has one; the inputs
+-- of the id range, one a line, in id order (compact JSON holds no line end); the outputs
+-- of the id range, each one's id then itself, one a line, in id order; each item's usage
+-- ('null' for none), one a line, in seq order, or None when no item has one. One scan of one table each, no join: each
 -- costs its own rows whatever the planner believes of the tables (with stale statistics
 -- it looked items up one by one; with fresh ones it hashed the whole item_inputs for
 -- every page), and core checks that the id range held the page's items alone.
@@ -133,15 +133,17 @@ span AS MATERIALIZED (SELECT min(id) AS lo, max(id) AS hi FROM page)
 SELECT
     (SELECT string_agg(convert_to(id::text || ',' || seq::text || ',' || status, 'UTF8'),
                        ','::bytea ORDER BY seq) FROM page),
-    (SELECT string_agg(CASE WHEN length(error) > 0 THEN error ELSE 'null'::bytea END,
-                       '\x0a'::bytea ORDER BY seq) FROM page),
+    CASE WHEN EXISTS (SELECT 1 FROM page WHERE length(error) > 0) THEN
+        (SELECT string_agg(CASE WHEN length(error) > 0 THEN error ELSE 'null'::bytea END,
+                           '\x0a'::bytea ORDER BY seq) FROM page) END,
     (SELECT string_agg(data, '\x0a'::bytea ORDER BY id) FROM item_inputs
      WHERE id >= (SELECT lo FROM span) AND id <= (SELECT hi FROM span)),
     (SELECT string_agg(convert_to(id::text, 'UTF8') || '\x0a'::bytea || data, '\x0a'::bytea
                        ORDER BY id) FROM item_outputs
      WHERE id >= (SELECT lo FROM span) AND id <= (SELECT hi FROM span)),
-    (SELECT string_agg(CASE WHEN length(usage) > 0 THEN usage ELSE 'null'::bytea END,
-                       '\x0a'::bytea ORDER BY seq) FROM page);
+    CASE WHEN EXISTS (SELECT 1 FROM page WHERE length(usage) > 0) THEN
+        (SELECT string_agg(CASE WHEN length(usage) > 0 THEN usage ELSE 'null'::bytea END,
+                           '\x0a'::bytea ORDER BY seq) FROM page) END;
 
 -- name: finished_items_range
 -- The finished items of a seq range (after, upto], in seq order; the columns of

@@ -117,10 +117,10 @@ SELECT max(seq) FROM items WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?
 -- A page of the results export: the finished items of a seq range (after, upto], and the
 -- inputs and outputs of the items whose ids lie in the page's, in five texts (None for
 -- none): "id,seq,status" of each item, comma-separated, in seq order; each item's error
--- ('null' for none), one a line, in seq order; the inputs of the id range, one a line,
--- in id order (compact JSON holds no line end); the outputs of the id range, each one's
--- id then itself, one a line, in id order; each item's usage ('null' for none), one a
--- line, in seq order. One scan of one table each, no join: each
+-- ('null' for none), one a line, in seq order, or None when no item has one; the inputs
+-- of the id range, one a line, in id order (compact JSON holds no line end); the outputs
+-- of the id range, each one's id then itself, one a line, in id order; each item's usage
+-- ('null' for none), one a line, in seq order, or None when no item has one. One scan of one table each, no join: each
 -- costs its own rows whatever a planner believes of the tables (core checks that the id
 -- range held the page's items alone). The aggregates see their subquery's rows in its
 -- order.
@@ -132,16 +132,18 @@ WITH page AS MATERIALIZED (
 span AS MATERIALIZED (SELECT min(id) AS lo, max(id) AS hi FROM page)
 SELECT
     (SELECT CAST(group_concat(printf('%d,%d,%s', id, seq, status)) AS BLOB) FROM page),
-    (SELECT CAST(group_concat(CASE WHEN length(error) > 0 THEN error ELSE 'null' END, char(10))
-                 AS BLOB) FROM page),
+    CASE WHEN EXISTS (SELECT 1 FROM page WHERE length(error) > 0) THEN
+        (SELECT CAST(group_concat(CASE WHEN length(error) > 0 THEN error ELSE 'null' END,
+                                  char(10)) AS BLOB) FROM page) END,
     (SELECT CAST(group_concat(data, char(10)) AS BLOB)
      FROM (SELECT data FROM item_inputs
            WHERE id BETWEEN (SELECT lo FROM span) AND (SELECT hi FROM span) ORDER BY id)),
     (SELECT CAST(group_concat(id || char(10) || data, char(10)) AS BLOB)
      FROM (SELECT id, data FROM item_outputs
            WHERE id BETWEEN (SELECT lo FROM span) AND (SELECT hi FROM span) ORDER BY id)),
-    (SELECT CAST(group_concat(CASE WHEN length(usage) > 0 THEN usage ELSE 'null' END, char(10))
-                 AS BLOB) FROM page);
+    CASE WHEN EXISTS (SELECT 1 FROM page WHERE length(usage) > 0) THEN
+        (SELECT CAST(group_concat(CASE WHEN length(usage) > 0 THEN usage ELSE 'null' END,
+                                  char(10)) AS BLOB) FROM page) END;
 
 -- name: finished_items_range
 -- The finished items of a seq range (after, upto], in seq order; the columns of
