@@ -3,12 +3,15 @@ under a budget cap, the lease-expiry outcome, fencing, handing out results."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from batchd.core.db import Database
 from batchd.domain.models import Outcome
 from batchd.domain.states import StopReason
 from batchd.store.base import Store
-from tests.conftest import scaled
+from tests.conftest import create_pg_database, drop_database, scaled
 from tests.integration import test_store_contract as contract
 from tests.integration.test_store_contract import (
     LEASE_S,
@@ -188,3 +191,37 @@ async def test_take_results_hands_out_in_seq_order_whatever_the_finishing_order(
     await store.finish_items([ok(claimed[1])], now=NOW + 4)
     assert [r.seq for r in await store.take_results(batch.id, limit=10, now=NOW + 5)] == [1]
     assert (await fetch(store, batch.id)).n_undelivered == 0
+
+
+async def test_postgres_reaper_refreshes_stale_statistics_of_items() -> None:
+    # After a large intake the planner must not read items as the handful of rows its
+    # last statistics said (a claim then sorts every queued item): the reaper gathers
+    # them when autoanalyze has not, late or off (as on this project's CI machine).
+    import psycopg
+
+    from batchd.store.postgres import PostgresStore
+
+    url = create_pg_database()
+    store = Database(PostgresStore(url, min_connections=1, max_connections=2))
+    try:
+        await store.open()
+        await contract.batch_maker(store)(items=12_000)
+
+        def analyzed() -> bool:
+            with psycopg.connect(url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT last_analyze IS NOT NULL, last_autoanalyze IS NOT NULL"
+                    " FROM pg_stat_user_tables WHERE relname = 'items'").fetchone()
+            return row is not None and any(row)
+
+        # Activity statistics reach the shared counters within a second or so.
+        for _ in range(50):
+            await reap(store, NOW)
+            if analyzed():
+                break
+            await asyncio.sleep(0.2)
+        assert analyzed()
+        await reap(store, NOW)  # fresh now: nothing more to do
+    finally:
+        await store.close()
+        drop_database(url)

@@ -86,6 +86,10 @@ MakeBatch = Callable[..., Awaitable[Batch]]
 
 @pytest.fixture
 def make_batch(store: Store) -> MakeBatch:
+    return batch_maker(store)
+
+
+def batch_maker(store: Store) -> MakeBatch:
     """Factory: create, fill and commit a batch; returns it as the store reports it.
 
     ``items`` inputs are ``{"n": i}`` (or lists of ``records_per_item`` such records).

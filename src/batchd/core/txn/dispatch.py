@@ -363,7 +363,8 @@ def _drop_abandoned_uploads(older_than: float) -> Script[None]:
 
 
 def reap(now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> Script[int]:
-    """Settle expired leases, expire batches, close idle ones, drop abandoned uploads."""
+    """Settle expired leases, expire batches, close idle ones, drop abandoned uploads;
+    refresh the planner's statistics of items when they lag far behind."""
     if not (yield q.value("try_reaper_lock")):
         return 0  # another process is reaping right now
     expired = yield q.rows("expired_leases", now)
@@ -378,6 +379,8 @@ def reap(now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> Script
     for (batch_id,) in (yield q.rows("idle_batches", now)):
         yield from batches.close(batch_id, now, reason="timeout")
     yield from _drop_abandoned_uploads(now - staging_ttl_s)
+    if (yield q.value("items_statistics_stale")):
+        yield q.run("analyze_items")  # claims plan on them (see the query)
     return n
 
 

@@ -204,6 +204,18 @@ SELECT id FROM items WHERE lease_owner = %s AND status = 'running' AND cancel_re
 -- One reaper at a time across every server and worker (0x72656170: "reap").
 SELECT pg_try_advisory_xact_lock(1919246704);
 
+-- name: items_statistics_stale
+-- Whether the planner's statistics of items lag far behind it: more rows changed since
+-- they were gathered than 10,000 and a tenth of the table (autoanalyze's rule, with a
+-- floor). Without fresh ones a new batch of a million items looked like 13 rows, and
+-- each claim sorted all its queued items (257 ms) instead of reading the first few in
+-- order; autovacuum may be late, or off.
+SELECT COALESCE((SELECT n_mod_since_analyze > 10000 + n_live_tup / 10
+                 FROM pg_stat_user_tables WHERE relid = 'items'::regclass), false);
+
+-- name: analyze_items
+ANALYZE items;
+
 -- name: expired_leases
 SELECT i.id, i.fence, i.attempts, b.max_attempts, b.retry_backoff_s
 FROM items i JOIN batches b ON b.pk = i.batch_pk

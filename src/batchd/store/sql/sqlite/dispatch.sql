@@ -170,6 +170,13 @@ SELECT id FROM items WHERE lease_owner = ? AND status = 'running' AND cancel_req
 -- One writer: every reaper runs alone already.
 SELECT 1;
 
+-- name: items_statistics_stale
+-- SQLite plans without gathered statistics (none is kept): never stale.
+SELECT 0;
+
+-- name: analyze_items
+SELECT 1;
+
 -- name: expired_leases
 SELECT i.id, i.fence, i.attempts, b.max_attempts, b.retry_backoff_s
 FROM items i JOIN batches b ON b.pk = i.batch_pk
