@@ -147,10 +147,7 @@ class Worker:
         held = [i.rowid for queue in self._reserves.values() for i in queue]
         self._reserves.clear()
         if held:
-            try:
-                await self.store.release_items(owner=self.owner, rowids=held)
-            except Exception as exc:  # their leases run out instead
-                log.warning("could not give back %d reserved items (%s)", len(held), exc)
+            await self._release(held)
 
     async def run_until_cancelled(self) -> None:
         await self.start()

@@ -95,14 +95,14 @@ def reusable(freed: FreedSlots, batch_id: str, *, budgeted: bool) -> list[int]:
     return [] if budgeted else freed.of(batch_id)
 
 
-def _claimed(c: Candidate, r: Any) -> ClaimedItem:
+def _claimed(c: Candidate, r: Any, *, reserved: bool = False) -> ClaimedItem:
     # columns: id, seq, n_records, attempts, fence, est_usd, runner, input, task, version,
     # item_timeout_s, max_attempts, retry_backoff_s, records_per_item
     return ClaimedItem(
         rowid=r[0], batch_id=c.batch_id, tenant_id=c.tenant_id, seq=r[1], n_records=r[2],
         attempts=r[3], fence=r[4], est_usd=r[5], runner=r[6], input=bytes(r[7]), task=r[8],
         version=r[9], item_timeout_s=r[10], max_attempts=r[11], retry_backoff_s=r[12],
-        records_per_item=r[13],
+        records_per_item=r[13], reserved=reserved,
     )
 
 
@@ -160,16 +160,12 @@ def _with_inputs(
         return []
     found = yield q.rows("claimed_inputs", q.array([r[0] for r in leased]))
     inputs = {r[0]: r[1] for r in found}
-    items = [
+    return [
         _claimed(c, (r[0], r[1], r[2], r[3], r[4], r[5], r[6] or b.runner, inputs[r[0]],
                      b.task, b.version, b.item_timeout_s, b.max_attempts, b.retry_backoff_s,
-                     b.records_per_item))
+                     b.records_per_item), reserved=reserved)
         for r in leased
     ]
-    if reserved:
-        for item in items:
-            item.reserved = True
-    return items
 
 
 def reserve_batch(
@@ -213,9 +209,7 @@ def promote(
         started = {r[0] for r in rows}
     for p in promotions:  # each time: a transaction tried again runs this again
         p.refused = p.rowid not in started
-    refused = [p.rowid for p in promotions if p.refused]
-    if refused:
-        yield q.run("release_reserved", owner, q.array(refused))
+    yield from release(owner, [p.rowid for p in promotions if p.refused])
     return [p for p in promotions if p.rowid in started]
 
 
@@ -256,11 +250,14 @@ def claim(
 def reserve_shares(
     found: list[Candidate], reserve: Mapping[str, int] | None
 ) -> list[tuple[Candidate, int]]:
-    """The candidate batches the claimer asked to hold items of in reserve, and how many."""
+    """The candidate batches the claimer asked to hold items of in reserve, and how many:
+    those it found full (after its own share; :func:`reserve_batch` looks again under
+    the batch's lock), so that a batch with room or no cap costs no reserve round trip."""
     if not reserve:
         return []
     return [(c, reserve[c.batch_id]) for c in found
-            if reserve.get(c.batch_id, 0) > 0 and not c.budgeted]
+            if reserve.get(c.batch_id, 0) > 0 and not c.budgeted
+            and c.running >= c.parallelism]
 
 
 def _leased_item(r: Any) -> accounting.LeasedItem:
@@ -280,12 +277,20 @@ def finish(
     slot and finished since): the slot an outcome frees is counted taken again by the
     reserved item started in it, in the same commit or before."""
     promoted = yield from promote(promotions, owner=owner, lease_until=lease_until)
-    if not outcomes:
-        if promoted:
-            plan = accounting.GroupCommit()
-            accounting.count_promotions(plan, promoted)
-            yield from _settle_batches(plan, now)
+    if not outcomes and not promoted:
         return 0
+    current, hooks = (yield from _leased_items(outcomes)) if outcomes else ({}, {})
+    plan = accounting.plan_group_commit(outcomes, current, now=now)
+    accounting.count_promotions(plan, promoted)
+    yield from _write_outcomes(plan, hooks, now)
+    yield from _settle_batches(plan, now)
+    return plan.applied
+
+
+def _leased_items(
+    outcomes: list[Outcome],
+) -> Script[tuple[dict[int, accounting.LeasedItem], dict[int, webhooks.Hook]]]:
+    """The items ``outcomes`` are for, as they stand (locked), and their webhooks."""
     rows = yield q.rows("items_for_finish", q.array(sorted({o.rowid for o in outcomes})))
     # That read waited for the items' row locks, but the batch columns it joined are as of
     # its start (PostgreSQL, read committed): a stop that committed meanwhile is read again
@@ -299,11 +304,7 @@ def finish(
         item.stop_reason = stopped.get(item.batch_id, item.stop_reason)
         if r[12] is not None:  # webhook_url, webhook_event
             hooks[r[0]] = (r[8], r[1], r[0], r[13], r[12])
-    plan = accounting.plan_group_commit(outcomes, current, now=now)
-    accounting.count_promotions(plan, promoted)
-    yield from _write_outcomes(plan, hooks, now)
-    yield from _settle_batches(plan, now)
-    return plan.applied
+    return current, hooks
 
 
 def _write_outcomes(

@@ -5,6 +5,11 @@
 -- claiming transaction locks one batch row and then items with SKIP LOCKED, so it
 -- never waits on an item. Anything that still deadlocks is retried by the store.
 
+-- fragment: dispatching
+-- A batch that hands out items: open or closed, neither stopped nor paused (what a claim
+-- takes from, and what a reserved item may start in).
+status IN ('open', 'closed') AND stop_reason IS NULL AND paused_at IS NULL
+
 -- name: claim_candidates
 -- The columns of core.scheduling.Candidate. Parameters: now; freed, the ids of batches
 -- whose items the claimer finished but has not committed yet (their slots are free); the
@@ -12,7 +17,7 @@
 -- at versions[i], and those defined over the API with one of kinds.
 SELECT id, tenant_id, priority, parallelism, n_running, created_at, budget_usd IS NOT NULL
 FROM batches
-WHERE status IN ('open', 'closed') AND NOT staging AND stop_reason IS NULL AND paused_at IS NULL
+WHERE {dispatching} AND NOT staging
   AND n_queued > 0 AND run_after <= %(now)s
   AND (n_running < parallelism OR id = ANY(%(freed)s::text[]))
   AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes)
@@ -35,7 +40,7 @@ WITH b AS (
     SELECT pk, task, version, runner, item_timeout_s, max_attempts, retry_backoff_s,
            records_per_item, parallelism - n_running AS room
     FROM batches
-    WHERE id = %(batch)s AND status IN ('open', 'closed') AND stop_reason IS NULL AND paused_at IS NULL
+    WHERE id = %(batch)s AND {dispatching}
     FOR UPDATE
 ), picked AS (
     SELECT id FROM items
@@ -65,7 +70,7 @@ FROM leased l JOIN item_inputs d ON d.id = l.id CROSS JOIN b;
 SELECT pk, parallelism, n_running, budget_usd, actual_usd, reserved_usd, task, version,
        runner, item_timeout_s, max_attempts, retry_backoff_s, records_per_item
 FROM batches
-WHERE id = %s AND status IN ('open', 'closed') AND stop_reason IS NULL AND paused_at IS NULL
+WHERE id = %s AND {dispatching}
 FOR UPDATE;
 
 -- name: still_running_of
@@ -96,8 +101,7 @@ RETURNING id, seq, n_records, attempts, fence, est_usd, runner;
 -- name: dispatching_batches
 -- Of these batch ids, those still handing out items (what claim_batch requires).
 SELECT id FROM batches
-WHERE id = ANY(%s) AND status IN ('open', 'closed') AND stop_reason IS NULL
-  AND paused_at IS NULL;
+WHERE id = ANY(%s) AND {dispatching};
 
 -- name: promote_items
 -- Parameters: lease_expires; the promotions' item ids, fences and start times (arrays

@@ -1,6 +1,11 @@
 -- Handing work to workers and taking their outcomes: claim, finish, heartbeat, reap.
 -- SQLite has one writer: a whole claim is one transaction, and nothing needs row locks.
 
+-- fragment: dispatching
+-- A batch that hands out items: open or closed, neither stopped nor paused (what a claim
+-- takes from, and what a reserved item may start in).
+status IN ('open', 'closed') AND stop_reason IS NULL AND paused_at IS NULL
+
 -- name: claim_candidates
 -- The columns of core.scheduling.Candidate. Parameters: now; freed, the ids of batches
 -- whose items the claimer finished but has not committed yet (their slots are free); the
@@ -8,7 +13,7 @@
 -- at versions[i], and those defined over the API with one of kinds.
 SELECT id, tenant_id, priority, parallelism, n_running, created_at, budget_usd IS NOT NULL
 FROM batches
-WHERE status IN ('open', 'closed') AND staging = 0 AND stop_reason IS NULL AND paused_at IS NULL
+WHERE {dispatching} AND staging = 0
   AND n_queued > 0 AND run_after <= :now
   AND (n_running < parallelism OR id IN (SELECT value FROM json_each(:freed)))
   AND (max_output_bytes IS NULL OR out_buffer_bytes < max_output_bytes)
@@ -36,7 +41,7 @@ SELECT NULL WHERE 0;
 SELECT pk, parallelism, n_running, budget_usd, actual_usd, reserved_usd, task, version,
        runner, item_timeout_s, max_attempts, retry_backoff_s, records_per_item
 FROM batches
-WHERE id = ? AND status IN ('open', 'closed') AND stop_reason IS NULL AND paused_at IS NULL;
+WHERE id = ? AND {dispatching};
 
 -- name: still_running_of
 -- How many of these items (finished by the claimer, their outcomes not yet committed)
@@ -65,9 +70,7 @@ RETURNING id, seq, n_records, attempts, fence, est_usd, runner;
 -- name: dispatching_batches
 -- Of these batch ids, those still handing out items (what claim_batch requires).
 SELECT id FROM batches
-WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('open', 'closed')
-  AND stop_reason IS NULL
-  AND paused_at IS NULL;
+WHERE id IN (SELECT value FROM json_each(?)) AND {dispatching};
 
 -- name: promote_items
 -- Parameters: lease_expires; the promotions' item ids, fences and start times (arrays
