@@ -80,10 +80,14 @@ def capped_run(server: Server, *, parallelism: int, n: int, seconds: float) -> l
 
 
 def test_parallelism_caps_items_running_at_once(make_server: Callable[..., Server]) -> None:
-    items = capped_run(make_server(), parallelism=3, n=9, seconds=0.5)
+    server = make_server()
+    items = capped_run(server, parallelism=3, n=9, seconds=0.5)
     intervals = [(ts(i["started_at"]), ts(i["finished_at"])) for i in items]
     assert len(intervals) == 9
     assert max_overlap(intervals) == 3
+    # Every item counts as taken once, whether claimed or started from the reserve.
+    metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+    assert "batchd_items_claimed_total 9.0" in metrics.splitlines()
 
 
 def test_a_full_batch_starts_its_next_items_in_freed_slots_across_workers(

@@ -172,8 +172,6 @@ class Worker:
                 except Exception:
                     # Items not started stay leased to us and come back after the lease.
                     log.exception("dispatch failed")
-                if self.metrics is not None:
-                    self.metrics.claimed.inc(sum(1 for i in items if not i.reserved))
                 # More may be ready: a share another claimer skipped (SKIP LOCKED), the
                 # next batch. Only a claim that found nothing waits for news.
                 await asyncio.sleep(0)
@@ -230,7 +228,7 @@ class Worker:
             back = [rowid for rowid in adopt if rowid not in leased]
             if back:
                 self._spawn(self._release(back))
-        self.claimed += sum(1 for i in items if not i.reserved)
+        self._count_started(sum(1 for i in items if not i.reserved))
         if done and self.webhooks is not None:
             self.webhooks.wake()  # the outcomes' webhooks are in the outbox now
         return items
@@ -334,9 +332,16 @@ class Worker:
         self._promotions.append(Promotion(
             rowid=item.rowid, fence=item.fence, batch_id=item.batch_id,
             tenant_id=item.tenant_id, est_usd=item.est_usd, started_at=at))
-        self.claimed += 1
+        self._count_started(1)
         self._start(item)
         return True
+
+    def _count_started(self, n: int) -> None:
+        """Items taken to run (claimed, or started from the reserve): the heartbeat's
+        count and the ``claimed`` metric."""
+        self.claimed += n
+        if self.metrics is not None and n:
+            self.metrics.claimed.inc(n)
 
     def _pass_freed_slots(self, batch_id: str) -> None:
         """Reserved items that came after slots of their batch were freed start in those
