@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -55,28 +56,37 @@ def _routes(raw: bytes) -> upstreams.Routes:
     return upstreams.Routes(upstreams.parse(orjson.loads(raw)))
 
 
-_routes_seen: tuple[Any, upstreams.Routes] | None = None
+D = TypeVar("D")
+
+
+class _Derived(Generic[D]):
+    """What ``make`` derives from a settings value, made again only when that value is
+    replaced (settings are never changed in place): no work per request."""
+
+    def __init__(self, make: Callable[[Any], D]) -> None:
+        self._make = make
+        self._seen: tuple[Any, D] | None = None
+
+    def of(self, raw: Any) -> D:
+        if self._seen is None or self._seen[0] is not raw:
+            self._seen = (raw, self._make(raw))
+        return self._seen[1]
+
+
+_ROUTES = _Derived(lambda raw: _routes(orjson.dumps(raw)))
+# Each model's price, looked up in BATCHD_LLM_PRICES on its first use.
+_PRICES: _Derived[dict[str, pricing.Price | None]] = _Derived(lambda raw: {})
 
 
 def routes() -> upstreams.Routes:
-    global _routes_seen
-    raw = settings().upstreams
-    if _routes_seen is None or _routes_seen[0] is not raw:  # settings are not changed in place
-        _routes_seen = (raw, _routes(orjson.dumps(raw)))
-    return _routes_seen[1]
-
-
-_prices_seen: tuple[Any, dict[str, pricing.Price | None]] | None = None
+    return _ROUTES.of(settings().upstreams)
 
 
 def cost_usd(model: str, tokens_in: int, tokens_out: int) -> float:
     """What the tokens cost at ``model``'s standard rate (``model``: its name on the
     upstream; BATCHD_LLM_PRICES), its price looked up once per model."""
-    global _prices_seen
     prices = settings().llm_prices
-    if _prices_seen is None or _prices_seen[0] is not prices:
-        _prices_seen = (prices, {})
-    known = _prices_seen[1]
+    known = _PRICES.of(prices)
     if model not in known:
         known[model] = llm.price_of(prices, model)
     price = known[model]
