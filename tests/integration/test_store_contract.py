@@ -1052,6 +1052,66 @@ async def test_export_rows_yields_finished_items_in_order(
     assert [r.seq for r in after] == [2]
 
 
+
+async def test_results_page_of_a_run_says_only_where_it_starts(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    batch = await make_batch(items=5)
+    by_seq = {c.seq: c for c in await claim(store)}
+    await store.finish_items([ok(c) for c in by_seq.values()], now=NOW + 1)
+
+    page = await store.results_page(batch.id, after_seq=0, upto_seq=3)
+    assert page is not None and page.run is not None and page.items is None
+    assert (page.run.count, page.run.first_id, page.run.first_seq) == (3, by_seq[1].rowid, 1)
+    assert page.run.bare_outputs
+    assert page.inputs.split(b"\n") == [b'{"n":1}', b'{"n":2}', b'{"n":3}']
+    assert page.outputs.split(b"\n") == [b'{"done":1}', b'{"done":2}', b'{"done":3}']
+    assert page.usages is None and page.errors is None
+    assert await store.results_page(batch.id, after_seq=4, upto_seq=9) is None
+
+
+async def test_results_page_of_no_run_lists_its_items(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    batch = await make_batch(items=4)
+    by_seq = {c.seq: c for c in await claim(store, limit=3)}
+    await store.finish_items([ok(by_seq[0]), failed(by_seq[1]), ok(by_seq[2], tokens_in=2)],
+                             now=NOW + 1)
+
+    # A failed item, and an unfinished one: item by item, the finished ones only.
+    page = await store.results_page(batch.id, after_seq=-1, upto_seq=3)
+    assert page is not None and page.run is None and page.items is not None
+    assert page.items.decode() == (f"{by_seq[0].rowid},0,succeeded,{by_seq[1].rowid},1,failed,"
+                                   f"{by_seq[2].rowid},2,succeeded")
+    # Every item finished and succeeded, one of them with usage: a run.
+    run = await store.results_page(batch.id, after_seq=1, upto_seq=2)
+    assert run is not None and run.run is not None and run.run.count == 1
+    assert run.usages is not None and orjson.loads(run.usages)["tokens_in"] == 2
+
+
+async def test_results_page_of_a_batch_fed_around_another_is_no_run(
+    store: Store, make_batch: MakeBatch
+) -> None:
+    t = await store.ensure_tenant("acme", tier="free", now=NOW)
+    ids = [new_id("bat") for _ in range(2)]
+    for batch_id in ids:
+        await store.create_batch(batch_id=batch_id, tenant_id=t.id, owner="alice",
+                                 spec=BatchSpec(task="echo", version="1.0.0"), now=NOW)
+    stages = {b: stage_token(NOW) for b in ids}
+    for n in range(3):  # their ids interleave
+        for batch_id in ids:
+            await store.stage_items(batch_id, stages[batch_id],
+                                    [StagedItem(1, orjson.dumps({"n": n}), 0.0)])
+    for batch_id in ids:
+        await store.commit_stage(batch_id, stages[batch_id], close=True, now=NOW)
+    claimed = await claim(store)
+    await store.finish_items([ok(c) for c in claimed], now=NOW + 1)
+
+    page = await store.results_page(ids[0], after_seq=-1, upto_seq=2)
+    assert page is not None and page.run is None and page.items is not None
+    assert len(page.items.split(b",")) == 9
+
+
 # usage
 
 async def test_usage_metered_per_period(store: Store, make_batch: MakeBatch) -> None:

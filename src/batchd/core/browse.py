@@ -16,7 +16,7 @@ import orjson
 from batchd.core import access, paging
 from batchd.core.access import Access
 from batchd.core.paging import RecordRow
-from batchd.core.txn.reads import ResultsPage
+from batchd.core.txn.reads import ResultsPage, Run
 from batchd.domain import codec, errors
 from batchd.domain.models import Batch, Item, Principal, item_public_id, item_rowid
 from batchd.domain.records import (
@@ -330,6 +330,9 @@ def results_table_page(page: ResultsPage) -> TablePage | None:
     row unless some item has no output); None when the page's id range held other items
     than its own (out of seq order, unfinished, another batch's), or a stored document
     holds a line end (no compact JSON of orjson's)."""
+    if page.run is not None:
+        return _run_table_page(page, page.run)
+    assert page.items is not None
     fields = page.items.split(b",")
     ids, seqs, statuses = fields[0::3], fields[1::3], fields[2::3]
     n = len(ids)
@@ -350,6 +353,27 @@ def results_table_page(page: ResultsPage) -> TablePage | None:
     return TablePage(size=n, columns=columns, documents=[
         DocumentTexts(inputs), DocumentTexts(outputs), DocumentTexts(usages),
         DocumentTexts(errors)])
+
+
+def _run_table_page(page: ResultsPage, run: Run) -> TablePage | None:
+    """A run's page: its ids and seqs counted out, one status, no error."""
+    n = run.count
+    ids = _digits(run.first_id, n)
+    inputs = page.inputs.split(b"\n")
+    usages = _usages(page.usages, n)
+    outputs = page.outputs.split(b"\n") if run.bare_outputs else _outputs_of(ids, page.outputs)
+    if len(inputs) != n or len(usages) != n or outputs is None or len(outputs) != n:
+        return None
+    columns: list[Column] = [Numbered(ids, prefix=_ID_PREFIX),
+                             Numbered(_digits(run.first_seq, n)), Constant("succeeded")]
+    return TablePage(size=n, columns=columns, documents=[
+        DocumentTexts(inputs), DocumentTexts(outputs), DocumentTexts(usages),
+        DocumentTexts([b"null"] * n)])
+
+
+def _digits(first: int, n: int) -> list[bytes]:
+    """The decimal digits of ``n`` consecutive integers from ``first``."""
+    return orjson.dumps(list(range(first, first + n)))[1:-1].split(b",") if n else []
 
 
 def _usages(text: bytes | None, n: int) -> list[bytes]:

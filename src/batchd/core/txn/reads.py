@@ -72,21 +72,36 @@ def export_page_row(r: Any) -> ExportPage | None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A results page whose items are a run (see the query ``results_run``): ``count``
+    items with consecutive ids from ``first_id`` and seqs from ``first_seq``, all
+    succeeded without an error; ``bare_outputs`` when every one has an output (then the
+    outputs are one a line, no ids)."""
+
+    count: int
+    first_id: int
+    first_seq: int
+    bare_outputs: bool
+
+
 @dataclass(slots=True)
 class ResultsPage:
-    """A page of the results export as the database assembled it (see the query
-    ``results_page``): ``items`` "id,seq,status" of each item, comma-separated, in seq
-    order; ``errors`` each one's error (``null`` for none), one a line, or None when no
-    item has one; ``inputs`` the inputs of the items in the page's id range, one a line,
-    in id order; ``outputs`` their outputs, each one's id then itself, one a line, in id
-    order; ``usages`` each item's usage (``null`` for none), one a line, in seq order, or
-    None when no item has one."""
+    """A page of the results export as the database assembled it (see the queries
+    ``results_run`` and ``results_page``): ``items`` "id,seq,status" of each item,
+    comma-separated, in seq order (None for a :class:`Run`, which says them); ``errors``
+    each one's error (``null`` for none), one a line, or None when no item has one;
+    ``inputs`` the inputs of the items in the page's id range, one a line, in id order;
+    ``outputs`` their outputs, each one's id then itself, one a line, in id order (a run
+    whose items all have one: only the outputs); ``usages`` each item's usage (``null``
+    for none), one a line, in seq order, or None when no item has one."""
 
-    items: bytes
+    items: bytes | None
     errors: bytes | None
     inputs: bytes
     outputs: bytes
     usages: bytes | None
+    run: Run | None = None
 
 
 def results_page_row(r: Any) -> ResultsPage | None:
@@ -95,6 +110,15 @@ def results_page_row(r: Any) -> ResultsPage | None:
         return None
     return ResultsPage(items=bytes(r[0]), errors=_bytes(r[1]), inputs=_bytes(r[2]) or b"",
                        outputs=_bytes(r[3]) or b"", usages=_bytes(r[4]))
+
+
+def results_run_row(r: Any) -> ResultsPage:
+    # columns: count, first id, first seq, usages, inputs, outputs count, outputs
+    count = int(r[0])
+    run = Run(count=count, first_id=int(r[1]), first_seq=int(r[2]),
+              bare_outputs=int(r[5]) == count)
+    return ResultsPage(items=None, errors=None, inputs=_bytes(r[4]) or b"",
+                       outputs=_bytes(r[6]) or b"", usages=_bytes(r[3]), run=run)
 
 
 def _totals_row(r: Any) -> BatchTotals:
@@ -187,6 +211,14 @@ def last_item_seq(batch_id: str) -> Script[int | None]:
 
 
 def results_page(batch_id: str, after_seq: int, upto_seq: int) -> Script[ResultsPage | None]:
+    """The page as a run when its items are one (most pages: the database then need not
+    write each item's id, seq and status), else item by item."""
+    run = yield q.one("results_run", batch_id=batch_id, after_seq=after_seq,
+                      upto_seq=upto_seq)
+    if not run[0]:
+        return None  # no item in the range
+    if run[1] is not None:
+        return results_run_row(run)
     return results_page_row((yield q.one("results_page", batch_id, after_seq, upto_seq)))
 
 

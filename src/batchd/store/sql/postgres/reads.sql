@@ -113,6 +113,49 @@ ORDER BY i.seq LIMIT %s;
 -- The highest seq of a batch's items (staged ones too): where the results export ends.
 SELECT max(seq) FROM items WHERE batch_pk = (SELECT pk FROM batches WHERE id = %s);
 
+-- name: results_run
+-- binary: bytea comes back as bytes, not hex text to decode.
+-- A page of the results export when its items are a run (the common case): consecutive ids
+-- whose seqs follow them one for one, all succeeded without an error, and nothing else in
+-- their id range. Then the page needs no id, seq or status text: seven columns, the count
+-- of the batch's items in the seq range (after, upto] (staged ones and unfinished ones
+-- too), the first id and its seq, each item's usage ('null' for none), one a line, or NULL
+-- when none has one, the inputs one a line, how many of the items have an output, and the
+-- outputs one a line (every item has one) or else each one's id then itself. Not a run:
+-- the count alone (then results_page reads the page). The id range is read by primary key
+-- (batch_pk + 0: not by the batch's index, which would visit the batch's rows in seq order).
+WITH ends AS MATERIALIZED (
+    SELECT b.pk, lo, shift, hi, n FROM (SELECT pk FROM batches WHERE id = %(batch_id)s) b
+    LEFT JOIN LATERAL (SELECT id AS lo, seq - id AS shift FROM items WHERE batch_pk = b.pk
+             AND seq > %(after_seq)s AND seq <= %(upto_seq)s ORDER BY seq LIMIT 1) f ON true
+    LEFT JOIN LATERAL (SELECT id AS hi FROM items WHERE batch_pk = b.pk
+             AND seq > %(after_seq)s AND seq <= %(upto_seq)s ORDER BY seq DESC LIMIT 1) l ON true
+    CROSS JOIN LATERAL (SELECT count(*) AS n FROM items WHERE batch_pk = b.pk
+             AND seq > %(after_seq)s AND seq <= %(upto_seq)s) c),
+dense AS MATERIALIZED (
+    SELECT lo, hi, n, shift, usages,
+           (SELECT count(*) FROM item_outputs o WHERE o.id BETWEEN lo AND hi) AS outs
+    FROM ends, LATERAL (
+        SELECT count(*) AS m, count(usage) AS usages FROM items i
+        WHERE i.id BETWEEN lo AND hi
+          AND i.batch_pk + 0 = ends.pk
+          AND i.seq - i.id = shift AND i.status = 'succeeded' AND i.error IS NULL) r
+    WHERE m = n AND hi - lo + 1 = n)
+SELECT (SELECT n FROM ends), lo, lo + shift,
+    CASE WHEN usages > 0 THEN
+        (SELECT string_agg(CASE WHEN length(usage) > 0 THEN usage ELSE 'null'::bytea END,
+                           '\x0a'::bytea ORDER BY id) FROM items WHERE id BETWEEN lo AND hi) END,
+    (SELECT string_agg(data, '\x0a'::bytea ORDER BY id) FROM item_inputs
+     WHERE id BETWEEN lo AND hi),
+    outs,
+    CASE WHEN outs = n THEN
+        (SELECT string_agg(data, '\x0a'::bytea ORDER BY id) FROM item_outputs
+         WHERE id BETWEEN lo AND hi)
+    ELSE (SELECT string_agg(convert_to(id::text, 'UTF8') || '\x0a'::bytea || data,
+                            '\x0a'::bytea ORDER BY id)
+          FROM item_outputs WHERE id BETWEEN lo AND hi) END
+FROM (SELECT 1) one LEFT JOIN dense ON true;
+
 -- name: results_page
 -- binary: bytea comes back as bytes, not hex text to decode.
 -- A page of the results export: the finished items of a seq range (after, upto], and the

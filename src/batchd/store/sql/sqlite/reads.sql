@@ -113,6 +113,51 @@ ORDER BY i.seq LIMIT ?;
 -- The highest seq of a batch's items (staged ones too): where the results export ends.
 SELECT max(seq) FROM items WHERE batch_pk = (SELECT pk FROM batches WHERE id = ?);
 
+-- name: results_run
+-- A page of the results export when its items are a run (the common case): consecutive ids
+-- whose seqs follow them one for one, all succeeded without an error, and nothing else in
+-- their id range. Then the page needs no id, seq or status text: seven columns, the count
+-- of the batch's items in the seq range (after, upto] (staged ones and unfinished ones
+-- too), the first id and its seq, each item's usage ('null' for none), one a line, or NULL
+-- when none has one, the inputs one a line, how many of the items have an output, and the
+-- outputs one a line (every item has one) or else each one's id then itself. Not a run:
+-- the count alone (then results_page reads the page). The id range is read by rowid
+-- (NOT INDEXED: its rows in rowid order, each table's own rows only); the tables of
+-- inputs and outputs have no other index, so their scans are in id order too.
+WITH b AS MATERIALIZED (SELECT pk FROM batches WHERE id = :batch_id),
+ends AS MATERIALIZED (SELECT
+    (SELECT id FROM items WHERE batch_pk = (SELECT pk FROM b)
+       AND seq > :after_seq AND seq <= :upto_seq ORDER BY seq LIMIT 1) AS lo,
+    (SELECT seq - id FROM items WHERE batch_pk = (SELECT pk FROM b)
+       AND seq > :after_seq AND seq <= :upto_seq ORDER BY seq LIMIT 1) AS shift,
+    (SELECT id FROM items WHERE batch_pk = (SELECT pk FROM b)
+       AND seq > :after_seq AND seq <= :upto_seq ORDER BY seq DESC LIMIT 1) AS hi,
+    (SELECT count(*) FROM items WHERE batch_pk = (SELECT pk FROM b)
+       AND seq > :after_seq AND seq <= :upto_seq) AS n),
+run AS MATERIALIZED (
+    SELECT count(*) AS m, count(usage) AS usages FROM items NOT INDEXED
+    WHERE id BETWEEN (SELECT lo FROM ends) AND (SELECT hi FROM ends)
+      AND batch_pk = (SELECT pk FROM b) AND seq - id = (SELECT shift FROM ends)
+      AND status = 'succeeded' AND error IS NULL),
+dense AS MATERIALIZED (
+    SELECT lo, hi, n, shift, usages,
+           (SELECT count(*) FROM item_outputs WHERE id BETWEEN lo AND hi) AS outs
+    FROM ends, run WHERE m = n AND hi - lo + 1 = n)
+SELECT (SELECT n FROM ends), lo, lo + shift,
+    CASE WHEN usages > 0 THEN
+        (SELECT CAST(group_concat(CASE WHEN length(usage) > 0 THEN usage ELSE 'null' END,
+                                  char(10)) AS BLOB)
+         FROM items NOT INDEXED WHERE id BETWEEN lo AND hi) END,
+    (SELECT CAST(group_concat(data, char(10)) AS BLOB) FROM item_inputs
+     WHERE id BETWEEN lo AND hi),
+    outs,
+    CASE WHEN outs = n THEN
+        (SELECT CAST(group_concat(data, char(10)) AS BLOB) FROM item_outputs
+         WHERE id BETWEEN lo AND hi)
+    ELSE (SELECT CAST(group_concat(id || char(10) || data, char(10)) AS BLOB)
+          FROM item_outputs WHERE id BETWEEN lo AND hi) END
+FROM (SELECT 1) LEFT JOIN dense;
+
 -- name: results_page
 -- A page of the results export: the finished items of a seq range (after, upto], and the
 -- inputs and outputs of the items whose ids lie in the page's, in five texts (None for
