@@ -363,11 +363,18 @@ def _drop_abandoned_uploads(older_than: float) -> Script[None]:
         yield from batches.delete_batch(batch_pk)
 
 
-def reap(now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> Script[int]:
+# What items needs, as the query items_upkeep says.
+UPKEEP_ANALYZE = 1
+UPKEEP_VACUUM = 2
+
+
+def reap(now: float, retry_backoff_max_s: float,
+         staging_ttl_s: float) -> Script[tuple[int, bool]]:
     """Settle expired leases, expire batches, close idle ones, drop abandoned uploads;
-    refresh the planner's statistics of items when they lag far behind."""
+    refresh the planner's statistics of items when they lag far behind. How many leases
+    it settled, and whether items needs a vacuum (which runs outside a transaction)."""
     if not (yield q.value("try_reaper_lock")):
-        return 0  # another process is reaping right now
+        return 0, False  # another process is reaping right now
     expired = yield q.rows("expired_leases", now)
     n = yield from finish([
         lifecycle.lease_expiry(r[0], r[1], attempts=r[2], max_attempts=r[3],
@@ -380,9 +387,14 @@ def reap(now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> Script
     for (batch_id,) in (yield q.rows("idle_batches", now)):
         yield from batches.close(batch_id, now, reason="timeout")
     yield from _drop_abandoned_uploads(now - staging_ttl_s)
-    if (yield q.value("items_statistics_stale")):
+    upkeep = yield q.value("items_upkeep")
+    if upkeep == UPKEEP_ANALYZE:
         yield q.run("analyze_items")  # claims plan on them (see the query)
-    return n
+    return n, upkeep == UPKEEP_VACUUM
+
+
+def vacuum_items() -> Script[None]:
+    yield q.run("vacuum_items")
 
 
 def take_results(batch_id: str, limit: int, now: float) -> Script[list[ExportRow]]:
@@ -487,8 +499,16 @@ class DispatchOps(Runner):
         return await self._read(cancel_requests, owner)
 
     async def reap(self, *, now: float, retry_backoff_max_s: float, staging_ttl_s: float) -> int:
-        """Return expired leases to the queue, expire batches, drop abandoned uploads."""
-        return await self._write(reap, now, retry_backoff_max_s, staging_ttl_s)
+        """Return expired leases to the queue, expire batches, drop abandoned uploads; keep
+        items' indexes and statistics fit for claims. How many leases it settled."""
+        n, vacuum = await self._write(reap, now, retry_backoff_max_s, staging_ttl_s)
+        if vacuum:
+            # Not a transaction: a read's connection (the vacuum changes no data).
+            try:
+                await self._read(vacuum_items)
+            except errors.BatchdError as exc:
+                log.warning("could not vacuum items: %s", exc.message)
+        return n
 
     async def take_results(self, batch_id: str, *, limit: int, now: float) -> list[ExportRow]:
         """Hand out up to ``limit`` finished, undelivered items of a ``deliver`` batch.

@@ -173,11 +173,15 @@ SELECT id FROM items WHERE lease_owner = ? AND status = 'running' AND cancel_req
 -- One writer: every reaper runs alone already.
 SELECT 1;
 
--- name: items_statistics_stale
--- SQLite plans without gathered statistics (none is kept): never stale.
+-- name: items_upkeep
+-- SQLite plans without gathered statistics (none is kept), and its indexes keep no
+-- entries of deleted or changed rows: nothing to do.
 SELECT 0;
 
 -- name: analyze_items
+SELECT 1;
+
+-- name: vacuum_items
 SELECT 1;
 
 -- name: expired_leases
