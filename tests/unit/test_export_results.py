@@ -11,16 +11,19 @@ from typing import Any
 import orjson
 import pytest
 
+from batchd.core import paging
 from batchd.core.browse import (
     RESULT_COLUMNS,
     RESULT_DOCUMENTS,
     RESULT_TRAILING,
+    _elements,
+    items_records_page,
     records_table_page,
     results_table_page,
 )
 from batchd.core.txn.reads import ResultsPage
 from batchd.domain.models import item_public_id
-from batchd.domain.records import NO_USAGE, record_usages
+from batchd.domain.records import NO_USAGE, ExportRow, record_usages
 from batchd.export import exporter_for
 from batchd.export.base import Exporter, Pages
 from batchd.export.table import Constant, Documents, Table, TablePage, TableRows
@@ -307,3 +310,69 @@ def test_a_csv_cell_holding_a_line_end_is_quoted() -> None:
     assert got == [b'"a\nb",c', b'"x,y",', b'""']
     for row, line in zip(rows, got, strict=True):
         assert next(csv_module.reader(io.StringIO(line.decode()))) == list(row)
+
+
+# Items of several records: cut apart in C calls where their records are plain objects.
+
+
+@pytest.mark.parametrize("records", [
+    [{"a": 1}], [{"a": 1}, {"b": "x"}, {}], [{"a": "},"}, {"b": "}"}],
+    [{"a": "[x]", "b": None}, {"c": [1, 2]}],
+])
+def test_an_array_of_plain_objects_is_cut_into_their_texts(records: list[Any]) -> None:
+    assert _elements(orjson.dumps(records), len(records)) == [orjson.dumps(r) for r in records]
+
+
+@pytest.mark.parametrize("records", [
+    [{"a": "},{"}, {"b": 1}],  # a "{" in a string
+    [{"a": {"b": 1}}, {"c": 2}],  # a nested object
+    [{"a": "},{"}, 5, {"b": 1}],  # a run broken by an element that is no object
+    [{"a": 1}, 5], [5, {"a": 1}], ["},{", "},{"], [{"l": [{"a": 1}, {"b": 2}]}],
+])
+def test_an_array_not_of_plain_objects_is_not_cut(records: list[Any]) -> None:
+    assert _elements(orjson.dumps(records), len(records)) is None
+
+
+def test_a_miscounted_array_is_not_cut() -> None:
+    assert _elements(b'[{"a":1},{"b":2}]', 3) is None
+    assert _elements(b'[{"a":1},\n{"b":2}]', 2) is None  # not compact
+
+
+def export_row(rowid: int, records: list[Any], outputs: list[Any] | None, *, rec0: int,
+               status: str = "succeeded", error: dict[str, Any] | None = None,
+               usage: dict[str, Any] | None = None) -> ExportRow:
+    return ExportRow(rowid=rowid, seq=rowid, rec0=rec0, n_records=len(records), status=status,
+                     input=orjson.dumps(records),
+                     output=None if outputs is None else orjson.dumps(outputs),
+                     error=error, usage=usage)
+
+
+async def test_items_of_several_records_are_written_as_their_records() -> None:
+    flat = [{"price": 1.5, "q": i, "note": "a, b"} for i in range(4)]
+    outputs = [{"total": i / 3} for i in range(4)]
+    rows = [
+        export_row(7, flat, outputs, rec0=0),  # cut apart
+        export_row(8, flat, outputs, rec0=4,  # cut apart: the usage in three runs
+                   usage={"tokens_in": 1001, "tokens_out": 6, "cost_usd": 0.7}),
+        export_row(9, [{"a": {"b": 1}}, {"a": 2}], [{"x": 1}, {"x": 2}], rec0=8),  # nested
+        export_row(10, flat[:2], [{"x": 1}, {"x": "},{"}], rec0=10),  # "{" in a string
+        export_row(11, flat[:2], None, rec0=12, status="failed",
+                   error={"code": "handler_error", "message": "boom"}),
+        export_row(12, flat[:2], [{"x": 1}, None], rec0=14,  # one record failed
+                   error={"records": [None, {"code": "invalid_record", "message": "bad"}]}),
+        export_row(13, flat[:3], [{"x": 1}], rec0=16),  # fewer outputs than records
+    ]
+    records = [r for row in rows for r in paging.records_of(row, True)]
+    fast, slow = items_records_page(rows), records_table_page(records)
+
+    def table(page: TablePage) -> Table:
+        async def pages() -> AsyncIterator[TablePage]:
+            yield page
+
+        return Table(RESULT_COLUMNS, RESULT_DOCUMENTS, pages, RESULT_TRAILING)
+
+    for fmt in ("jsonl", "json", "csv"):
+        want = await written(fmt, lambda: TableRows(table(slow)))
+        assert await written(fmt, lambda: TableRows(table(fast))) == want, fmt
+    assert fast.size == len(records) == 17
+    assert [d.texts() for d in fast.documents] == [d.texts() for d in slow.documents]

@@ -26,6 +26,8 @@ from batchd.domain.records import (
     RESULT_TRAILING,
     BatchTotals,
     ExportPage,
+    ExportRow,
+    record_usage_runs,
 )
 from batchd.export.table import (
     Column,
@@ -192,8 +194,7 @@ class Browse:
         async def read(after: int, upto: int) -> TablePage | None:
             rows = await self.store.export_rows_between(batch.id, after_seq=after,
                                                         upto_seq=upto)
-            records = [r for row in rows for r in paging.records_of(row, True)]
-            return records_table_page(records) if records else None
+            return items_records_page(rows) if rows else None
 
         span = max(1, min(512, EXPORT_PAGE_RECORDS // batch.records_per_item))
         return self._seq_ranges(batch.id, span, read)
@@ -406,6 +407,72 @@ def _outputs_of(ids: list[bytes], text: bytes) -> list[bytes] | None:
     if len(found.keys() & set(ids)) != len(found_ids):
         return None
     return [found.get(i, b"null") for i in ids]
+
+
+def items_records_page(rows: list[ExportRow]) -> TablePage:
+    """The records of items of several records each, as a page of the results table. An
+    item that succeeded whole, its records and outputs plain objects (see
+    :func:`_elements`), is cut apart in C calls, its stored texts spliced as they are (the
+    bytes ``records_of`` and a dump of each would give: stored JSON is orjson's compact
+    text); any other item goes record by record."""
+    ids: list[bytes] = []
+    seqs: list[bytes] = []
+    statuses: list[str] = []
+    docs: list[list[bytes]] = [[] for _ in RESULT_DOCUMENTS + RESULT_TRAILING]
+    inputs, outputs, usages, errors_ = docs
+    dumps = codec.dumps
+    for row in rows:
+        n = row.n_records
+        cut = _cut_records(row)
+        if cut is not None:
+            ids += [b"%d" % row.rowid] * n
+            seqs += _digits(row.rec0, n)
+            statuses += ["succeeded"] * n
+            inputs += cut[0]
+            outputs += cut[1]
+            for share, count in record_usage_runs(row.usage, n):
+                usages += [dumps(share)] * count
+            errors_ += [b"null"] * n
+            continue
+        records = paging.records_of(row, True)
+        ids += [b"%d" % row.rowid] * len(records)
+        seqs += [b"%d" % r["seq"] for r in records]
+        statuses += [r["status"] for r in records]
+        for texts, name in zip(docs, RESULT_DOCUMENTS + RESULT_TRAILING, strict=True):
+            texts += [dumps(r[name]) for r in records]
+    status: Column = (Constant("succeeded") if statuses.count("succeeded") == len(statuses)
+                      else statuses)
+    return TablePage(size=len(ids),
+                     columns=[Numbered(ids, prefix=_ID_PREFIX), Numbered(seqs), status],
+                     documents=[DocumentTexts(d) for d in docs])
+
+
+def _cut_records(row: ExportRow) -> tuple[list[bytes], list[bytes]] | None:
+    """Each record's input and output text of an item that succeeded whole, when both
+    arrays cut apart (see :func:`_elements`); else None."""
+    if row.status != "succeeded" or row.error is not None or row.output is None:
+        return None
+    inputs = _elements(row.input, row.n_records)
+    if inputs is None:
+        return None
+    outputs = _elements(row.output, row.n_records)
+    return None if outputs is None else (inputs, outputs)
+
+
+def _elements(text: bytes, n: int) -> list[bytes] | None:
+    """The texts of a compact JSON array's ``n`` elements, when all are objects holding no
+    ``{`` but their own (no nested object, no brace in a string); else None.
+
+    Then the array holds exactly ``n`` ``{``, and cut at each ``},{`` it falls into ``n``
+    parts; conversely, when a text opening ``[{`` and closing ``}]`` holds ``n`` ``{`` and
+    ``n - 1`` ``},{``, each ``{`` opens an element: the first, and one after each
+    ``},{`` (an element that is no object neither ends with ``}`` nor starts with ``{``,
+    so it would break the run of ``},{`` the count needs)."""
+    if (not text.startswith(b"[{") or not text.endswith(b"}]") or text.count(b"{") != n
+            or b"\n" in text):
+        return None
+    parts = text[1:-1].replace(b"},{", b"}\n{").split(b"\n")
+    return parts if len(parts) == n else None
 
 
 def records_table_page(records: list[RecordRow]) -> TablePage:

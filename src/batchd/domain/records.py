@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,14 +85,23 @@ NO_USAGE: dict[str, Any] = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
 """The usage of an item that reported none (and was charged nothing)."""
 
 
+def record_usage_runs(usage: dict[str, Any] | None, n: int) -> list[tuple[dict[str, Any], int]]:
+    """The shares of an item's ``usage`` among its ``n`` records (see :func:`record_usages`)
+    as runs: each share and how many records in a row take it (at most three runs)."""
+    if n == 1:
+        return [(usage or NO_USAGE, 1)]
+    if not usage:
+        return [(NO_USAGE, n)]
+    tin, tout = int(usage.get("tokens_in", 0)), int(usage.get("tokens_out", 0))
+    cost = float(usage.get("cost_usd", 0.0)) / n
+    # Records before tin % n take one more token in, those before tout % n one more out.
+    cuts = sorted({0, tin % n, tout % n, n})
+    return [({"tokens_in": tin // n + (a < tin % n), "tokens_out": tout // n + (a < tout % n),
+              "cost_usd": cost}, b - a)
+            for a, b in itertools.pairwise(cuts)]
+
+
 def record_usages(usage: dict[str, Any] | None, n: int) -> list[dict[str, Any]]:
     """Each of an item's ``n`` records' share of the item's ``usage``: even, whole tokens
     (the first records take the remainder), so that the records' sums are the item's."""
-    if n == 1:
-        return [usage or NO_USAGE]
-    if not usage:
-        return [NO_USAGE] * n
-    tin, tout = int(usage.get("tokens_in", 0)), int(usage.get("tokens_out", 0))
-    cost = float(usage.get("cost_usd", 0.0)) / n
-    return [{"tokens_in": tin // n + (i < tin % n), "tokens_out": tout // n + (i < tout % n),
-             "cost_usd": cost} for i in range(n)]
+    return [share for share, count in record_usage_runs(usage, n) for _ in range(count)]
