@@ -554,7 +554,10 @@ def assert_completed(c: httpx.Client, batch_id: str, n: int) -> None:
 # Scaled, so that a live server on a busy machine never loses one (it renews every
 # lease/3): a lease lost without a kill would be a re-run this test refuses.
 CRASH_LEASE_S = scaled(1.5)
-KILL_AFTER = (1500, 4500, 7500, 10500, 13500, 16500)
+# The last kill leaves 6,000 of the 20,000 items: a busy machine's test process may see
+# the progress late (once at 19,744 for 16,500), and a batch that ends before the kill
+# leaves no claim to kill it holding.
+KILL_AFTER = (1500, 4000, 6500, 9000, 11500, 14000)
 
 
 def test_crash_sigkill_loses_and_duplicates_nothing(
