@@ -239,8 +239,9 @@ async def test_postgres_reaper_vacuums_items_when_dead_rows_pile_up() -> None:
     store = Database(PostgresStore(url, min_connections=1, max_connections=2))
     try:
         await store.open()
-        batch = await contract.batch_maker(store)(items=12_000)
-        while claimed := await claim(store, limit=2000):  # two dead versions of each item
+        # Two dead versions of each item: 70,000 dead rows, past 50,000 and a fifth.
+        batch = await contract.batch_maker(store)(items=35_000)
+        while claimed := await claim(store, limit=5000):
             await store.finish_items([ok(c) for c in claimed], now=NOW + 1)
 
         def vacuums() -> int:
@@ -258,7 +259,7 @@ async def test_postgres_reaper_vacuums_items_when_dead_rows_pile_up() -> None:
                 break
             await asyncio.sleep(0.2)
         assert vacuums() >= 1
-        assert (await fetch(store, batch.id)).n_succeeded == 12_000
+        assert (await fetch(store, batch.id)).n_succeeded == 35_000
     finally:
         await store.close()
         drop_database(url)
