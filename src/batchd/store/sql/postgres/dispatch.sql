@@ -148,19 +148,24 @@ ORDER BY i.id FOR UPDATE OF i;
 -- name: record_attempts
 -- Rows of core.accounting.GroupCommit.attempts: (outcome, error, usage, ended_at, id, fence),
 -- each the attempt of an item still running it (as retry_items and finish_items, run next).
+-- In these three the items are found by id: "status = (SELECT 'running')" keeps the
+-- planner off the partial index of running items (items_lease), whose dead entries (an
+-- item's every claim leaves one) it would walk on each commit when its statistics say few
+-- items run: a no-op batch's commits then took 14 ms instead of 3, and it ran at 18,000
+-- items/s instead of 27,000.
 INSERT INTO item_attempts (item_id, attempt, outcome, error, usage, worker, started_at,
                            ended_at)
 SELECT i.id, i.attempts, u.outcome, u.error, u.usage, i.lease_owner, i.started_at, u.ended
 FROM unnest(%s::text[], %s::bytea[], %s::bytea[], %s::float8[], %s::bigint[], %s::bigint[])
      AS u(outcome, error, usage, ended, id, fence)
-JOIN items i ON i.id = u.id AND i.fence = u.fence AND i.status = 'running';
+JOIN items i ON i.id = u.id AND i.fence = u.fence AND i.status = (SELECT 'running');
 
 -- name: retry_items
 -- Rows of core.accounting.GroupCommit.retries: (run_after, error, id, fence).
 UPDATE items i SET status = 'queued', run_after = u.at, error = u.error,
                    lease_owner = NULL, lease_expires = NULL
 FROM unnest(%s::float8[], %s::bytea[], %s::bigint[], %s::bigint[]) AS u(at, error, id, fence)
-WHERE i.id = u.id AND i.fence = u.fence AND i.status = 'running';
+WHERE i.id = u.id AND i.fence = u.fence AND i.status = (SELECT 'running');
 
 -- name: finish_items
 -- Rows of core.accounting.GroupCommit.finals:
@@ -169,7 +174,7 @@ UPDATE items i SET status = u.status, error = u.error, usage = u.usage, finished
                    compute_ms = u.ms, lease_owner = NULL, lease_expires = NULL
 FROM unnest(%s::text[], %s::bytea[], %s::bytea[], %s::float8[], %s::float8[],
             %s::bigint[], %s::bigint[]) AS u(status, error, usage, fin, ms, id, fence)
-WHERE i.id = u.id AND i.fence = u.fence AND i.status = 'running';
+WHERE i.id = u.id AND i.fence = u.fence AND i.status = (SELECT 'running');
 
 -- name: put_outputs
 INSERT INTO item_outputs (id, data)
