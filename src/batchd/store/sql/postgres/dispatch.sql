@@ -221,7 +221,7 @@ SELECT pg_try_advisory_xact_lock(1919246704);
 -- A vacuum when its dead rows outnumber 50,000 and a fifth of the table (autovacuum's
 -- rule, with a higher floor): each claim steps over the index entries of the batch's
 -- claimed items until a vacuum removes them. Without one (autovacuum off, as on our CI
--- machine) a batch of a million items ran in 132 s instead of 81-114 s.
+-- machine) a batch of a million items ran in 132 s instead of 81-116 s.
 -- Statistics when the table holds more than twice the rows they were gathered on (and
 -- 10,000 more), or none were: without fresh ones a new batch of a million items looked
 -- like 13 rows, and each claim sorted all its queued items (257 ms) instead of reading
