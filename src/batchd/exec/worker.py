@@ -195,6 +195,12 @@ class Worker:
         # arrives while it runs makes the loop claim again at once.
         self._wake.clear()
         self._slot_free.clear()
+        if any(o.status == ItemStatus.FAILED for o in self._flushing):
+            # A failure being committed may stop its batch (fail fast, an error rate):
+            # claim after it, not beside it (on PostgreSQL the two would race, and the
+            # claim could start the batch's next item before the stop).
+            async with self._flush_lock:
+                pass
         # Outcomes waiting for the group commit go in the claim's transaction, recorded
         # before it claims: one commit instead of two, and no claim waits behind a flush.
         done = self._claim_outcomes = self._take_outcomes()
